@@ -1,0 +1,410 @@
+package aggregate
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/snapshot"
+)
+
+// Config configures a [Repository]. The zero value (or a nil *Config) means
+// defaults.
+type Config struct {
+	// MaxRetries is how many times [Repository.Update] reloads and retries
+	// after a concurrency conflict before giving up. A negative value
+	// disables retries. Defaults to 3.
+	MaxRetries int
+
+	// PageSize is the number of events read per store round trip when
+	// loading. Defaults to 1000, so a stream of up to 999 events loads in
+	// one round trip.
+	PageSize int
+
+	// Snapshots stores snapshots of the aggregates, so that loading a long
+	// stream starts from the latest snapshot instead of the first event
+	// (see docs/snapshots.md). Unless the aggregate implements
+	// [Snapshotter], its state is encoded as JSON, and [NewRepository]
+	// refuses aggregate types with fields JSON would not keep. Defaults to
+	// nil: no snapshots.
+	Snapshots snapshot.Store
+
+	// SnapshotPolicy decides when a successful save takes a snapshot.
+	// Defaults to [snapshot.EveryN](100).
+	SnapshotPolicy snapshot.Policy
+
+	// SnapshotSchemaVersion is the version of the aggregate's snapshot
+	// format. Increase it whenever a change to the aggregate type changes
+	// what its encoded state means or how it is encoded: snapshots of any
+	// other schema version are ignored (the state is rebuilt from the
+	// events) and replaced. Defaults to 1.
+	SnapshotSchemaVersion int
+
+	// SnapshotType is the aggregate type name stored in snapshots; a
+	// snapshot of another type is ignored. Defaults to the Go type name of
+	// the aggregate (e.g. "Account").
+	SnapshotType string
+
+	// SnapshotTimeout bounds the time a save spends taking a snapshot after
+	// it succeeded, and the time a load spends replacing a stale snapshot.
+	// Such a snapshot is best effort: when it fails or times out the
+	// failure is logged and the save still succeeds. Defaults to 500ms.
+	SnapshotTimeout time.Duration
+
+	// Logger receives the snapshot problems the repository works around:
+	// snapshots that fail to be taken, and snapshots that are unreadable,
+	// stale or ahead of their stream and therefore ignored. Defaults to
+	// [slog.Default].
+	Logger *slog.Logger
+}
+
+const (
+	defaultMaxRetries      = 3
+	defaultPageSize        = 1000
+	defaultSnapshotEvery   = 100
+	defaultSnapshotTimeout = 500 * time.Millisecond
+)
+
+// Repository loads and saves aggregates of type T (whose pointer type PT
+// implements [Root]) in an [eventstore.Store], decoding and encoding events
+// with an [eventstore.Registry]. It is safe for concurrent use; the
+// aggregates it returns are not.
+//
+// The second type parameter is inferred: write
+//
+//	accounts, err := aggregate.NewRepository[Account](store, registry, nil)
+//
+// and name the type as *aggregate.Repository[Account, *Account].
+type Repository[T any, PT interface {
+	*T
+	Root
+}] struct {
+	store      eventstore.Store
+	reg        *eventstore.Registry
+	maxRetries int
+	pageSize   int
+	logger     *slog.Logger
+
+	// Snapshots; snapshots is nil when they are disabled.
+	snapshots   snapshot.Store
+	policy      snapshot.Policy
+	snapSchema  int
+	snapType    string
+	snapTimeout time.Duration
+}
+
+// NewRepository returns a repository of T aggregates backed by store, with
+// event types registered in reg. A nil cfg means defaults. It fails with an
+// error matching [eventstore.ErrInvalidInput] when store or reg is nil or a
+// Config field is out of range.
+func NewRepository[T any, PT interface {
+	*T
+	Root
+}](store eventstore.Store, reg *eventstore.Registry, cfg *Config) (*Repository[T, PT], error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	invalid := func(field, reason string) error { return &eventstore.ValidationError{Field: field, Reason: reason} }
+	switch {
+	case store == nil:
+		return nil, invalid("store", "must not be nil")
+	case reg == nil:
+		return nil, invalid("registry", "must not be nil")
+	case cfg.PageSize < 0:
+		return nil, invalid("Config.PageSize", "must not be negative")
+	case cfg.SnapshotSchemaVersion < 0:
+		return nil, invalid("Config.SnapshotSchemaVersion", "must not be negative")
+	case cfg.SnapshotTimeout < 0:
+		return nil, invalid("Config.SnapshotTimeout", "must not be negative")
+	case PT(new(T)).aggregateBase() == nil:
+		return nil, invalid("aggregate type "+reflect.TypeFor[T]().String(), "embeds *aggregate.Base: embed aggregate.Base by value")
+	}
+	r := &Repository[T, PT]{
+		store:       store,
+		reg:         reg,
+		maxRetries:  cfg.MaxRetries,
+		pageSize:    cmp.Or(cfg.PageSize, defaultPageSize),
+		logger:      cmp.Or(cfg.Logger, slog.Default()),
+		snapshots:   cfg.Snapshots,
+		policy:      cfg.SnapshotPolicy,
+		snapSchema:  cmp.Or(cfg.SnapshotSchemaVersion, 1),
+		snapType:    cmp.Or(cfg.SnapshotType, reflect.TypeFor[T]().Name()),
+		snapTimeout: cmp.Or(cfg.SnapshotTimeout, defaultSnapshotTimeout),
+	}
+	if r.maxRetries == 0 {
+		r.maxRetries = defaultMaxRetries
+	} else if r.maxRetries < 0 {
+		r.maxRetries = 0
+	}
+	if r.policy == nil {
+		r.policy = snapshot.EveryN(defaultSnapshotEvery)
+	}
+	if r.snapshots != nil {
+		if err := snapshot.Validate(snapshot.Snapshot{StreamID: "x", Type: r.snapType, Version: 1, SchemaVersion: r.snapSchema, Data: []byte{0}}, 0); err != nil {
+			return nil, invalid("Config.SnapshotType", err.Error())
+		}
+		if err := checkSnapshotEncoding[T, PT](); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// New returns a new, empty aggregate for the stream id, at version 0. Its
+// first [Repository.Save] expects the stream not to exist. The ID is
+// validated when the aggregate is saved.
+func (r *Repository[T, PT]) New(id string) PT {
+	agg := PT(new(T))
+	agg.aggregateBase().id = id
+	return agg
+}
+
+// Load returns the aggregate stored in the stream id, with every stored
+// event applied. It fails with an error matching
+// [eventstore.ErrStreamNotFound] when the stream has no events, and with
+// [eventstore.ErrInvalidInput] for an invalid id. An event that cannot be
+// decoded fails the load with an error matching
+// [eventstore.ErrUnknownEventType] or [eventstore.ErrDecode], one that Apply
+// refuses with an [*ApplyError]; a partly loaded aggregate is never
+// returned.
+func (r *Repository[T, PT]) Load(ctx context.Context, id string) (PT, error) {
+	return r.load(ctx, id, 0, time.Time{})
+}
+
+// LoadVersion returns the aggregate as it was at stream version version:
+// with events 1 to version applied. It fails with a [*VersionNotFoundError]
+// when the stream is not that long yet, with
+// [eventstore.ErrStreamNotFound] when it has no events, and with
+// [eventstore.ErrInvalidInput] when version < 1.
+//
+// The returned aggregate's [Base.StoredVersion] is version, so saving
+// changes made to it fails with a concurrency conflict unless the stream is
+// still at that version: a past state cannot overwrite the present.
+func (r *Repository[T, PT]) LoadVersion(ctx context.Context, id string, version int64) (PT, error) {
+	if version < 1 {
+		return nil, &eventstore.ValidationError{Field: "version", Reason: fmt.Sprintf("%d is not a stream version (versions start at 1)", version)}
+	}
+	agg, err := r.load(ctx, id, version, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	if v := agg.Version(); v < version {
+		return nil, &VersionNotFoundError{StreamID: id, Version: version, Current: v}
+	}
+	return agg, nil
+}
+
+// LoadAt returns the aggregate as it was at time t: with the stream's
+// events applied in order up to, not including, the first one recorded
+// after t. (Events are recorded in version order, so this is every event
+// recorded at or before t; should a store's clock ever step back, the state
+// stays a prefix of the stream.) It fails with an error matching
+// [eventstore.ErrStreamNotFound] when no event was recorded at or before t.
+func (r *Repository[T, PT]) LoadAt(ctx context.Context, id string, t time.Time) (PT, error) {
+	if t.IsZero() {
+		return nil, &eventstore.ValidationError{Field: "time", Reason: "must not be zero"}
+	}
+	return r.load(ctx, id, 0, t)
+}
+
+// load rebuilds the aggregate in stream id, up to version upTo (0: no
+// bound) and stopping before the first event recorded after until (zero:
+// no bound). It starts from a snapshot when one is usable.
+func (r *Repository[T, PT]) load(ctx context.Context, id string, upTo int64, until time.Time) (PT, error) {
+	if err := eventstore.ValidateStreamID(id); err != nil {
+		return nil, err
+	}
+	var (
+		agg         PT
+		done, stale bool
+	)
+	if r.snapshots != nil && until.IsZero() {
+		var err error
+		if agg, done, stale, err = r.loadSnapshot(ctx, id, upTo); err != nil {
+			return nil, err
+		}
+	}
+	if agg == nil {
+		agg, done = r.New(id), false
+	}
+	if done {
+		agg.aggregateBase().stored = agg.Version()
+	} else if err := r.replay(ctx, agg, upTo, until); err != nil {
+		return nil, err
+	}
+	if stale && upTo == 0 && agg.Version() > 0 {
+		r.trySnapshot(ctx, agg, "replace an unusable snapshot")
+	}
+	if agg.Version() == 0 {
+		if !until.IsZero() {
+			return nil, fmt.Errorf("load %q at %s: no event recorded by then: %w", id, until.Format(time.RFC3339Nano), eventstore.ErrStreamNotFound)
+		}
+		return nil, fmt.Errorf("load %q: %w", id, eventstore.ErrStreamNotFound)
+	}
+	return agg, nil
+}
+
+// replay applies the stream's events after agg's current version, up to
+// version upTo (0: no bound) and stopping before the first event recorded
+// after until (zero: no bound), then marks agg as stored at its version.
+func (r *Repository[T, PT]) replay(ctx context.Context, agg PT, upTo int64, until time.Time) error {
+	b := agg.aggregateBase()
+	opts := eventstore.ReadStreamOptions{From: b.version + 1}
+	if upTo > 0 {
+		if upTo <= b.version {
+			b.stored = b.version
+			return nil
+		}
+		opts.Limit = int(upTo - b.version)
+	}
+	for rec, err := range eventstore.ReadStreamSeq(ctx, r.store, b.id, opts, r.pageSize) {
+		if err != nil {
+			return fmt.Errorf("load %q: %w", b.id, err)
+		}
+		if !until.IsZero() && rec.RecordedAt.After(until) {
+			break
+		}
+		if err := r.apply(agg, rec); err != nil {
+			return err
+		}
+	}
+	b.stored = b.version
+	return nil
+}
+
+// apply decodes a stored event and applies it to agg, which must be at the
+// version before it.
+func (r *Repository[T, PT]) apply(agg PT, rec eventstore.Record) error {
+	b := agg.aggregateBase()
+	if rec.StreamVersion != b.version+1 {
+		return fmt.Errorf("load %q: store returned version %d after version %d", b.id, rec.StreamVersion, b.version)
+	}
+	ev, err := r.reg.Decode(rec)
+	if err != nil {
+		return fmt.Errorf("load %q: event at version %d: %w", b.id, rec.StreamVersion, err)
+	}
+	if err := agg.Apply(ev); err != nil {
+		return &ApplyError{StreamID: b.id, Version: rec.StreamVersion, Type: rec.Type, Err: err}
+	}
+	b.version = rec.StreamVersion
+	return nil
+}
+
+// Save appends agg's uncommitted events to its stream, expecting the stream
+// to be at [Base.StoredVersion] (no stream for a new aggregate). On success
+// the uncommitted events are cleared and the stored version advances. Saving
+// an aggregate without uncommitted events is a no-op.
+//
+// Events carry the metadata set on ctx with [eventstore.WithMetadata].
+//
+// When another writer appended first, Save fails with an error matching
+// [eventstore.ErrConcurrencyConflict] and agg is unchanged: reload it and
+// run the command again, or use [Repository.Update], which does so.
+//
+// When the repository has a snapshot store and its policy asks for it, a
+// successful Save then takes a snapshot, spending at most
+// [Config.SnapshotTimeout]; a snapshot failure is logged, never returned.
+//
+// When Save fails for another reason, such as a lost connection, the events
+// may or may not have been stored. Calling Save again with the same
+// aggregate and the same context metadata is safe: the event IDs were fixed
+// by [Record], so a store that already has them treats the retry as a
+// no-op success.
+func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) error {
+	if agg == nil {
+		return &eventstore.ValidationError{Field: "aggregate", Reason: "must not be nil"}
+	}
+	b := agg.aggregateBase()
+	if len(b.pending) == 0 {
+		return nil
+	}
+	if err := eventstore.ValidateStreamID(b.id); err != nil {
+		return err
+	}
+	md, _ := eventstore.MetadataFromContext(ctx)
+	md.Headers = maps.Clone(md.Headers)
+	events := make([]eventstore.Event, len(b.pending))
+	for i, p := range b.pending {
+		e, err := r.reg.Encode(p.event)
+		if err != nil {
+			return fmt.Errorf("save %q: %w", b.id, err)
+		}
+		e.ID = p.id
+		e.Metadata = md
+		events[i] = e
+	}
+	previous := b.stored
+	res, err := r.store.Append(ctx, b.id, eventstore.Exact(previous), events...)
+	if err != nil {
+		var conflict *eventstore.ConcurrencyError
+		if errors.As(err, &conflict) {
+			return err // already names the stream and both versions
+		}
+		return fmt.Errorf("save %q: %w", b.id, err)
+	}
+	if want := b.stored + int64(len(events)); res.Version != want {
+		return fmt.Errorf("save %q: store reported version %d after the append, want %d", b.id, res.Version, want)
+	}
+	b.stored = res.Version
+	b.version = res.Version
+	b.pending = nil
+	if r.snapshots != nil && r.policy.ShouldSnapshot(snapshot.Info{StreamID: b.id, Version: b.version, PreviousVersion: previous, SnapshotVersion: b.snapshot}) {
+		r.trySnapshot(ctx, agg, "after a save")
+	}
+	return nil
+}
+
+// Update runs a command against the aggregate in stream id and saves the
+// result, retrying on concurrency conflicts: it loads the aggregate, calls
+// fn, and saves. When the save conflicts with another writer, it reloads
+// and calls fn again, up to [Config.MaxRetries] times, then fails with an
+// error matching [eventstore.ErrConcurrencyConflict]. fn must therefore be
+// safe to run more than once and decide only from the aggregate it is given.
+//
+// When the stream does not exist, fn gets a new aggregate from
+// [Repository.New], so Update also creates aggregates (create-or-update);
+// fn can check agg.Version() == 0 to tell. If fn records nothing, nothing
+// is saved.
+//
+// An error from fn aborts the update without saving and is returned as is,
+// so domain errors can be matched with [errors.Is]. On success Update
+// returns the saved aggregate. On a save error other than a conflict (the
+// events may or may not be stored), it returns the unsaved aggregate with
+// the error: retry with [Repository.Save], which is idempotent, rather than
+// with Update, which would run fn again with new event IDs. Otherwise the
+// returned aggregate is nil on error.
+func (r *Repository[T, PT]) Update(ctx context.Context, id string, fn func(agg PT) error) (PT, error) {
+	if fn == nil {
+		return nil, &eventstore.ValidationError{Field: "update function", Reason: "must not be nil"}
+	}
+	for attempt := 0; ; attempt++ {
+		agg, err := r.Load(ctx, id)
+		if errors.Is(err, eventstore.ErrStreamNotFound) {
+			agg, err = r.New(id), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(agg); err != nil {
+			return nil, err
+		}
+		err = r.Save(ctx, agg)
+		switch {
+		case err == nil:
+			return agg, nil
+		case !errors.Is(err, eventstore.ErrConcurrencyConflict):
+			return agg, err
+		case attempt >= r.maxRetries:
+			return nil, fmt.Errorf("update %q: gave up after %d attempts: %w", id, attempt+1, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("update %q: %w", id, err)
+		}
+	}
+}

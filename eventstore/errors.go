@@ -1,0 +1,133 @@
+package eventstore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Stores and the codec return typed errors (below) that
+// match these with [errors.Is]; branch on them, never on messages.
+var (
+	// ErrConcurrencyConflict: the stream was not at the expected version.
+	// The error is a [*ConcurrencyError] carrying both versions.
+	ErrConcurrencyConflict = errors.New("concurrency conflict")
+	// ErrStreamNotFound: the stream has no events.
+	ErrStreamNotFound = errors.New("stream not found")
+	// ErrInvalidInput: an argument failed validation (stream ID, event,
+	// expected version, size limit...). The error is a [*ValidationError]
+	// or an [*EventTooLargeError].
+	ErrInvalidInput = errors.New("invalid input")
+	// ErrEventTooLarge: an event exceeds the store's size limit. Errors
+	// matching it also match [ErrInvalidInput].
+	ErrEventTooLarge = errors.New("event too large")
+	// ErrUnknownEventType: an event type name or Go type is not registered.
+	// The error is an [*UnknownEventTypeError].
+	ErrUnknownEventType = errors.New("unknown event type")
+	// ErrDuplicateEvent: an event ID is already stored with different
+	// content or at a different place. The error is a [*DuplicateEventError].
+	ErrDuplicateEvent = errors.New("duplicate event id")
+	// ErrDecode: a stored payload could not be decoded or upcast. The error
+	// is a [*DecodeError].
+	ErrDecode = errors.New("cannot decode event")
+)
+
+// ConcurrencyError reports that an append's expected version did not hold.
+type ConcurrencyError struct {
+	// StreamID is the contended stream.
+	StreamID string
+	// Expected is what the caller expected.
+	Expected ExpectedVersion
+	// Actual is the stream's version when the append was refused. It is -1
+	// when the store could not tell (a racing writer won a unique-key race).
+	Actual int64
+}
+
+func (e *ConcurrencyError) Error() string {
+	if e.Actual < 0 {
+		return fmt.Sprintf("concurrency conflict on stream %q: expected version %s, another writer appended first", e.StreamID, e.Expected)
+	}
+	return fmt.Sprintf("concurrency conflict on stream %q: expected version %s, actual %d", e.StreamID, e.Expected, e.Actual)
+}
+
+// Is matches [ErrConcurrencyConflict].
+func (e *ConcurrencyError) Is(target error) bool { return target == ErrConcurrencyConflict }
+
+// ValidationError reports an argument that failed validation.
+type ValidationError struct {
+	// Field names what was invalid, e.g. "stream id" or "events[2].type".
+	Field string
+	// Reason says why, lowercase.
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return "invalid " + e.Field + ": " + e.Reason }
+
+// Is matches [ErrInvalidInput].
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalidInput }
+
+// EventTooLargeError reports an event over the store's size limit.
+type EventTooLargeError struct {
+	// Index is the event's index in the append.
+	Index int
+	// Size is the event's payload plus metadata size in bytes.
+	Size int
+	// Limit is the configured maximum.
+	Limit int
+}
+
+func (e *EventTooLargeError) Error() string {
+	return fmt.Sprintf("event too large: events[%d] is %d bytes, limit is %d", e.Index, e.Size, e.Limit)
+}
+
+// Is matches [ErrEventTooLarge] and [ErrInvalidInput].
+func (e *EventTooLargeError) Is(target error) bool {
+	return target == ErrEventTooLarge || target == ErrInvalidInput
+}
+
+// UnknownEventTypeError reports an unregistered event type.
+type UnknownEventTypeError struct {
+	// Type is the unknown name, or the Go type's name when encoding.
+	Type string
+}
+
+func (e *UnknownEventTypeError) Error() string { return fmt.Sprintf("unknown event type %q", e.Type) }
+
+// Is matches [ErrUnknownEventType].
+func (e *UnknownEventTypeError) Is(target error) bool { return target == ErrUnknownEventType }
+
+// DuplicateEventError reports an event ID that is already stored, but not as
+// part of an identical earlier append (which would be an idempotent retry).
+type DuplicateEventError struct {
+	// EventID is the duplicated ID.
+	EventID EventID
+	// StreamID is the stream the append targeted.
+	StreamID string
+}
+
+func (e *DuplicateEventError) Error() string {
+	return fmt.Sprintf("duplicate event id %s in append to stream %q: already stored with different content or position", e.EventID, e.StreamID)
+}
+
+// Is matches [ErrDuplicateEvent].
+func (e *DuplicateEventError) Is(target error) bool { return target == ErrDuplicateEvent }
+
+// DecodeError reports a stored event that could not be decoded.
+type DecodeError struct {
+	// Type and SchemaVersion identify the payload.
+	Type          string
+	SchemaVersion int
+	// EventID identifies the event, when known.
+	EventID EventID
+	// Err is the cause.
+	Err error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("cannot decode event %s (type %q, schema version %d): %v", e.EventID, e.Type, e.SchemaVersion, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Is matches [ErrDecode].
+func (e *DecodeError) Is(target error) bool { return target == ErrDecode }

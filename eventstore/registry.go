@@ -1,0 +1,260 @@
+package eventstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+)
+
+// Codec encodes event payloads. [JSONCodec] is the default; a custom codec
+// must still produce JSON, since stores keep payloads as JSON documents.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// JSONCodec encodes payloads with encoding/json.
+type JSONCodec struct{}
+
+// Marshal implements [Codec].
+func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal implements [Codec].
+func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// RegistryConfig configures a [Registry].
+type RegistryConfig struct {
+	// Codec encodes and decodes payloads. Defaults to [JSONCodec].
+	Codec Codec
+}
+
+// Registry maps event type names to Go types and back, encodes payloads,
+// and upcasts old schema versions on decode. Register every event type at
+// start-up with [Register]; a Registry is then safe for concurrent use.
+type Registry struct {
+	codec Codec
+
+	mu     sync.RWMutex
+	byName map[string]*eventType
+	byType map[reflect.Type]*eventType
+}
+
+type eventType struct {
+	name      string
+	goType    reflect.Type
+	version   int // current schema version: 1 + len(upcasters)
+	upcasters []Upcaster
+}
+
+// NewRegistry returns an empty registry. A nil config means defaults.
+func NewRegistry(cfg *RegistryConfig) *Registry {
+	if cfg == nil {
+		cfg = &RegistryConfig{}
+	}
+	codec := cfg.Codec
+	if codec == nil {
+		codec = JSONCodec{}
+	}
+	return &Registry{codec: codec, byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
+}
+
+// Upcaster lifts a payload from one schema version to the next. Build one
+// with [Upcast] (typed) or [UpcastData] (raw payload bytes) and pass it to
+// [Register].
+type Upcaster struct {
+	from    int
+	in, out reflect.Type // nil for raw upcasters
+	fn      func(c Codec, data []byte) ([]byte, error)
+}
+
+// Upcast returns an upcaster from schema version fromVersion (decoded as
+// From) to fromVersion+1 (To). Old Go types can stay in the code under new
+// names (UserRegisteredV1) while the current type keeps the plain name.
+func Upcast[From, To any](fromVersion int, fn func(From) (To, error)) Upcaster {
+	return Upcaster{
+		from: fromVersion,
+		in:   reflect.TypeFor[From](),
+		out:  reflect.TypeFor[To](),
+		fn: func(c Codec, data []byte) ([]byte, error) {
+			var old From
+			if err := c.Unmarshal(data, &old); err != nil {
+				return nil, err
+			}
+			next, err := fn(old)
+			if err != nil {
+				return nil, err
+			}
+			return c.Marshal(next)
+		},
+	}
+}
+
+// UpcastData returns an upcaster from schema version fromVersion to
+// fromVersion+1 that rewrites the encoded payload directly.
+func UpcastData(fromVersion int, fn func(data []byte) ([]byte, error)) Upcaster {
+	return Upcaster{from: fromVersion, fn: func(_ Codec, data []byte) ([]byte, error) { return fn(data) }}
+}
+
+// Register registers the Go type T under name. The upcasters, if any, must
+// form the chain 1→2, 2→3, ... in order; the current schema version is then
+// len(upcasters)+1 and the last typed upcaster must produce T. Registering
+// a name or a Go type twice, an interface or pointer type, or a broken
+// chain fails with an error matching [ErrInvalidInput].
+func Register[T any](r *Registry, name string, upcasters ...Upcaster) error {
+	t := reflect.TypeFor[T]()
+	if err := validateName("event type name", name, MaxTypeNameLength); err != nil {
+		return err
+	}
+	if t.Kind() == reflect.Interface || t.Kind() == reflect.Pointer {
+		return &ValidationError{Field: "event type " + name, Reason: fmt.Sprintf("register the value type, not %s", t)}
+	}
+	for i, u := range upcasters {
+		if u.fn == nil {
+			return &ValidationError{Field: fmt.Sprintf("event type %s upcaster[%d]", name, i), Reason: "is empty; build it with Upcast or UpcastData"}
+		}
+		if u.from != i+1 {
+			return &ValidationError{Field: fmt.Sprintf("event type %s upcaster[%d]", name, i), Reason: fmt.Sprintf("upcasts from version %d, want %d (chain 1→2→3 in order)", u.from, i+1)}
+		}
+		if i > 0 && u.in != nil && upcasters[i-1].out != nil && u.in != upcasters[i-1].out {
+			return &ValidationError{Field: fmt.Sprintf("event type %s upcaster[%d]", name, i), Reason: fmt.Sprintf("takes %s but the previous upcaster returns %s", u.in, upcasters[i-1].out)}
+		}
+	}
+	if n := len(upcasters); n > 0 && upcasters[n-1].out != nil && upcasters[n-1].out != t {
+		return &ValidationError{Field: fmt.Sprintf("event type %s upcaster[%d]", name, n-1), Reason: fmt.Sprintf("returns %s, want the registered type %s", upcasters[n-1].out, t)}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if prev, ok := r.byName[name]; ok {
+		return &ValidationError{Field: "event type " + name, Reason: fmt.Sprintf("already registered for %s", prev.goType)}
+	}
+	if prev, ok := r.byType[t]; ok {
+		return &ValidationError{Field: "event type " + name, Reason: fmt.Sprintf("go type %s already registered as %q", t, prev.name)}
+	}
+	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters)}
+	r.byName[name] = et
+	r.byType[t] = et
+	return nil
+}
+
+// MustRegister is like [Register] but panics on error. Use it in start-up
+// code where a registration mistake is a programming error.
+func MustRegister[T any](r *Registry, name string, upcasters ...Upcaster) {
+	if err := Register[T](r, name, upcasters...); err != nil {
+		panic("eventstore: " + err.Error())
+	}
+}
+
+func (r *Registry) lookupValue(v any) (*eventType, reflect.Value, error) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
+	}
+	if !rv.IsValid() {
+		return nil, rv, &UnknownEventTypeError{Type: "<nil>"}
+	}
+	r.mu.RLock()
+	et, ok := r.byType[rv.Type()]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, rv, &UnknownEventTypeError{Type: rv.Type().String()}
+	}
+	return et, rv, nil
+}
+
+// Name returns the registered name of v's type (v may be a pointer).
+func (r *Registry) Name(v any) (string, error) {
+	et, _, err := r.lookupValue(v)
+	if err != nil {
+		return "", err
+	}
+	return et.name, nil
+}
+
+// SchemaVersion returns the current schema version of the named type.
+func (r *Registry) SchemaVersion(name string) (int, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	et, ok := r.byName[name]
+	if !ok {
+		return 0, false
+	}
+	return et.version, true
+}
+
+// Types returns the registered type names, sorted.
+func (r *Registry) Types() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Encode turns a registered event value (or a pointer to one) into an
+// [Event] with its type name, current schema version and encoded payload.
+// The ID is left zero (the store or the repository fills it). An
+// unregistered type fails with an [*UnknownEventTypeError].
+func (r *Registry) Encode(v any) (Event, error) {
+	et, rv, err := r.lookupValue(v)
+	if err != nil {
+		return Event{}, err
+	}
+	data, err := r.codec.Marshal(rv.Interface())
+	if err != nil {
+		return Event{}, fmt.Errorf("encode event %q: %w", et.name, err)
+	}
+	return Event{Type: et.name, SchemaVersion: et.version, Data: data}, nil
+}
+
+// Decode decodes a stored record into a value of its registered Go type
+// (not a pointer), upcasting older schema versions first. It fails with an
+// [*UnknownEventTypeError] for an unregistered name and a [*DecodeError]
+// for a corrupt payload or a schema version newer than the registered one.
+func (r *Registry) Decode(rec Record) (any, error) {
+	r.mu.RLock()
+	et, ok := r.byName[rec.Type]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, &UnknownEventTypeError{Type: rec.Type}
+	}
+	data := rec.Data
+	version := max(rec.SchemaVersion, 1)
+	fail := func(err error) (any, error) {
+		return nil, &DecodeError{Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: err}
+	}
+	if version > et.version {
+		return fail(fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
+	}
+	for ; version < et.version; version++ {
+		up, err := et.upcasters[version-1].fn(r.codec, data)
+		if err != nil {
+			return fail(fmt.Errorf("upcast from version %d: %w", version, err))
+		}
+		data = up
+	}
+	ptr := reflect.New(et.goType)
+	if err := r.codec.Unmarshal(data, ptr.Interface()); err != nil {
+		return fail(err)
+	}
+	return ptr.Elem().Interface(), nil
+}
+
+// Decode decodes rec with r and asserts the result is a T. It fails with an
+// error matching [ErrDecode] when the record holds another type.
+func Decode[T any](r *Registry, rec Record) (T, error) {
+	var zero T
+	v, err := r.Decode(rec)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := v.(T)
+	if !ok {
+		return zero, &DecodeError{Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: fmt.Errorf("holds %T, not %s", v, reflect.TypeFor[T]())}
+	}
+	return t, nil
+}

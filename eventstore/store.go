@@ -1,0 +1,174 @@
+package eventstore
+
+import (
+	"context"
+	"iter"
+)
+
+// Store is an event store: append-only streams with optimistic concurrency,
+// and one global order that readers tail. The in-memory store
+// (eventstore/memory) and the PostgreSQL store (postgres) implement it, and
+// both pass the conformance suite in eventstore/storetest.
+//
+// All methods are safe for concurrent use.
+type Store interface {
+	// Append appends events to one stream if its version satisfies expected,
+	// atomically: all events are stored or none. Events with a zero ID get a
+	// new one. It returns a [*ConcurrencyError] (matching
+	// [ErrConcurrencyConflict]) when expected does not hold, and validation
+	// errors matching [ErrInvalidInput].
+	//
+	// Retrying an append whose event IDs are already stored at the same
+	// stream and versions with the same type and payload is a no-op that
+	// returns the original result; reusing an ID otherwise fails with a
+	// [*DuplicateEventError].
+	Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...Event) (AppendResult, error)
+
+	// AppendStreams appends to several streams atomically: either every
+	// [StreamAppend] holds and all are stored, or none is. A stream may
+	// appear only once.
+	AppendStreams(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error)
+
+	// ReadStream reads one page of a stream's events in version order, as
+	// opts says. A stream with no events yields an empty page, not an error.
+	ReadStream(ctx context.Context, streamID string, opts ReadStreamOptions) ([]Record, error)
+
+	// ReadAll reads up to limit events strictly after the position after,
+	// in global order. It never returns an event while an event that sorts
+	// before it may still commit, so a reader that keeps calling it with
+	// the last returned position sees every event exactly once.
+	ReadAll(ctx context.Context, after Position, limit int) ([]Record, error)
+
+	// StreamVersion returns the stream's current version, or an error
+	// matching [ErrStreamNotFound] when it has no events.
+	StreamVersion(ctx context.Context, streamID string) (int64, error)
+
+	// Head returns the position of the last event that ReadAll can return
+	// now, or the zero Position if there is none.
+	Head(ctx context.Context) (Position, error)
+
+	// Watch returns a channel that receives a value (coalesced: at most one
+	// pending) when new events may be readable. It is a wake-up hint only:
+	// tailers must also poll, since a hint can be lost. The channel is
+	// closed when ctx is done.
+	Watch(ctx context.Context) <-chan struct{}
+}
+
+// StreamAppend is one stream's part of [Store.AppendStreams].
+type StreamAppend struct {
+	// StreamID is the target stream.
+	StreamID string
+	// Expected is the stream's expected version.
+	Expected ExpectedVersion
+	// Events are the events to append, in order.
+	Events []Event
+}
+
+// AppendResult describes a successful append.
+type AppendResult struct {
+	// StreamID is the stream appended to.
+	StreamID string
+	// Version is the stream's version after the append (the last event's).
+	Version int64
+	// Position is the last appended event's global position. Waiting until
+	// a reader has passed it gives read-your-writes.
+	Position Position
+}
+
+// Direction is the order in which [Store.ReadStream] reads.
+type Direction int
+
+const (
+	// Forward reads from old to new.
+	Forward Direction = iota
+	// Backward reads from new to old.
+	Backward
+)
+
+// ReadStreamOptions says which page of a stream to read.
+type ReadStreamOptions struct {
+	// Direction is Forward or Backward. Defaults to Forward.
+	Direction Direction
+	// From is the first version returned. Reading forward, values below 1
+	// mean 1. Reading backward, it is the highest version returned and 0
+	// means the stream's end. Defaults to the start (forward) or the end
+	// (backward).
+	From int64
+	// Limit is the maximum number of events returned. Defaults to no limit.
+	Limit int
+}
+
+// ReadStreamSeq iterates over a whole stream (or from opts.From), paging
+// through s with pages of pageSize events (1000 when pageSize <= 0). An
+// error ends the sequence after being yielded.
+func ReadStreamSeq(ctx context.Context, s Store, streamID string, opts ReadStreamOptions, pageSize int) iter.Seq2[Record, error] {
+	if pageSize <= 0 {
+		pageSize = 1000
+	}
+	return func(yield func(Record, error) bool) {
+		remaining := opts.Limit
+		for {
+			page := opts
+			page.Limit = pageSize
+			if remaining > 0 && remaining < pageSize {
+				page.Limit = remaining
+			}
+			recs, err := s.ReadStream(ctx, streamID, page)
+			if err != nil {
+				yield(Record{}, err)
+				return
+			}
+			for _, r := range recs {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if remaining > 0 {
+				remaining -= len(recs)
+				if remaining <= 0 {
+					return
+				}
+			}
+			if len(recs) < page.Limit {
+				return
+			}
+			last := recs[len(recs)-1].StreamVersion
+			if opts.Direction == Backward {
+				if last <= 1 {
+					return
+				}
+				opts.From = last - 1
+			} else {
+				opts.From = last + 1
+			}
+		}
+	}
+}
+
+// ReadAllSeq iterates over every event after the position after, in global
+// order, paging with pages of pageSize events (1000 when pageSize <= 0). It
+// stops at the current end; it does not wait for new events. An error ends
+// the sequence after being yielded.
+func ReadAllSeq(ctx context.Context, s Store, after Position, pageSize int) iter.Seq2[Record, error] {
+	if pageSize <= 0 {
+		pageSize = 1000
+	}
+	return func(yield func(Record, error) bool) {
+		for {
+			recs, err := s.ReadAll(ctx, after, pageSize)
+			if err != nil {
+				yield(Record{}, err)
+				return
+			}
+			for _, r := range recs {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if len(recs) < pageSize {
+				return
+			}
+			after = recs[len(recs)-1].Position
+		}
+	}
+}

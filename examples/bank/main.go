@@ -1,0 +1,52 @@
+// Command bank is Chronicle's example service: bank accounts as
+// event-sourced aggregates, with a read model of balances. It tells a short
+// story: commands and the events they record, a refused withdrawal, two
+// tellers racing on one account, the balances, and time travel.
+//
+// With no flags it runs on the in-memory store:
+//
+//	go run ./examples/bank
+//
+// With -dsn (or DATABASE_URL) it runs on PostgreSQL, applying Chronicle's
+// migrations first:
+//
+//	go run ./examples/bank -dsn 'postgres://user:pass@localhost:5432/bank'
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/chronicle-go/chronicle/eventstore/memory"
+)
+
+func main() {
+	var dsn string
+	flag.StringVar(&dsn, "dsn", os.Getenv("DATABASE_URL"), "PostgreSQL URL; the in-memory store is used when empty (default $DATABASE_URL)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdout, dsn); err != nil {
+		fmt.Fprintln(os.Stderr, "bank:", err)
+		os.Exit(1)
+	}
+}
+
+// run opens the store that dsn names (memory when empty) and tells the
+// story on it.
+func run(ctx context.Context, w io.Writer, dsn string) error {
+	if dsn == "" {
+		return story(ctx, w, memory.New(nil), "in-memory store", "")
+	}
+	store, closeStore, err := openPostgres(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	// A database keeps earlier runs' accounts: give this run its own.
+	return story(ctx, w, store, "PostgreSQL store", "-"+runSuffix())
+}

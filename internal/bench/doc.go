@@ -1,0 +1,39 @@
+// Package bench is Chronicle's benchmark harness, run by `chronicle bench`.
+//
+// Every figure is a ratio against a raw pgx baseline measured in the same
+// run on the same server, as /work/shared/BENCH.md asks: the baseline is
+// the fastest honest pgx code on a minimal events table (schema
+// bench_baseline), Chronicle is the postgres store, the aggregate
+// repository and the event registry on the chronicle schema, both in one
+// fresh database per run (created and dropped by [Run]).
+//
+// # Workloads
+//
+//   - append-1 (x1, x8 writers): each writer runs commands that append one
+//     Deposited event to one of its 50 existing account streams, each its
+//     own save. Baseline: one INSERT … SELECT FROM unnest(…) per command,
+//     UNIQUE (stream_id, version) as the concurrency check. Chronicle:
+//     aggregate Record + Repository.Save on a loaded account.
+//   - append-10 (x1, x8): the same with 10 events per save.
+//   - load-100: rehydrating accounts of 100 events each. Baseline: SELECT
+//     … WHERE stream_id = $1 ORDER BY version, JSON-decode, apply.
+//     Chronicle: Repository.Load.
+//   - catch-up: reading every event from the start (200,000 seeded plus
+//     those of earlier workloads) and decoding each into its Go type.
+//     Baseline: keyset scan on the identity position, pages of 1,000.
+//     Chronicle: store.ReadAll through eventstore.ReadAllSeq and
+//     Registry.Decode.
+//
+// Seed data is written with COPY, interleaved across streams, and is not
+// measured. Each run measures every workload on both sides, alternating
+// which side goes first; the [Report] holds the medians and the ratio
+// Chronicle/baseline (inverted for latencies, so that 1 means as fast and
+// below 1 slower).
+//
+// # Adding a workload
+//
+// Write a function returning a workload (name, metrics, setup, baseline,
+// chronicle) in a file of your own and add one line calling it to the list
+// in workloads(). A side returns one value per metric; use [time] to
+// measure only what the workload is about.
+package bench

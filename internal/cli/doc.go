@@ -1,0 +1,31 @@
+// Package cli is the chronicle command: every verb, its flags, its output
+// and its exit codes. cmd/chronicle only calls [Main] with the process's
+// arguments, streams and environment; tests call it with buffers.
+//
+// # Commands
+//
+//	chronicle migrate up | down | version | force N | steps N  [--database-url URL]
+//	chronicle streams read STREAM [--from N] [--limit N] [--backward] [--json]
+//	chronicle streams head
+//	chronicle bench --dsn URL [--runs N] [--events N] [--workloads a,b] [--quick]
+//	chronicle version
+//	chronicle help [command]
+//
+// Commands that use a database take --database-url, or the DATABASE_URL
+// environment variable. docs/operations.md is the user's reference.
+//
+// # Exit codes and messages
+//
+// 0 on success; 1 when the command ran and failed (unreachable database,
+// dirty schema, ...), with "chronicle <verb>: <lowercase message>" on
+// stderr; 2 on a usage error, followed by the command's usage. Results go
+// to stdout, everything else to stderr. Passwords of database URLs never
+// appear in messages.
+//
+// # Adding a command
+//
+// Write a function returning a command in a file of your own (its flags,
+// synopsis, help text and run function) and add one line calling it to
+// the list in commands(). Flags may appear before or after the
+// subcommand's arguments; negative numbers are arguments, not flags.
+package cli

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/migrations"
+	"github.com/chronicle-go/chronicle/postgres"
+	"github.com/chronicle-go/chronicle/postgres/postgrestest"
+)
+
+var emptyDatabases = mustEmptyTemplate()
+
+func mustEmptyTemplate() *postgrestest.Template {
+	tpl, err := postgrestest.New(&postgrestest.Config{
+		Key:     "empty",
+		Migrate: func(context.Context, string) error { return nil },
+	})
+	if err != nil {
+		panic(err)
+	}
+	return tpl
+}
+
+// mustRun runs the CLI and fails t unless it exits with wantCode.
+func mustRun(t *testing.T, env map[string]string, wantCode int, args ...string) (stdout, stderr string) {
+	t.Helper()
+	code, stdout, stderr := run(t, env, args...)
+	if code != wantCode {
+		t.Fatalf("chronicle %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, stdout, stderr)
+	}
+	return stdout, stderr
+}
+
+func wantContains(t *testing.T, what, got, want string) {
+	t.Helper()
+	if !strings.Contains(got, want) {
+		t.Errorf("%s = %q, want it to contain %q", what, got, want)
+	}
+}
+
+func TestMigrateCommands(t *testing.T) {
+	t.Parallel()
+	db := emptyDatabases.DatabaseURL(t)
+	latest := migrations.Latest()
+
+	out, _ := mustRun(t, nil, 0, "migrate", "version", "--database-url", db)
+	wantContains(t, "version on an empty database", out, "version 0")
+
+	out, _ = mustRun(t, nil, 0, "migrate", "up", "--database-url", db)
+	wantContains(t, "up", out, fmt.Sprintf("up to date at version %d", latest))
+
+	// DATABASE_URL works as well as the flag; up again is a no-op.
+	env := map[string]string{"DATABASE_URL": db}
+	out, _ = mustRun(t, env, 0, "migrate", "up")
+	wantContains(t, "second up", out, fmt.Sprintf("version %d", latest))
+	out, _ = mustRun(t, env, 0, "migrate", "version")
+	wantContains(t, "version", out, fmt.Sprintf("version %d (latest %d)", latest, latest))
+
+	out, _ = mustRun(t, env, 0, "migrate", "steps", "-1")
+	wantContains(t, "steps -1", out, "schema is at version")
+	out, _ = mustRun(t, env, 0, "migrate", "steps", "1")
+	wantContains(t, "steps 1", out, fmt.Sprintf("schema is at version %d", latest))
+
+	out, _ = mustRun(t, env, 0, "migrate", "down")
+	wantContains(t, "down", out, "reverted every migration")
+	out, _ = mustRun(t, env, 0, "migrate", "version")
+	wantContains(t, "version after down", out, "version 0")
+	mustRun(t, env, 0, "migrate", "up")
+}
+
+func TestMigrateDirtySchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := postgrestest.DatabaseURL(t)
+	latest := migrations.Latest()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, "UPDATE "+migrations.MigrationsTable+" SET dirty = true")
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DATABASE_URL": db}
+
+	out, stderr := mustRun(t, env, 1, "migrate", "version")
+	wantContains(t, "version stdout", out, fmt.Sprintf("version %d (dirty)", latest))
+	wantContains(t, "version stderr", stderr, "schema is dirty")
+	wantContains(t, "version stderr", stderr, fmt.Sprintf("chronicle migrate force %d", latest))
+
+	_, stderr = mustRun(t, env, 1, "migrate", "up")
+	wantContains(t, "up stderr", stderr, "chronicle migrate: schema is dirty")
+	wantContains(t, "up stderr", stderr, "to fix:")
+
+	out, _ = mustRun(t, env, 0, "migrate", "force", fmt.Sprint(latest))
+	wantContains(t, "force", out, fmt.Sprintf("forced version %d", latest))
+	out, _ = mustRun(t, env, 0, "migrate", "up")
+	wantContains(t, "up after force", out, fmt.Sprintf("version %d", latest))
+}
+
+func TestStreamsCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := postgrestest.DatabaseURL(t)
+	env := map[string]string{"DATABASE_URL": db}
+
+	out, _ := mustRun(t, env, 0, "streams", "head")
+	wantContains(t, "head of an empty store", out, "head: none")
+
+	pool, err := pgxpool.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := postgres.New(pool, &postgres.Config{PollOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var events []eventstore.Event
+	for i := range 3 {
+		events = append(events, eventstore.Event{Type: "Deposited", Data: fmt.Appendf(nil, `{"amount": %d}`, i+1)})
+	}
+	res, err := store.Append(ctx, "account-1", eventstore.NoStream, events...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, _ = mustRun(t, env, 0, "streams", "read", "account-1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "VERSION") {
+		t.Fatalf("streams read printed %d lines, want a header and 3 events:\n%s", len(lines), out)
+	}
+	for i, line := range lines[1:] {
+		wantContains(t, "event line", line, fmt.Sprintf(`{"amount": %d}`, i+1))
+		if !strings.HasPrefix(line, fmt.Sprint(i+1)) {
+			t.Errorf("line %q does not start with version %d", line, i+1)
+		}
+	}
+
+	out, _ = mustRun(t, env, 0, "streams", "read", "account-1", "--backward", "--limit", "1", "--json")
+	wantContains(t, "json", out, `"stream_version":3`)
+	wantContains(t, "json", out, `"data":{"amount":3}`)
+	if n := strings.Count(out, "\n"); n != 1 {
+		t.Errorf("--limit 1 printed %d lines: %s", n, out)
+	}
+
+	// Head stops below the oldest transaction still open anywhere on the
+	// server, so on a shared server it may lag: wait for it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ = mustRun(t, env, 0, "streams", "head")
+		if strings.Contains(out, "head: "+res.Position.String()) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	wantContains(t, "head", out, "head: "+res.Position.String())
+	wantContains(t, "head", out, "tail lag:")
+
+	_, stderr := mustRun(t, env, 1, "streams", "read", "account-404")
+	wantContains(t, "missing stream", stderr, `stream "account-404"`)
+	_, stderr = mustRun(t, env, 1, "streams", "read", "bad\xffid")
+	wantContains(t, "invalid stream id", stderr, "invalid")
+}

@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres"
+)
+
+func streamsCommand() command {
+	var (
+		dbURL    string
+		from     int64
+		limit    int
+		backward bool
+		jsonOut  bool
+	)
+	return command{
+		name:     "streams",
+		synopsis: "read STREAM [--from N] [--limit N] [--backward] [--json] | head  [--database-url URL]",
+		summary:  "read a stream's events or show the head of the global order",
+		help: `Subcommands:
+
+  read STREAM  print the events of STREAM in version order: version, global
+               position, type, schema version, recorded-at time, payload
+  head         print the position of the last event readers can see now and
+               the tailing lag (age of the oldest transaction still running)`,
+		flags: func(fs *flag.FlagSet) {
+			databaseFlag(fs, &dbURL)
+			fs.Int64Var(&from, "from", 0, "first `version` to print (reading backward: the highest)")
+			fs.IntVar(&limit, "limit", 0, "print at most `n` events (0: all)")
+			fs.BoolVar(&backward, "backward", false, "read from the newest event to the oldest")
+			fs.BoolVar(&jsonOut, "json", false, "print one JSON object per event")
+		},
+		run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) == 0 {
+				return usagef("missing subcommand")
+			}
+			var run func(ctx context.Context, store *postgres.Store) error
+			switch sub := args[0]; sub {
+			case "read":
+				if len(args) != 2 {
+					return usagef("streams read takes one stream id")
+				}
+				if from < 0 || limit < 0 {
+					return usagef("--from and --limit must not be negative")
+				}
+				opts := eventstore.ReadStreamOptions{From: from, Limit: limit}
+				if backward {
+					opts.Direction = eventstore.Backward
+				}
+				streamID := args[1]
+				run = func(ctx context.Context, store *postgres.Store) error {
+					return printStream(ctx, env.Stdout, store, streamID, opts, jsonOut)
+				}
+			case "head":
+				if len(args) != 1 {
+					return usagef("streams head takes no arguments")
+				}
+				run = func(ctx context.Context, store *postgres.Store) error {
+					return printHead(ctx, env.Stdout, store)
+				}
+			default:
+				return usagef("unknown subcommand %q", sub)
+			}
+			u, err := databaseURL(env, dbURL)
+			if err != nil {
+				return err
+			}
+			return redact(withStore(ctx, u, run), u)
+		},
+	}
+}
+
+// withStore opens a pool and a poll-only store (a one-shot command needs no
+// LISTEN connection), checks the connection and runs fn.
+func withStore(ctx context.Context, databaseURL string, fn func(context.Context, *postgres.Store) error) error {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return fmt.Errorf("invalid database url: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	store, err := postgres.New(pool, &postgres.Config{PollOnly: true})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	return fn(ctx, store)
+}
+
+// recordJSON is the --json form of a record.
+type recordJSON struct {
+	EventID       string              `json:"event_id"`
+	StreamID      string              `json:"stream_id"`
+	StreamVersion int64               `json:"stream_version"`
+	Position      string              `json:"position"`
+	Type          string              `json:"type"`
+	SchemaVersion int                 `json:"schema_version"`
+	Data          json.RawMessage     `json:"data"`
+	Metadata      eventstore.Metadata `json:"metadata"`
+	RecordedAt    time.Time           `json:"recorded_at"`
+}
+
+func printStream(ctx context.Context, w io.Writer, store eventstore.Store, streamID string, opts eventstore.ReadStreamOptions, jsonOut bool) error {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return err
+	}
+	var (
+		tw    *tabwriter.Writer
+		enc   *json.Encoder
+		count int
+	)
+	if jsonOut {
+		enc = json.NewEncoder(w)
+	} else {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tPOSITION\tTYPE\tSCHEMA\tRECORDED AT\tDATA")
+	}
+	for rec, err := range eventstore.ReadStreamSeq(ctx, store, streamID, opts, 500) {
+		if err != nil {
+			return err
+		}
+		count++
+		if jsonOut {
+			if err := enc.Encode(recordJSON{
+				EventID: rec.EventID.String(), StreamID: rec.StreamID, StreamVersion: rec.StreamVersion,
+				Position: rec.Position.String(), Type: rec.Type, SchemaVersion: rec.SchemaVersion,
+				Data: rec.Data, Metadata: rec.Metadata, RecordedAt: rec.RecordedAt,
+			}); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", rec.StreamVersion, rec.Position, rec.Type, rec.SchemaVersion,
+			rec.RecordedAt.UTC().Format(time.RFC3339Nano), rec.Data)
+	}
+	if count == 0 {
+		if _, err := store.StreamVersion(ctx, streamID); errors.Is(err, eventstore.ErrStreamNotFound) {
+			return fmt.Errorf("stream %s: %w", strconv.Quote(streamID), err)
+		}
+	}
+	if tw != nil {
+		return tw.Flush()
+	}
+	return nil
+}
+
+func printHead(ctx context.Context, w io.Writer, store *postgres.Store) error {
+	head, err := store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	lag, err := store.TailLag(ctx)
+	if err != nil {
+		return err
+	}
+	if head.IsZero() {
+		fmt.Fprintln(w, "head: none (no readable events)")
+	} else {
+		fmt.Fprintf(w, "head: %s\n", head)
+	}
+	fmt.Fprintf(w, "tail lag: %s\n", lag.Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS chronicle.events;
+DROP SCHEMA IF EXISTS chronicle;

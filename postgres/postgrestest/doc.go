@@ -1,0 +1,80 @@
+// Package postgrestest gives each test its own migrated PostgreSQL database,
+// for Chronicle's integration tests and for yours.
+//
+// Every call to [DatabaseURL] or [Pool] creates a new database cloned from a
+// template that already holds Chronicle's schema, and drops it when the test
+// ends. Cloning takes tens of milliseconds, so tests can call t.Parallel()
+// and never see each other's events.
+//
+//	func TestDeposit(t *testing.T) {
+//		t.Parallel()
+//		pool := postgrestest.Pool(t) // fresh database, chronicle schema applied
+//		store, err := postgres.New(pool, nil)
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		// ... use store; the database is dropped when the test ends
+//	}
+//
+// # Where the server comes from
+//
+// When [EnvDatabaseURL] (CHRONICLE_TEST_DATABASE_URL) is set, its server is
+// used; the role needs CREATEDB, and the URL should name a maintenance
+// database such as postgres:
+//
+//	CHRONICLE_TEST_DATABASE_URL='postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable' go test ./...
+//
+// Otherwise a PostgreSQL container is started through testcontainers-go
+// from [EnvImage] (CHRONICLE_TEST_POSTGRES_IMAGE, default [DefaultImage]),
+// tuned for tests (fsync off, data on tmpfs). The test processes of one
+// `go test ./...` run share one container, found by name. The usual
+// testcontainers variables apply: set TESTCONTAINERS_RYUK_DISABLED=true
+// where the Ryuk image cannot be pulled (the container then outlives the
+// run and the next run reuses it; remove it with
+// `docker rm -f $(docker ps -aq --filter name=chronicle-postgrestest)`), and
+// TESTCONTAINERS_HOST_OVERRIDE when the mapped port is not on localhost.
+//
+// When neither is available the test is skipped with the reason "no
+// PostgreSQL: set CHRONICLE_TEST_DATABASE_URL or start Docker". When the
+// environment variable CI is true, the test fails instead, so that a CI
+// job cannot pass by skipping every integration test.
+//
+// # Your own schema
+//
+// Tests that need tables of their own next to Chronicle's use a [Template]
+// built from a [Config]. The template is migrated once per [Config.Key] on
+// the server and kept there, so change the key when the schema changes:
+//
+//	var testDB = mustTemplate()
+//
+//	func mustTemplate() *postgrestest.Template {
+//		tpl, err := postgrestest.New(&postgrestest.Config{
+//			Key: "myapp-schema-v7",
+//			Migrate: func(ctx context.Context, databaseURL string) error {
+//				if err := migrations.Up(ctx, databaseURL); err != nil {
+//					return err
+//				}
+//				return myapp.Migrate(ctx, databaseURL)
+//			},
+//		})
+//		if err != nil {
+//			panic(err)
+//		}
+//		return tpl
+//	}
+//
+//	func TestTransfer(t *testing.T) {
+//		pool := testDB.Pool(t)
+//		// ...
+//	}
+//
+// # Names and leftovers
+//
+// Template databases are named chronicle_tpl_<hash of the key> and test
+// databases chronicle_test_<random>; both names are generated here, never
+// taken from input. Building a template is serialised across processes with
+// an advisory lock and published by a rename, so a crashed build leaves no
+// half-migrated template. A test process killed before its cleanups ran
+// leaves its chronicle_test_* databases behind; on a long-lived server,
+// drop them when no tests are running.
+package postgrestest

@@ -1,0 +1,238 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// The defaults of [Config].
+const (
+	defaultPollInterval   = time.Second
+	defaultNotifyDebounce = 10 * time.Millisecond
+)
+
+// storeListenerAppName is the application_name of the LISTEN connection,
+// unless ListenConfig sets one.
+const storeListenerAppName = "chronicle-listener"
+
+// Config configures a [Store]. The zero value (or a nil *Config) gives the
+// defaults.
+type Config struct {
+	// Logger receives the store's operational messages: the LISTEN
+	// connection being lost and re-established. Appends and reads never
+	// log; they return errors. Defaults to [slog.Default].
+	Logger *slog.Logger
+
+	// MaxEventSize is the largest event accepted by an append, in bytes of
+	// payload plus metadata. Larger events fail with an
+	// [*eventstore.EventTooLargeError]. Defaults to
+	// [eventstore.DefaultMaxEventSize] (1 MiB).
+	MaxEventSize int
+
+	// PollOnly disables LISTEN/NOTIFY: [Store.Watch] then wakes watchers
+	// only on the PollInterval tick and after this store's own appends.
+	// Set it when the pool goes through PgBouncer in transaction pooling
+	// mode, where LISTEN does not work, and no direct connection is
+	// available for ListenConfig. Defaults to false.
+	PollOnly bool
+
+	// PollInterval is how often [Store.Watch] wakes watchers even when no
+	// notification arrived, so that a lost notification (or PollOnly mode)
+	// delays a tailing reader by at most one interval. Defaults to 1s.
+	PollInterval time.Duration
+
+	// NotifyDebounce is the shortest time between two wake-ups caused by
+	// notifications. The first notification after a quiet period wakes
+	// watchers at once; further ones within the window are coalesced into
+	// one wake-up at its end, so a burst of commits costs the tailers one
+	// read instead of one per commit. Defaults to 10ms.
+	NotifyDebounce time.Duration
+
+	// ListenConfig is the connection configuration of the dedicated
+	// connection that runs LISTEN. Set it when the pool goes through a
+	// transaction-pooling proxy but the server itself is reachable
+	// directly. Defaults to a copy of the pool's connection configuration.
+	ListenConfig *pgx.ConnConfig
+}
+
+// withDefaults checks cfg and returns it with the defaults filled in.
+func (cfg Config) withDefaults() (Config, error) {
+	invalid := func(field, reason string) error {
+		return &eventstore.ValidationError{Field: "config " + field, Reason: reason}
+	}
+	switch {
+	case cfg.MaxEventSize < 0:
+		return cfg, invalid("MaxEventSize", fmt.Sprintf("%d is negative", cfg.MaxEventSize))
+	case cfg.PollInterval < 0:
+		return cfg, invalid("PollInterval", fmt.Sprintf("%s is negative", cfg.PollInterval))
+	case cfg.PollInterval > 0 && cfg.PollInterval < time.Millisecond:
+		return cfg, invalid("PollInterval", fmt.Sprintf("%s is shorter than 1ms", cfg.PollInterval))
+	case cfg.NotifyDebounce < 0:
+		return cfg, invalid("NotifyDebounce", fmt.Sprintf("%s is negative", cfg.NotifyDebounce))
+	case cfg.PollOnly && cfg.ListenConfig != nil:
+		return cfg, invalid("ListenConfig", "is set but PollOnly disables LISTEN")
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	cfg.MaxEventSize = cmp.Or(cfg.MaxEventSize, eventstore.DefaultMaxEventSize)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, defaultPollInterval)
+	cfg.NotifyDebounce = cmp.Or(cfg.NotifyDebounce, defaultNotifyDebounce)
+	return cfg, nil
+}
+
+// Store is the PostgreSQL event store. It implements [eventstore.Store] on
+// the chronicle.events table created by package migrations, and adds
+// appends inside the caller's transaction ([Store.AppendTx],
+// [Store.AppendStreamsTx]) and a tailing-lag metric ([Store.TailLag]).
+//
+// A Store is safe for concurrent use. It does not own the pool: close the
+// Store with [Store.Close] before closing the pool.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  Config
+
+	// Watch and notify machinery, see store_watch.go. The goroutines start
+	// lazily and stop on Close.
+	watchMu         sync.Mutex
+	watchers        map[chan struct{}]struct{}
+	watchClosed     bool
+	watchStarted    bool // dispatcher (and listener) running
+	notifierStarted bool // notifier running
+	watchCtx        context.Context
+	watchCancel     context.CancelFunc
+	watchWG         sync.WaitGroup
+	watchNotify     chan struct{} // notifications and local appends, to the dispatcher
+	notifyRequest   chan struct{} // committed local appends, to the notifier
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// New returns a Store that runs its queries on pool. A nil cfg means the
+// defaults. The schema must exist: apply package migrations first. New does
+// not connect; the LISTEN connection is opened by the first [Store.Watch].
+func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
+	if pool == nil {
+		return nil, &eventstore.ValidationError{Field: "pool", Reason: "must not be nil"}
+	}
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	c, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if !c.PollOnly {
+		if c.ListenConfig == nil {
+			c.ListenConfig = pool.Config().ConnConfig
+		}
+		c.ListenConfig = c.ListenConfig.Copy()
+		if c.ListenConfig.RuntimeParams == nil {
+			c.ListenConfig.RuntimeParams = map[string]string{}
+		}
+		if c.ListenConfig.RuntimeParams["application_name"] == "" {
+			// Operators can tell the listener apart in pg_stat_activity.
+			c.ListenConfig.RuntimeParams["application_name"] = storeListenerAppName
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Store{
+		pool:          pool,
+		cfg:           c,
+		watchers:      make(map[chan struct{}]struct{}),
+		watchCtx:      ctx,
+		watchCancel:   cancel,
+		watchNotify:   make(chan struct{}, 1),
+		notifyRequest: make(chan struct{}, 1),
+	}, nil
+}
+
+// Close stops the LISTEN connection, the poll ticker and the notifier
+// (sending a last pending notification first), and closes every channel
+// returned by [Store.Watch]. It does not close the pool: call it before
+// closing the pool. Appends and reads keep working after Close, without
+// notifying other processes; Watch returns closed channels.
+func (s *Store) Close() {
+	s.watchMu.Lock()
+	s.watchClosed = true
+	for ch := range s.watchers {
+		delete(s.watchers, ch)
+		close(ch)
+	}
+	s.watchMu.Unlock()
+	s.watchCancel()
+	s.watchWG.Wait()
+}
+
+// storeDBTX is what the store's statements run on: a *pgxpool.Pool, a
+// *pgx.Conn or a pgx.Tx all satisfy it. Other files of this package may use
+// it for their own queries.
+type storeDBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+var (
+	_ storeDBTX = (*pgxpool.Pool)(nil)
+	_ storeDBTX = (*pgx.Conn)(nil)
+	_ storeDBTX = (pgx.Tx)(nil)
+)
+
+// SQLSTATE codes the store handles.
+const (
+	storeCodeUniqueViolation      = "23505"
+	storeCodeDeadlock             = "40P01"
+	storeCodeSerializationFailure = "40001"
+	storeCodeUndefinedTable       = "42P01"
+	storeCodeInvalidSchemaName    = "3F000"
+)
+
+// Constraint names from migrations/000001_events.up.sql.
+const (
+	storeStreamVersionKey = "events_stream_version_key"
+	storeEventIDKey       = "events_event_id_key"
+)
+
+// storePgError returns the *pgconn.PgError in err's chain, or nil.
+func storePgError(err error) *pgconn.PgError {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr
+	}
+	return nil
+}
+
+// ErrSchemaMissing reports that the chronicle schema or one of its tables
+// does not exist in the database: the migrations have not been applied
+// (see package migrations, or run `chronicle migrate up`).
+var ErrSchemaMissing = errors.New("chronicle schema missing: apply the migrations first (chronicle migrate up)")
+
+// storeWrapError translates a driver error at the package boundary: a
+// missing schema becomes [ErrSchemaMissing] (with the driver error kept in
+// the chain), context errors stay matchable with errors.Is, and every other
+// error is wrapped with op for context. Other files of this package may use
+// it.
+func storeWrapError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if pgErr := storePgError(err); pgErr != nil {
+		switch pgErr.Code {
+		case storeCodeUndefinedTable, storeCodeInvalidSchemaName:
+			return fmt.Errorf("%s: %w: %w", op, ErrSchemaMissing, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

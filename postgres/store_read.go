@@ -1,0 +1,215 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// storeRecordColumns are the columns storeScanRecords reads, in order.
+const storeRecordColumns = `global_position, transaction_id, event_id, stream_id, stream_version,
+       event_type, schema_version, data, metadata, recorded_at`
+
+// storeReadForwardSQL reads a stream page forward. A NULL limit ($3) means
+// no limit.
+const storeReadForwardSQL = `
+SELECT ` + storeRecordColumns + `
+FROM chronicle.events
+WHERE stream_id = $1 AND stream_version >= $2
+ORDER BY stream_version
+LIMIT $3`
+
+const storeReadBackwardSQL = `
+SELECT ` + storeRecordColumns + `
+FROM chronicle.events
+WHERE stream_id = $1 AND stream_version <= $2
+ORDER BY stream_version DESC
+LIMIT $3`
+
+// storeReadAllSQL reads the global order after a position, up to the
+// transaction-id horizon: rows written by a transaction that is older than
+// every transaction still running. Such a transaction has finished, so no
+// row can ever appear below the horizon again, and a reader that resumes
+// from its last position never skips one. See docs/postgres.md.
+const storeReadAllSQL = `
+SELECT ` + storeRecordColumns + `
+FROM chronicle.events
+WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, global_position
+LIMIT $3`
+
+// storeHeadSQL returns the last position ReadAll can return now.
+const storeHeadSQL = `
+SELECT transaction_id, global_position
+FROM chronicle.events
+WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id DESC, global_position DESC
+LIMIT 1`
+
+const storeStreamVersionSQL = `SELECT max(stream_version) FROM chronicle.events WHERE stream_id = $1`
+
+// storeTailLagSQL measures how long the transaction-id horizon has been
+// held back: the age of the running transaction with the oldest
+// transaction id (in any database of the cluster), or of the oldest
+// prepared transaction.
+const storeTailLagSQL = `
+SELECT greatest(
+    (SELECT extract(epoch FROM clock_timestamp() - xact_start)
+     FROM pg_stat_activity
+     WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+     ORDER BY age(backend_xid) DESC
+     LIMIT 1),
+    (SELECT extract(epoch FROM clock_timestamp() - prepared)
+     FROM pg_prepared_xacts
+     ORDER BY age(transaction) DESC
+     LIMIT 1),
+    0)::float8`
+
+// ReadStream reads one page of a stream; see
+// [eventstore.Store.ReadStream]. It uses the (stream_id, stream_version)
+// unique index.
+func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.Record, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	if opts.Limit < 0 {
+		return nil, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is negative", opts.Limit)}
+	}
+	var limit *int64
+	if opts.Limit > 0 {
+		l := int64(opts.Limit)
+		limit = &l
+	}
+	var (
+		sql  string
+		from int64
+	)
+	switch opts.Direction {
+	case eventstore.Forward:
+		sql, from = storeReadForwardSQL, max(opts.From, 1)
+	case eventstore.Backward:
+		sql, from = storeReadBackwardSQL, opts.From
+		if from <= 0 {
+			from = math.MaxInt64
+		}
+	default:
+		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
+	}
+	rows, err := s.pool.Query(ctx, sql, streamID, from, limit)
+	if err != nil {
+		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
+	}
+	recs, err := storeScanRecords(rows, opts.Limit)
+	if err != nil {
+		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
+	}
+	return recs, nil
+}
+
+// ReadAll reads up to limit events after the position after, in global
+// order; see [eventstore.Store.ReadAll]. It returns only events below the
+// transaction-id horizon, so an event whose transaction is still running,
+// and every event written by a younger transaction, waits until that
+// transaction ends: a tailer never skips or repeats an event. limit must be
+// positive.
+func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Record, error) {
+	if limit <= 0 {
+		return nil, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is not positive", limit)}
+	}
+	if after.Global < 0 {
+		return nil, &eventstore.ValidationError{Field: "position", Reason: fmt.Sprintf("global position %d is negative", after.Global)}
+	}
+	rows, err := s.pool.Query(ctx, storeReadAllSQL, after.Transaction, after.Global, int64(limit))
+	if err != nil {
+		return nil, storeWrapError("read all", err)
+	}
+	recs, err := storeScanRecords(rows, limit)
+	if err != nil {
+		return nil, storeWrapError("read all", err)
+	}
+	return recs, nil
+}
+
+// Head returns the position of the last event ReadAll can return now, or
+// the zero Position when there is none; see [eventstore.Store.Head].
+func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
+	var p eventstore.Position
+	err := s.pool.QueryRow(ctx, storeHeadSQL).Scan(&p.Transaction, &p.Global)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Position{}, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, storeWrapError("read head", err)
+	}
+	return p, nil
+}
+
+// StreamVersion returns the stream's current version, or an error matching
+// [eventstore.ErrStreamNotFound] when it has no events.
+func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return 0, err
+	}
+	var v *int64
+	if err := s.pool.QueryRow(ctx, storeStreamVersionSQL, streamID).Scan(&v); err != nil {
+		return 0, storeWrapError(fmt.Sprintf("read version of stream %q", streamID), err)
+	}
+	if v == nil {
+		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
+	}
+	return *v, nil
+}
+
+// TailLag returns how long the transaction-id horizon of [Store.ReadAll]
+// has been held back: the age of the oldest transaction in the cluster that
+// holds a transaction id and is still running (or prepared). Events
+// committed by younger transactions are invisible to ReadAll until it ends,
+// so TailLag bounds how stale a caught-up tailer can be. It is 0 when no
+// such transaction runs. Export it as a gauge and alert when it grows; set
+// idle_in_transaction_session_timeout so that a forgotten open transaction
+// cannot stall tailers for long (see docs/postgres.md).
+//
+// The role must be able to see other sessions' transactions: grant it
+// pg_read_all_stats (or pg_monitor), otherwise sessions of other roles are
+// invisible and the lag is underestimated.
+func (s *Store) TailLag(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	if err := s.pool.QueryRow(ctx, storeTailLagSQL).Scan(&secs); err != nil {
+		return 0, storeWrapError("read tail lag", err)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// storeScanRecords reads rows of storeRecordColumns.
+func storeScanRecords(rows pgx.Rows, sizeHint int) ([]eventstore.Record, error) {
+	defer rows.Close()
+	recs := make([]eventstore.Record, 0, min(max(sizeHint, 16), 1024))
+	var md []byte
+	for rows.Next() {
+		var r eventstore.Record
+		md = md[:0]
+		if err := rows.Scan(&r.Position.Global, &r.Position.Transaction, (*[16]byte)(&r.EventID), &r.StreamID,
+			&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data, &md, &r.RecordedAt); err != nil {
+			return nil, err
+		}
+		if len(md) > 0 {
+			if err := json.Unmarshal(md, &r.Metadata); err != nil {
+				return nil, &eventstore.DecodeError{Type: r.Type, SchemaVersion: r.SchemaVersion, EventID: r.EventID, Err: fmt.Errorf("metadata: %w", err)}
+			}
+		}
+		r.RecordedAt = r.RecordedAt.UTC()
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}

@@ -1,0 +1,497 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// shutdownGrace bounds the checkpoint save of an at-least-once batch cut
+// short by shutdown.
+const shutdownGrace = 5 * time.Second
+
+// worker runs one partition of one projection.
+type worker struct {
+	r     *Runner
+	p     *proj
+	key   Key
+	state *partState
+	log   *slog.Logger
+
+	progressed bool // a commit succeeded since the last infrastructure failure
+}
+
+// run acquires the partition and leads it, again and again, until ctx is
+// done.
+func (w *worker) run(ctx context.Context) {
+	failures := 0
+	backoff := RetryPolicy{BaseDelay: min(100*time.Millisecond, w.r.cfg.AcquireInterval), MaxDelay: 30 * time.Second}
+	for ctx.Err() == nil {
+		lease, err := w.r.storage.Acquire(ctx, w.key, w.p.Partitions, w.r.cfg.Holder)
+		if ctx.Err() != nil {
+			if lease != nil {
+				w.release(ctx, lease)
+			}
+			return
+		}
+		if err != nil {
+			failures++
+			if errors.Is(err, ErrPartitionsMismatch) {
+				w.log.Error("cannot run projection partition", "error", err)
+				w.state.set(func(s *partState) { s.err = err })
+				w.r.commits.notify()
+			} else {
+				w.log.Warn("cannot acquire projection partition", "error", err)
+			}
+			sleep(ctx, max(backoff.Backoff(failures), jitter(w.r.cfg.AcquireInterval)))
+			continue
+		}
+		if lease == nil { // another runner holds it
+			sleep(ctx, jitter(w.r.cfg.AcquireInterval))
+			continue
+		}
+		w.progressed = false
+		err = w.lead(ctx, lease)
+		w.release(ctx, lease)
+		if ctx.Err() != nil {
+			return
+		}
+		if w.progressed {
+			failures = 0
+		}
+		failures++
+		w.log.Warn("released projection partition after a failure", "error", err)
+		// A holder that lost its lease waits at least one acquire interval,
+		// so that a standby runner (which tries every interval) takes over.
+		sleep(ctx, max(backoff.Backoff(failures), jitter(w.r.cfg.AcquireInterval)))
+	}
+}
+
+func (w *worker) release(ctx context.Context, lease Lease) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := lease.Release(rctx); err != nil {
+		w.log.Warn("cannot release projection partition cleanly", "error", err)
+	}
+	w.state.set(func(s *partState) { s.holding = false })
+	w.r.commits.notify()
+	w.log.Info("released projection partition")
+}
+
+// lead processes the partition while the lease holds. It returns nil when
+// ctx is done, and an error when the lease or the storage failed.
+func (w *worker) lead(parent context.Context, lease Lease) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	go func() {
+		select {
+		case <-lease.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	leaseErr := func(err error) error {
+		if parent.Err() != nil {
+			return nil
+		}
+		select {
+		case <-lease.Done():
+			return fmt.Errorf("%w: %w", ErrLeaseLost, err)
+		default:
+			return err
+		}
+	}
+
+	cp, err := lease.Checkpoint(ctx)
+	if err != nil {
+		return leaseErr(err)
+	}
+	w.log.Info("acquired projection partition", "checkpoint", cp.Position.String())
+	w.state.set(func(s *partState) { s.holding, s.pos, s.err = true, cp.Position, nil })
+	w.r.commits.notify()
+
+	var (
+		stopped      error
+		lastRetries  time.Time
+		readFailures int
+		poll         = w.r.cfg.PollInterval
+	)
+	for {
+		if ctx.Err() != nil {
+			return leaseErr(ctx.Err())
+		}
+		if cp.RebuildRequested {
+			next, err := w.rebuild(ctx, lease, cp)
+			if err != nil {
+				return leaseErr(err)
+			}
+			cp, stopped = next, nil
+			continue
+		}
+		if stopped != nil {
+			// Stopped: keep the lease, wait for a rebuild request.
+			if !sleep(ctx, jitter(poll)) {
+				continue
+			}
+			if cp, err = lease.Checkpoint(ctx); err != nil {
+				return leaseErr(err)
+			}
+			continue
+		}
+		if time.Since(lastRetries) >= poll {
+			next, err := w.settleRetries(ctx, lease, cp)
+			cp = next
+			if err != nil {
+				return leaseErr(err)
+			}
+			lastRetries = time.Now()
+		}
+
+		wake := w.r.wake.wait()
+		recs, err := w.r.store.ReadAll(ctx, cp.Position, w.p.BatchSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			readFailures++
+			d := w.p.Retry.Backoff(readFailures)
+			w.log.Warn("cannot read events", "error", err, "retry_in", d)
+			sleep(ctx, d)
+			continue
+		}
+		readFailures = 0
+		if len(recs) == 0 {
+			timer := time.NewTimer(jitter(poll))
+			select {
+			case <-ctx.Done():
+			case <-wake:
+			case <-timer.C:
+				// Idle: check the lease, rebuild requests and retries.
+				if cp, err = lease.Checkpoint(ctx); err != nil {
+					timer.Stop()
+					return leaseErr(err)
+				}
+			}
+			timer.Stop()
+			continue
+		}
+
+		next, err := w.process(ctx, lease, cp, recs)
+		cp = next
+		var se *StoppedError
+		switch {
+		case err == nil:
+		case errors.As(err, &se):
+			w.log.Error("projection partition stopped: fix the handler, then restart the runner or rebuild the projection", "error", err)
+			stopped = err
+			w.state.set(func(s *partState) { s.err = err })
+			w.r.commits.notify()
+			next, err := lease.Commit(ctx, Commit{From: cp.Position, To: cp.Position, Error: err.Error()})
+			if err != nil {
+				return leaseErr(err)
+			}
+			cp = next
+		case errors.Is(err, ErrCheckpointConflict):
+			w.log.Warn("checkpoint moved under this holder; reloading it", "error", err)
+			if cp, err = lease.Checkpoint(ctx); err != nil {
+				return leaseErr(err)
+			}
+		default:
+			return leaseErr(err)
+		}
+	}
+}
+
+// transactional reports whether batches run in one transaction with their
+// checkpoint.
+func (w *worker) transactional(lease Lease) bool {
+	return w.p.Mode == Transactional && lease.Transactional()
+}
+
+// committed records a successful commit.
+func (w *worker) committed(cp Checkpoint) {
+	w.progressed = true
+	w.state.set(func(s *partState) { s.pos = cp.Position })
+	w.r.commits.notify()
+}
+
+// process handles one batch read after cp and checkpoints its last
+// position.
+func (w *worker) process(ctx context.Context, lease Lease, cp Checkpoint, recs []eventstore.Record) (Checkpoint, error) {
+	to := recs[len(recs)-1].Position
+	evs := make([]Event, 0, len(recs))
+	for _, rec := range recs {
+		part := PartitionOf(rec.StreamID, w.p.Partitions)
+		if part != w.key.Partition {
+			continue
+		}
+		evs = append(evs, Event{Record: rec, Projection: w.p.Name, Partition: part, Attempt: 1})
+	}
+	for {
+		next, failed, herr, err := w.deliver(ctx, lease, cp, evs, Commit{To: to})
+		cp = next
+		if err != nil || failed < 0 {
+			return cp, err
+		}
+		if cp, err = w.retry(ctx, lease, cp, evs[failed], herr); err != nil {
+			return cp, err
+		}
+		evs = evs[failed+1:]
+		if len(evs) == 0 && cp.Position == to {
+			return cp, nil
+		}
+	}
+}
+
+// deliver hands evs to the handler and commits base (its From set to cp).
+// When the handler fails on evs[k], deliver commits the events before it
+// (with the checkpoint at evs[k-1]) and returns k and the handler's error;
+// k is -1 when every event was handled and base committed. err reports
+// anything else: a storage failure, a lost lease, a shutdown. The
+// returned checkpoint is the last one committed.
+func (w *worker) deliver(ctx context.Context, lease Lease, cp Checkpoint, evs []Event, base Commit) (Checkpoint, int, error, error) {
+	base.From = cp.Position
+	if !w.transactional(lease) {
+		return w.deliverEach(ctx, lease, cp, evs, base)
+	}
+	failed, herr := -1, error(nil)
+	if len(evs) > 0 {
+		base.Work = func(ctx context.Context) error {
+			for i := range evs {
+				if err := w.handle(ctx, evs[i]); err != nil {
+					failed, herr = i, err
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	next, err := lease.Commit(ctx, base)
+	if failed < 0 {
+		if err != nil {
+			return cp, -1, nil, err
+		}
+		w.committed(next)
+		return next, -1, nil, nil
+	}
+	if err := w.interrupted(ctx, lease); err != nil {
+		return cp, -1, nil, err
+	}
+	if failed == 0 {
+		return cp, 0, herr, nil
+	}
+	// The transaction rolled back: commit the events before the failure
+	// again, in a transaction of their own.
+	prefix := evs[:failed]
+	next, k, herr2, err := w.deliver(ctx, lease, cp, prefix, Commit{To: prefix[failed-1].Position})
+	if err != nil || k >= 0 {
+		return next, k, herr2, err
+	}
+	return next, failed, herr, nil
+}
+
+// deliverEach is deliver without a transaction: events are handled one by
+// one, and the checkpoint saved after them.
+func (w *worker) deliverEach(ctx context.Context, lease Lease, cp Checkpoint, evs []Event, base Commit) (Checkpoint, int, error, error) {
+	// saveUpTo checkpoints the events before evs[i] after a failure or a
+	// shutdown, so that they are not delivered again.
+	saveUpTo := func(ctx context.Context, i int) (Checkpoint, error) {
+		if i == 0 {
+			return cp, nil
+		}
+		next, err := lease.Commit(ctx, Commit{From: cp.Position, To: evs[i-1].Position})
+		if err != nil {
+			return cp, err
+		}
+		w.committed(next)
+		return next, nil
+	}
+	for i := range evs {
+		if err := w.interrupted(ctx, lease); err != nil {
+			w.saveOnShutdown(ctx, saveUpTo, i)
+			return cp, -1, nil, err
+		}
+		if herr := w.handle(ctx, evs[i]); herr != nil {
+			if err := w.interrupted(ctx, lease); err != nil {
+				w.saveOnShutdown(ctx, saveUpTo, i)
+				return cp, -1, nil, err
+			}
+			next, err := saveUpTo(ctx, i)
+			if err != nil {
+				return cp, -1, nil, err
+			}
+			return next, i, herr, nil
+		}
+	}
+	next, err := lease.Commit(ctx, base)
+	if err != nil {
+		if ctx.Err() != nil && len(evs) > 0 {
+			w.saveOnShutdown(ctx, saveUpTo, len(evs))
+		}
+		return cp, -1, nil, err
+	}
+	w.committed(next)
+	return next, -1, nil, nil
+}
+
+// saveOnShutdown checkpoints at-least-once progress when the runner shuts
+// down, with a short grace period; after a lost lease it cannot.
+func (w *worker) saveOnShutdown(ctx context.Context, save func(context.Context, int) (Checkpoint, error), i int) {
+	select {
+	case <-ctx.Done():
+	default:
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if _, err := save(gctx, i); err != nil {
+		w.log.Debug("cannot checkpoint handled events on shutdown; they will be delivered again", "error", err)
+	}
+}
+
+// interrupted returns an error when the runner shuts down or the lease was
+// lost: a handler failure then is not the event's fault.
+func (w *worker) interrupted(ctx context.Context, lease Lease) error {
+	select {
+	case <-lease.Done():
+		return ErrLeaseLost
+	default:
+	}
+	return ctx.Err()
+}
+
+// handle calls the handler, turning a panic into an error.
+func (w *worker) handle(ctx context.Context, ev Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error("projection handler panicked", "event_id", ev.EventID.String(), "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return w.p.Handler.Handle(ctx, ev)
+}
+
+// retry handles an event that failed, alone, with backoff, then parks it
+// or stops the partition.
+func (w *worker) retry(ctx context.Context, lease Lease, cp Checkpoint, ev Event, herr error) (Checkpoint, error) {
+	policy := w.p.Retry
+	for !isPermanent(herr) && ev.Attempt < policy.MaxAttempts {
+		d := policy.Backoff(ev.Attempt)
+		w.log.Warn("projection handler failed; retrying", "event_id", ev.EventID.String(), "type", ev.Type,
+			"stream", ev.StreamID, "version", ev.StreamVersion, "attempt", ev.Attempt, "retry_in", d, "error", herr)
+		if !sleep(ctx, d) {
+			return cp, ctx.Err()
+		}
+		ev.Attempt++
+		next, failed, h, err := w.deliver(ctx, lease, cp, []Event{ev}, Commit{To: ev.Position})
+		if err != nil || failed < 0 {
+			return next, err
+		}
+		herr = h
+	}
+	if w.p.OnFailure == ParkOnFailure {
+		w.log.Error("projection handler failed; parking the event", "event_id", ev.EventID.String(), "type", ev.Type,
+			"stream", ev.StreamID, "version", ev.StreamVersion, "attempts", ev.Attempt, "error", herr)
+		next, err := lease.Commit(ctx, Commit{From: cp.Position, To: ev.Position, Park: &DeadLetter{
+			Projection:    w.p.Name,
+			Partition:     w.key.Partition,
+			EventID:       ev.EventID,
+			StreamID:      ev.StreamID,
+			StreamVersion: ev.StreamVersion,
+			Position:      ev.Position,
+			Type:          ev.Type,
+			Error:         herr.Error(),
+			Attempts:      ev.Attempt,
+		}})
+		if err != nil {
+			return cp, err
+		}
+		w.committed(next)
+		return next, nil
+	}
+	return cp, &StoppedError{Key: w.key, EventID: ev.EventID, Position: ev.Position, Attempts: ev.Attempt, Err: herr}
+}
+
+// rebuild resets the partition: the reset hook, the checkpoint back to the
+// start and the rebuild request cleared, in one unit of work.
+func (w *worker) rebuild(ctx context.Context, lease Lease, cp Checkpoint) (Checkpoint, error) {
+	w.log.Info("rebuilding projection partition: resetting its read model and replaying every event", "checkpoint", cp.Position.String())
+	c := Commit{From: cp.Position, To: eventstore.Position{}, Rebuilt: true}
+	if reset := w.p.reset; reset != nil {
+		part := w.key.Partition
+		if w.transactional(lease) {
+			c.Work = func(ctx context.Context) error { return reset(ctx, part) }
+		} else if err := reset(ctx, part); err != nil {
+			return cp, fmt.Errorf("reset the read model: %w", err)
+		}
+	}
+	next, err := lease.Commit(ctx, c)
+	if err != nil {
+		return cp, fmt.Errorf("rebuild: %w", err)
+	}
+	w.state.set(func(s *partState) { s.err = nil })
+	w.committed(next)
+	return next, nil
+}
+
+// settleRetries handles the partition's dead letters that an operator
+// asked to retry. Their events are older than the checkpoint, which does
+// not move.
+func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) (Checkpoint, error) {
+	dls, err := lease.RetryRequests(ctx)
+	if err != nil {
+		return cp, err
+	}
+	for _, dl := range dls {
+		settle := func(status DeadLetterStatus, msg string, attempts int) *Settlement {
+			return &Settlement{ID: dl.ID, Status: status, Error: msg, Attempts: dl.Attempts + attempts}
+		}
+		recs, err := w.r.store.ReadStream(ctx, dl.StreamID, eventstore.ReadStreamOptions{From: dl.StreamVersion, Limit: 1})
+		if err != nil {
+			if ctx.Err() != nil {
+				return cp, ctx.Err()
+			}
+			w.log.Warn("cannot read a dead letter's event; will try again", "dead_letter", dl.ID, "error", err)
+			return cp, nil
+		}
+		if len(recs) == 0 || recs[0].EventID != dl.EventID {
+			next, err := lease.Commit(ctx, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, "event not found in the store", 0)})
+			if err != nil {
+				return cp, err
+			}
+			cp = next
+			continue
+		}
+		ev := Event{Record: recs[0], Projection: w.p.Name, Partition: dl.Partition}
+		for {
+			ev.Attempt++
+			next, failed, herr, err := w.deliver(ctx, lease, cp, []Event{ev}, Commit{To: cp.Position, Settle: settle(DeadLetterResolved, "", ev.Attempt)})
+			cp = next
+			if err != nil {
+				return cp, err
+			}
+			if failed < 0 {
+				w.log.Info("retried dead letter resolved", "dead_letter", dl.ID, "event_id", dl.EventID.String())
+				break
+			}
+			if isPermanent(herr) || ev.Attempt >= w.p.Retry.MaxAttempts {
+				w.log.Warn("retried dead letter failed again; parked", "dead_letter", dl.ID, "event_id", dl.EventID.String(), "error", herr)
+				next, err := lease.Commit(ctx, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, herr.Error(), ev.Attempt)})
+				if err != nil {
+					return cp, err
+				}
+				cp = next
+				break
+			}
+			if !sleep(ctx, w.p.Retry.Backoff(ev.Attempt)) {
+				return cp, ctx.Err()
+			}
+		}
+	}
+	return cp, nil
+}
