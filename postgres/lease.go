@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -226,7 +227,26 @@ func (l *projLease) Commit(ctx context.Context, c projection.Commit) (projection
 	if err := l.alive(); err != nil {
 		return projection.Checkpoint{}, err
 	}
-	if c.Work == nil && c.Park == nil && c.Settle == nil && !c.Rebuilt {
+	// The work's transaction begins at its first use; a batch whose
+	// handlers do not touch the database commits its checkpoint alone.
+	lazy := &projLazyTx{ctx: ctx, conn: l.conn}
+	committed := false
+	defer l.watch(ctx, lazy)()
+	defer func() {
+		if tx := lazy.started(); tx != nil && !committed {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), projTimeout)
+			defer cancel()
+			_ = tx.Rollback(rctx) // fails only when the connection is gone, which rolls back too
+			l.lost(nil)
+		}
+	}()
+	if c.Work != nil {
+		if err := c.Work(context.WithValue(ctx, projTxKey{}, pgx.Tx(lazy))); err != nil {
+			return projection.Checkpoint{}, l.lost(err)
+		}
+	}
+	tx := lazy.started()
+	if tx == nil && c.Park == nil && c.Settle == nil && !c.Rebuilt {
 		// A checkpoint alone: one statement, no transaction.
 		cp, err := projScanCheckpoint(l.conn.QueryRow(ctx, projCASSQL, l.casArgs(c)...))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -238,22 +258,9 @@ func (l *projLease) Commit(ctx context.Context, c projection.Commit) (projection
 		cp.Holder = l.holder
 		return cp, nil
 	}
-
-	tx, err := l.conn.Begin(ctx)
-	if err != nil {
-		return projection.Checkpoint{}, l.lost(storeWrapError("begin projection transaction", err))
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), projTimeout)
-			defer cancel()
-			_ = tx.Rollback(rctx) // fails only when the connection is gone, which rolls back too
-			l.lost(nil)
-		}
-	}()
-	if c.Work != nil {
-		if err := c.Work(context.WithValue(ctx, projTxKey{}, tx)); err != nil {
+	if tx == nil {
+		var err error
+		if tx, err = lazy.begin(ctx); err != nil {
 			return projection.Checkpoint{}, l.lost(err)
 		}
 	}
@@ -293,6 +300,54 @@ func (l *projLease) Commit(ctx context.Context, c projection.Commit) (projection
 	committed = true
 	cp.Holder = l.holder
 	return cp, nil
+}
+
+// projWatchGrace is how long a batch's work may run on after its ctx is
+// done (its deadline, or a shutdown) before its transaction is ended by
+// closing the lease's connection.
+const projWatchGrace = time.Second
+
+// watch ends the transaction of a Commit whose work outlives ctx (a
+// handler that ignores it, blocked on something else while the
+// transaction is idle): an open transaction holds back every tailing
+// reader of the cluster. It closes the lease's socket, which makes the
+// server roll the transaction back and release the advisory lock; the
+// lease is lost. The returned func stops watching; call it when Commit
+// returns.
+func (l *projLease) watch(ctx context.Context, lazy *projLazyTx) (stop func()) {
+	var (
+		mu       sync.Mutex
+		finished = make(chan struct{})
+	)
+	stopAfter := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(projWatchGrace)
+		defer t.Stop()
+		select {
+		case <-finished:
+			return
+		case <-t.C:
+		}
+		mu.Lock() // Commit has not returned while mu is held and finished open
+		defer mu.Unlock()
+		select {
+		case <-finished:
+			return
+		default:
+		}
+		if !lazy.open.Load() {
+			return // no transaction: nothing holds the horizon back
+		}
+		// net.Conn.Close is safe to call concurrently with the Commit's
+		// goroutine, whose next use of the connection fails.
+		_ = l.conn.PgConn().Conn().Close()
+		l.doneOnce.Do(func() { close(l.done) })
+	})
+	return func() {
+		mu.Lock()
+		close(finished)
+		mu.Unlock()
+		stopAfter()
+	}
 }
 
 // cmpErr returns the first non-nil error.

@@ -120,7 +120,10 @@ func (e *projEnv) runner(pool *pgxpool.Pool, holder string, ps ...projection.Pro
 		Holder:          holder,
 		PollInterval:    50 * time.Millisecond,
 		AcquireInterval: 100 * time.Millisecond,
-		Retry:           projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
+		// No test may hold a transaction open (and the cluster's horizon
+		// back, for every parallel test package) for long.
+		BatchTimeout: projTestBatchTimeout,
+		Retry:        projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -132,6 +135,9 @@ func (e *projEnv) runner(pool *pgxpool.Pool, holder string, ps ...projection.Pro
 	}
 	return r
 }
+
+// projTestBatchTimeout is the runners' batch timeout in these tests.
+const projTestBatchTimeout = 3 * time.Second
 
 func (e *projEnv) start(r *projection.Runner) (stop func()) {
 	e.t.Helper()
@@ -803,6 +809,16 @@ func TestProjectionLeases(t *testing.T) {
 	}}); !errors.Is(err, workErr) {
 		t.Fatalf("commit with failing work = %v", err)
 	}
+	// Handlers cannot end the batch's transaction themselves.
+	if _, err := l1.Commit(ctx, projection.Commit{From: to, To: to, Work: func(ctx context.Context) error {
+		tx, _ := postgres.ProjectionTx(ctx)
+		if err := tx.Rollback(ctx); err == nil || !strings.Contains(err.Error(), "runner commits") {
+			return fmt.Errorf("Rollback = %v", err)
+		}
+		return tx.Commit(ctx)
+	}}); err == nil || !strings.Contains(err.Error(), "runner commits") {
+		t.Fatalf("commit with work committing = %v", err)
+	}
 	var n int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM proj_balances`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("failed work left %d rows (%v)", n, err)
@@ -925,6 +941,70 @@ func TestProjectionCrashRecovery(t *testing.T) {
 	t.Logf("%d rounds: %d connections killed, %d cancellations, %d events", rounds, kills, cancels, events)
 	if kills == 0 {
 		t.Fatal("no connection was killed")
+	}
+	e.checkReadModel()
+}
+
+// TestProjectionBatchTimeoutEndsStuckTransaction blocks a handler inside a
+// batch's transaction, ignoring its context: the batch timeout must end
+// the transaction (which holds back every tailing reader of the cluster)
+// without waiting for the handler, and the projection must then complete.
+func TestProjectionBatchTimeoutEndsStuckTransaction(t *testing.T) {
+	t.Parallel()
+	e := projSetup(t)
+	ctx := projWaitCtx(t, 30*time.Second)
+	admin := projAdmin(t)
+	var last eventstore.AppendResult
+	for i := range 20 {
+		last = e.deposit(fmt.Sprintf("acc-%d", i%4), 1)
+		if i == 9 {
+			last = e.deposit("stuck", 1)
+		}
+	}
+	stuck, release := make(chan struct{}), make(chan struct{})
+	var stuckOnce, releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	block := func(_ context.Context, ev projection.Event) error {
+		if ev.StreamID == "stuck" && ev.Attempt == 1 {
+			stuckOnce.Do(func() {
+				close(stuck)
+				<-release // ignores its context
+			})
+		}
+		return nil
+	}
+	r := e.runner(e.newPool("runner-stuck"), "r", projection.Projection{Name: "balances", Handler: e.balances("r", block), BatchSize: 50})
+	e.start(r)
+	select {
+	case <-stuck:
+	case <-ctx.Done():
+		t.Fatal("the handler never reached the stuck event")
+	}
+	// The earlier events of the batch were written: its transaction is
+	// open. It must be gone soon after the batch timeout, though the
+	// handler is still blocked.
+	openTx := func() (n int) {
+		t.Helper()
+		err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND xact_start IS NOT NULL AND backend_xid IS NOT NULL`, e.dbName).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if openTx() == 0 {
+		t.Fatal("no open transaction while the handler is stuck inside its batch")
+	}
+	blocked := time.Now()
+	for openTx() > 0 {
+		if time.Since(blocked) > projTestBatchTimeout+5*time.Second {
+			t.Fatalf("the stuck batch's transaction is still open %v after it started", time.Since(blocked).Round(time.Millisecond))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("stuck transaction ended %v after the handler blocked", time.Since(blocked).Round(time.Millisecond))
+	releaseOnce.Do(func() { close(release) })
+	if err := r.WaitFor(ctx, "balances", last.Position); err != nil {
+		t.Fatal(err)
 	}
 	e.checkReadModel()
 }

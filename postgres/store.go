@@ -197,6 +197,12 @@ const (
 	storeCodeSerializationFailure = "40001"
 	storeCodeUndefinedTable       = "42P01"
 	storeCodeInvalidSchemaName    = "3F000"
+
+	// Data the server refuses to store as jsonb.
+	storeCodeNumericOutOfRange         = "22003"
+	storeCodeInvalidTextRepresentation = "22P02"
+	storeCodeCharacterNotInRepertoire  = "22021"
+	storeCodeUntranslatableCharacter   = "22P05"
 )
 
 // Constraint names from migrations/000001_events.up.sql.

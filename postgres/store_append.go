@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -17,13 +15,20 @@ import (
 )
 
 // storeAppendSQL appends to one or more streams in one statement, from
-// arrays. For each stream it reads the current version (an index-only probe
-// of events_stream_version_key) and checks the expectation; if every stream
-// passes, it inserts all events, numbering them from the expected version
-// (Exact, NoStream) or from the current one (Any, StreamExists). The unique
-// key (stream_id, stream_version) catches a writer that commits between the
+// arrays. For each stream it reads the current version and the transaction
+// id of the stream's last event (one probe of events_stream_version_key
+// plus that row) and checks the expectation; if every stream passes, it
+// inserts all events, numbering them from the expected version (Exact,
+// NoStream) or from the current one (Any, StreamExists). The unique key
+// (stream_id, stream_version) catches a writer that commits between the
 // probe and the insert. If a stream fails its check nothing is inserted and
 // the result holds one row per stream with a NULL version.
+//
+// The check also requires the stream's last event to sort before the
+// events being appended in the global order (transaction_id,
+// global_position): its transaction id must not be larger than this
+// transaction's. Only a transaction that got its id before that event's
+// writer did, and then saw it commit, fails this (see storeOrderedSQL).
 //
 // Parameters: $1 stream ids, $2 expected versions, then one element per
 // event: $3 the stream's 1-based index in $1, $4 the event's 1-based offset
@@ -33,8 +38,13 @@ import (
 const storeAppendSQL = `
 WITH streams AS MATERIALIZED (
     SELECT s.idx, s.stream_id, s.expected,
-           coalesce((SELECT max(e.stream_version) FROM chronicle.events e WHERE e.stream_id = s.stream_id), 0) AS current
+           coalesce(l.stream_version, 0) AS current,
+           ` + storeOrderedSQL + ` AS ordered
     FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS s(stream_id, expected, idx)
+    LEFT JOIN LATERAL (
+        SELECT e.stream_version, e.transaction_id FROM chronicle.events e
+        WHERE e.stream_id = s.stream_id ORDER BY e.stream_version DESC LIMIT 1
+    ) l ON true
 ), inserted AS (
     INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
     SELECT n.event_id, s.stream_id,
@@ -45,14 +55,30 @@ WITH streams AS MATERIALIZED (
     JOIN streams s ON s.idx = n.stream_idx
     WHERE NOT EXISTS (
         SELECT 1 FROM streams f
-        WHERE NOT CASE WHEN f.expected = -1 THEN true
-                       WHEN f.expected = -2 THEN f.current > 0
-                       ELSE f.current = f.expected END)
+        WHERE NOT (f.ordered AND CASE WHEN f.expected = -1 THEN true
+                                      WHEN f.expected = -2 THEN f.current > 0
+                                      ELSE f.current = f.expected END))
     ORDER BY n.ord
     RETURNING stream_id, stream_version, global_position, transaction_id
 )
 SELECT s.idx, s.current, i.stream_version, i.global_position, i.transaction_id
 FROM streams s LEFT JOIN inserted i ON i.stream_id = s.stream_id`
+
+// storeOrderedSQL is true when the stream's last event (l, NULL when the
+// stream is empty) sorts before anything this transaction inserts. The
+// global order is (transaction_id, global_position), and a transaction's
+// id is taken at its first write. A transaction that already has an id
+// (a caller's transaction that wrote business rows before AppendTx) may
+// see an event committed by a transaction with a larger id; appending the
+// next version would put it before that event in the global order, so
+// projections would see the stream out of order. When this transaction has
+// no id yet, it gets one during this statement, after the statement's
+// snapshot was taken, so it is larger than the id of every event the
+// snapshot sees: pg_current_xact_id_if_assigned() is NULL and the check
+// passes without assigning an id to an append that may fail. It reads the
+// top-level id, also inside the append's savepoint. Events this transaction
+// inserted itself have its own id and pass.
+const storeOrderedSQL = `coalesce(l.transaction_id <= pg_current_xact_id_if_assigned(), l.transaction_id IS NULL OR pg_current_xact_id_if_assigned() IS NULL)`
 
 // storeAppendOneSQL is storeAppendSQL for the common case of one stream,
 // written so that PostgreSQL plans it once and reuses the generic plan:
@@ -61,17 +87,22 @@ FROM streams s LEFT JOIN inserted i ON i.stream_id = s.stream_id`
 //
 // Parameters: $1 stream id, $2 expected version, then per event: $3 id, $4
 // type, $5 schema version, $6 data, $7 metadata (NULL when empty). It
-// returns no row when the expectation failed.
+// returns no row when the expectation or the order check failed.
 const storeAppendOneSQL = `
 WITH cur AS (
-    SELECT coalesce(max(e.stream_version), 0) AS v FROM chronicle.events e WHERE e.stream_id = $1
+    SELECT coalesce(l.stream_version, 0) AS v, ` + storeOrderedSQL + ` AS ordered
+    FROM (SELECT 1) one LEFT JOIN (
+        SELECT e.stream_version, e.transaction_id FROM chronicle.events e
+        WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1
+    ) l ON true
 )
 INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
 SELECT n.event_id, $1, CASE WHEN $2::bigint >= 0 THEN $2::bigint ELSE cur.v END + n.ord,
        n.event_type, n.schema_version, n.data::jsonb, n.metadata::jsonb
 FROM cur, unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
      WITH ORDINALITY AS n(event_id, event_type, schema_version, data, metadata, ord)
-WHERE CASE WHEN $2::bigint = -1 THEN true
+WHERE cur.ordered
+  AND CASE WHEN $2::bigint = -1 THEN true
            WHEN $2::bigint = -2 THEN cur.v > 0
            ELSE cur.v = $2::bigint END
 RETURNING stream_version, global_position, transaction_id`
@@ -84,10 +115,15 @@ SELECT n.ord, e.stream_id, e.stream_version, e.event_type, e.schema_version, e.d
 FROM unnest($1::uuid[], $2::text[]::jsonb[]) WITH ORDINALITY AS n(event_id, data, ord)
 JOIN chronicle.events e ON e.event_id = n.event_id`
 
-// storeCurrentVersionsSQL reads the current version of streams ($1).
+// storeCurrentVersionsSQL reads the current version of streams ($1), and
+// whether their last event passes the order check of storeOrderedSQL.
 const storeCurrentVersionsSQL = `
-SELECT s.idx, coalesce((SELECT max(e.stream_version) FROM chronicle.events e WHERE e.stream_id = s.stream_id), 0)
-FROM unnest($1::text[]) WITH ORDINALITY AS s(stream_id, idx)`
+SELECT s.idx, coalesce(l.stream_version, 0), ` + storeOrderedSQL + `
+FROM unnest($1::text[]) WITH ORDINALITY AS s(stream_id, idx)
+LEFT JOIN LATERAL (
+    SELECT e.stream_version, e.transaction_id FROM chronicle.events e
+    WHERE e.stream_id = s.stream_id ORDER BY e.stream_version DESC LIMIT 1
+) l ON true`
 
 // The savepoint that isolates an append inside the caller's transaction.
 const (
@@ -106,11 +142,10 @@ const storeMaxAppendAttempts = 8
 // [eventstore.Store.Append] for the contract. Events with a zero ID get a
 // new UUIDv7 (the caller's slice is not modified).
 //
-// When Append returns an error that is neither a validation error, a
-// [*eventstore.ConcurrencyError] nor a [*eventstore.DuplicateEventError]
-// (for example the connection broke mid-statement), the append may or may
-// not have been committed. Retrying it with the same event IDs is safe: it
-// is stored exactly once. Give events IDs up front when you need that.
+// When the connection breaks mid-statement, the error says the outcome is
+// unknown: the append may or may not have been committed (it is atomic:
+// all events or none). Retrying it with the same event IDs is safe: it is
+// stored exactly once. Give events IDs up front when you need that.
 func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	res, err := s.appendStreams(ctx, nil, []eventstore.StreamAppend{{StreamID: streamID, Expected: expected, Events: events}})
 	if err != nil {
@@ -133,8 +168,19 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 // In a REPEATABLE READ or SERIALIZABLE transaction the concurrency check
 // sees the transaction's snapshot, so a conflict with a writer that
 // committed after the snapshot is reported with Actual -1; retry the whole
-// transaction. Keep transactions short: an open transaction that has
-// appended holds back every [Store.ReadAll] tailer (see [Store.TailLag]).
+// transaction.
+//
+// The global order is by transaction id, taken at a transaction's first
+// write. If tx already wrote (business rows, say) before another
+// transaction appended to the same stream and committed, appending after
+// that event would put the new events before it in [Store.ReadAll]'s order.
+// AppendTx refuses that with an [*eventstore.ConcurrencyError] (its Actual
+// may equal Expected), whatever the expected version: roll back and retry
+// the whole transaction, which gets a new id. Appending before the other
+// writes, or in a transaction that has not written yet, avoids it.
+//
+// Keep transactions short: an open transaction that has appended holds
+// back every [Store.ReadAll] tailer (see [Store.TailLag]).
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	if tx == nil {
 		return eventstore.AppendResult{}, &eventstore.ValidationError{Field: "tx", Reason: "must not be nil"}
@@ -157,7 +203,8 @@ func (s *Store) AppendStreams(ctx context.Context, appends ...eventstore.StreamA
 }
 
 // AppendStreamsTx is [Store.AppendStreams] inside the caller's transaction;
-// see [Store.AppendTx] for the savepoint and isolation notes.
+// see [Store.AppendTx] for the savepoint, isolation and ordering notes (the
+// ordering check applies to each stream).
 func (s *Store) AppendStreamsTx(ctx context.Context, tx pgx.Tx, appends ...eventstore.StreamAppend) ([]eventstore.AppendResult, error) {
 	if tx == nil {
 		return nil, &eventstore.ValidationError{Field: "tx", Reason: "must not be nil"}
@@ -192,6 +239,9 @@ func (s *Store) storePrepareAppend(appends []eventstore.StreamAppend) (*storeApp
 	seen := make(map[string]int, len(appends))
 	for i, a := range appends {
 		if err := eventstore.ValidateAppend(a.StreamID, a.Expected, a.Events, s.cfg.MaxEventSize); err != nil {
+			if len(appends) > 1 {
+				return nil, fmt.Errorf("appends[%d]: %w", i, err)
+			}
 			return nil, err
 		}
 		if j, dup := seen[a.StreamID]; dup {
@@ -280,18 +330,25 @@ func (s *Store) appendStreams(ctx context.Context, tx pgx.Tx, appends []eventsto
 	if tx != nil {
 		db = tx
 	}
-	op := storeAppendOp(in)
 	var lastConflict *storeConflict
 	for attempt := 0; attempt < storeMaxAppendAttempts; attempt++ {
 		res, conflict, err := s.storeAppendOnce(ctx, tx, in)
 		if err != nil {
-			if tx == nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+			if verr := storeInvalidDataError(err); verr != nil {
+				return nil, verr
+			}
+			var acquireErr *storeAcquireError
+			switch {
+			case errors.As(err, &acquireErr):
+				return nil, storeWrapError(storeAppendOp(in)+": acquire a connection", acquireErr.err)
+			case tx == nil && pgconn.SafeToRetry(err) && ctx.Err() == nil:
 				continue // nothing reached the server
+			case tx == nil && storeOutcomeUnknown(err):
+				// Inside a caller's transaction nothing can have committed:
+				// the caller's commit has not happened.
+				return nil, storeWrapError(storeAppendOp(in)+": outcome unknown, retrying with the same event ids is safe", err)
 			}
-			if storeOutcomeUnknown(ctx, err) {
-				return nil, storeWrapError(op+": outcome unknown, retrying with the same event ids is safe", err)
-			}
-			return nil, storeWrapError(op, err)
+			return nil, storeWrapError(storeAppendOp(in), err)
 		}
 		if conflict == nil {
 			if tx == nil {
@@ -314,12 +371,13 @@ func (s *Store) appendStreams(ctx context.Context, tx pgx.Tx, appends []eventsto
 	return nil, err
 }
 
-// storeOutcomeUnknown reports whether err may have hit an append after its
-// statement reached the server, so that it may have committed: the
-// connection broke, the server shut the session down, or ctx ended
-// mid-statement. Errors raised before sending (encoding, acquiring a
-// connection) and ordinary SQL errors are definite failures.
-func storeOutcomeUnknown(ctx context.Context, err error) bool {
+// storeOutcomeUnknown reports whether err, returned by an append statement
+// on an acquired connection, leaves it open whether the append committed:
+// the connection broke or the server shut the session down. Ordinary SQL
+// errors and errors raised before anything was sent are definite failures;
+// anything unrecognised counts as unknown, so that callers retry (safe
+// with the same event IDs) rather than assume the append failed.
+func storeOutcomeUnknown(err error) bool {
 	if pgErr := storePgError(err); pgErr != nil {
 		// 08: connection exception; 57: operator intervention (the
 		// backend was terminated, the server is shutting down), except a
@@ -327,13 +385,38 @@ func storeOutcomeUnknown(ctx context.Context, err error) bool {
 		class := pgErr.Code[:2]
 		return (class == "08" || class == "57") && pgErr.Code != "57014"
 	}
-	if pgconn.SafeToRetry(err) {
-		return false
-	}
-	var netErr net.Error
-	return ctx.Err() != nil || errors.As(err, &netErr) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+	return !pgconn.SafeToRetry(err)
 }
+
+// storeInvalidDataError returns a [*eventstore.ValidationError] when err
+// says the server refused the events' JSON: eventstore.ValidateAppend
+// accepts JSON that jsonb cannot store, such as numbers beyond numeric's
+// range (1e200000, SQLSTATE 22003). It returns nil for other errors. The
+// statement failed as a whole, so nothing was stored.
+func storeInvalidDataError(err error) error {
+	pgErr := storePgError(err)
+	if pgErr == nil {
+		return nil
+	}
+	switch pgErr.Code {
+	case storeCodeNumericOutOfRange, storeCodeInvalidTextRepresentation,
+		storeCodeCharacterNotInRepertoire, storeCodeUntranslatableCharacter:
+	default:
+		return nil
+	}
+	reason := pgErr.Message
+	if pgErr.Detail != "" {
+		reason += " (" + pgErr.Detail + ")"
+	}
+	return &eventstore.ValidationError{Field: "events data", Reason: "rejected by PostgreSQL: " + reason}
+}
+
+// storeAcquireError is a failure to acquire a connection for an append:
+// nothing was sent.
+type storeAcquireError struct{ err error }
+
+func (e *storeAcquireError) Error() string { return "acquire a connection: " + e.err.Error() }
+func (e *storeAcquireError) Unwrap() error { return e.err }
 
 func storeAppendOp(in *storeAppendInput) string {
 	if len(in.streamIDs) == 1 {
@@ -350,7 +433,14 @@ func storeAppendOp(in *storeAppendInput) string {
 func (s *Store) storeAppendOnce(ctx context.Context, tx pgx.Tx, in *storeAppendInput) ([]eventstore.AppendResult, *storeConflict, error) {
 	sql, args := in.statement()
 	if tx == nil {
-		rows, err := s.pool.Query(ctx, sql, args...)
+		// Acquire explicitly, so that a failure to get a connection (nothing
+		// was sent) is told apart from a failure of the statement.
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return nil, nil, &storeAcquireError{err: err}
+		}
+		defer conn.Release()
+		rows, err := conn.Query(ctx, sql, args...)
 		if err != nil {
 			return storeClassifyAppendError(err)
 		}
@@ -509,6 +599,7 @@ func (s *Store) storeResolveConflict(ctx context.Context, db storeDBTX, in *stor
 	}
 	br := db.SendBatch(ctx, b)
 	current := make([]int64, len(in.streamIDs))
+	ordered := make([]bool, len(in.streamIDs))
 	stored := make([]storeStoredEvent, len(in.ids))
 	err := func() error {
 		defer br.Close()
@@ -516,9 +607,12 @@ func (s *Store) storeResolveConflict(ctx context.Context, db storeDBTX, in *stor
 		if err != nil {
 			return err
 		}
-		var idx, v int64
-		if _, err := pgx.ForEachRow(rows, []any{&idx, &v}, func() error {
-			current[idx-1] = v
+		var (
+			idx, v int64
+			ok     bool
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&idx, &v, &ok}, func() error {
+			current[idx-1], ordered[idx-1] = v, ok
 			return nil
 		}); err != nil {
 			return err
@@ -540,15 +634,20 @@ func (s *Store) storeResolveConflict(ctx context.Context, db storeDBTX, in *stor
 	if err != nil {
 		return nil, false, storeWrapError(storeAppendOp(in)+": check conflict", err)
 	}
-	res, retry, err := storeDecideConflict(in, stored, current)
+	res, retry, err := storeDecideConflict(in, stored, current, ordered)
 	return res, retry, err
 }
 
 // storeDecideConflict is the pure decision of storeResolveConflict: given
-// what the append's event IDs are stored as (stored, parallel to in.ids)
-// and each stream's current version, it returns the original results of an
+// what the append's event IDs are stored as (stored, parallel to in.ids),
+// each stream's current version and whether its last event passes the
+// order check (see storeOrderedSQL), it returns the original results of an
 // idempotent retry, or an error, or retry=true for a lost race.
-func storeDecideConflict(in *storeAppendInput, stored []storeStoredEvent, current []int64) ([]eventstore.AppendResult, bool, error) {
+//
+// A failed order check is a concurrency conflict even when the version
+// check holds: retrying the statement in the same transaction would fail
+// the same way, only a new transaction (a new transaction id) can append.
+func storeDecideConflict(in *storeAppendInput, stored []storeStoredEvent, current []int64, ordered []bool) ([]eventstore.AppendResult, bool, error) {
 	res := make([]eventstore.AppendResult, len(in.appends))
 	retried, first := 0, 0
 	for i, a := range in.appends {
@@ -592,6 +691,12 @@ func storeDecideConflict(in *storeAppendInput, stored []storeStoredEvent, curren
 	for i, a := range in.appends {
 		if !a.Expected.Check(current[i]) {
 			return nil, false, &eventstore.ConcurrencyError{StreamID: a.StreamID, Expected: a.Expected, Actual: current[i]}
+		}
+	}
+	for i, a := range in.appends {
+		if !ordered[i] {
+			return nil, false, fmt.Errorf("%w (its last event was committed by a transaction that took its id after this one: retry the whole transaction)",
+				&eventstore.ConcurrencyError{StreamID: a.StreamID, Expected: a.Expected, Actual: current[i]})
 		}
 	}
 	return nil, true, nil

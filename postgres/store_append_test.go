@@ -1,12 +1,15 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
 // testEvents returns n events with fresh IDs and numbered payloads.
@@ -93,6 +97,11 @@ func TestAppendTxCommitsWithBusinessRows(t *testing.T) {
 	}
 	if res.StreamID != "account-1" || res.Version != 2 || res.Position.IsZero() {
 		t.Fatalf("AppendTx result %+v", res)
+	}
+	// The events carry the caller's transaction id, not the savepoint's.
+	var xid uint64
+	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()`).Scan(&xid); err != nil || res.Position.Transaction != xid {
+		t.Fatalf("position transaction %d, caller's transaction %d (%v)", res.Position.Transaction, xid, err)
 	}
 	// Not visible outside the transaction before commit.
 	if ids := streamEventIDs(t, s, "account-1"); len(ids) != 0 {
@@ -507,6 +516,169 @@ func TestAppendInvalidInput(t *testing.T) {
 	}
 }
 
+// TestAppendDataRejectedByServer appends JSON that eventstore.ValidateAppend
+// accepts but jsonb cannot hold: the append fails with a ValidationError,
+// stores nothing, and a caller's transaction stays usable.
+func TestAppendDataRejectedByServer(t *testing.T) {
+	t.Parallel()
+	s, pool := setupStore(t, nil)
+	createAccounts(t, pool)
+	ctx := t.Context()
+	bad := func() eventstore.Event { return eventstore.Event{Type: "E", Data: []byte(`{"a":1e200000}`)} }
+	check := func(what string, err error) {
+		t.Helper()
+		var ve *eventstore.ValidationError
+		if !errors.Is(err, eventstore.ErrInvalidInput) || !errors.As(err, &ve) || ve.Field != "events data" || !strings.Contains(ve.Reason, "numeric") {
+			t.Fatalf("%s: %v, want a ValidationError on events data about numeric", what, err)
+		}
+	}
+	_, err := s.Append(ctx, "s", eventstore.Any, bad())
+	check("Append", err)
+	_, err = s.AppendStreams(ctx,
+		eventstore.StreamAppend{StreamID: "s", Expected: eventstore.NoStream, Events: testEvents("E", 1)},
+		eventstore.StreamAppend{StreamID: "t", Expected: eventstore.NoStream, Events: []eventstore.Event{bad()}})
+	check("AppendStreams", err)
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after commit
+	if _, err := tx.Exec(ctx, `INSERT INTO accounts VALUES ('a', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.AppendTx(ctx, tx, "s", eventstore.NoStream, bad())
+	check("AppendTx", err)
+	good := testEvents("E", 1)
+	if _, err := s.AppendTx(ctx, tx, "u", eventstore.NoStream, good...); err != nil {
+		t.Fatalf("AppendTx after a rejected append: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"s", "t"} {
+		if ids := streamEventIDs(t, s, id); len(ids) != 0 {
+			t.Fatalf("rejected appends stored %d events in %q", len(ids), id)
+		}
+	}
+	requireStreamIDs(t, s, "u", good)
+	if !accountExists(t, pool, "a") {
+		t.Fatal("business row lost")
+	}
+}
+
+// TestAppendTxAfterNewerCommit reproduces the ordering hazard of AppendTx:
+// transaction A takes its transaction id with a business write, B (a
+// larger id) appends version 1 and commits, and A, having read version 1,
+// appends version 2. Stored, version 2 would sort before version 1 in the
+// global order. The append must fail with a concurrency conflict, and A's
+// retry in a new transaction must succeed, leaving the stream in order in
+// ReadAll.
+func TestAppendTxAfterNewerCommit(t *testing.T) {
+	t.Parallel()
+	s, pool := setupStore(t, nil)
+	createAccounts(t, pool)
+	ctx := t.Context()
+
+	for _, tt := range []struct {
+		name     string
+		expected eventstore.ExpectedVersion
+		streams  bool // through AppendStreamsTx, with a second, new stream
+	}{
+		{"exact", eventstore.Exact(1), false},
+		{"any", eventstore.Any, false},
+		{"stream exists", eventstore.StreamExists, false},
+		{"streams exact", eventstore.Exact(1), true},
+		{"streams any", eventstore.Any, true},
+	} {
+		stream := "order-" + strings.ReplaceAll(tt.name, " ", "-")
+		other := stream + "-other"
+		appendA := func(tx pgx.Tx, evs []eventstore.Event) error {
+			if tt.streams {
+				_, err := s.AppendStreamsTx(ctx, tx,
+					eventstore.StreamAppend{StreamID: other, Expected: eventstore.NoStream, Events: testEvents("O", 1)},
+					eventstore.StreamAppend{StreamID: stream, Expected: tt.expected, Events: evs})
+				return err
+			}
+			_, err := s.AppendTx(ctx, tx, stream, tt.expected, evs...)
+			return err
+		}
+
+		txA, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A no-op after commit or rollback; on failure, frees the connection.
+		defer func(tx pgx.Tx) { _ = tx.Rollback(context.Background()) }(txA)
+		if _, err := txA.Exec(ctx, `INSERT INTO accounts VALUES ($1, 1)`, stream); err != nil {
+			t.Fatal(err)
+		}
+		var xidA, xidB uint64
+		if err := txA.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text::bigint`).Scan(&xidA); err != nil {
+			t.Fatal(err)
+		}
+		// B appends version 1 and commits; its id is larger than A's.
+		v1 := testEvents("E", 1)
+		txB, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func(tx pgx.Tx) { _ = tx.Rollback(context.Background()) }(txB)
+		resB, err := s.AppendTx(ctx, txB, stream, eventstore.NoStream, v1...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := txB.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if xidB = resB.Position.Transaction; xidB <= xidA {
+			t.Fatalf("%s: B's transaction id %d is not larger than A's %d", tt.name, xidB, xidA)
+		}
+		// A sees version 1 (READ COMMITTED) and appends version 2.
+		cur, err := s.StreamVersion(ctx, stream)
+		if err != nil || cur != 1 {
+			t.Fatalf("%s: StreamVersion = %d, %v; want 1", tt.name, cur, err)
+		}
+		v2 := testEvents("E", 1)
+		err = appendA(txA, v2)
+		var ce *eventstore.ConcurrencyError
+		if !errors.Is(err, eventstore.ErrConcurrencyConflict) || !errors.As(err, &ce) || ce.StreamID != stream || ce.Actual != 1 {
+			t.Fatalf("%s: append after a newer transaction's commit: %v, want a ConcurrencyError on %q with actual 1", tt.name, err, stream)
+		}
+		if err := txA.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		// The retry in a new transaction gets a new, larger id.
+		txA, err = pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func(tx pgx.Tx) { _ = tx.Rollback(context.Background()) }(txA)
+		if _, err := txA.Exec(ctx, `INSERT INTO accounts VALUES ($1, 1)`, stream); err != nil {
+			t.Fatal(err)
+		}
+		if err := appendA(txA, v2); err != nil {
+			t.Fatalf("%s: retry in a new transaction: %v", tt.name, err)
+		}
+		if err := txA.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		requireStreamIDs(t, s, stream, append(v1, v2...))
+	}
+
+	// Every stream's versions appear in order in the global order: 2
+	// events per case, and 1 in each other stream.
+	all := readAllUntil(t, s, eventstore.Position{}, 5*2+2)
+	last := map[string]int64{}
+	for _, r := range all {
+		if r.StreamVersion != last[r.StreamID]+1 {
+			t.Fatalf("ReadAll: %s v%d after v%d", r.StreamID, r.StreamVersion, last[r.StreamID])
+		}
+		last[r.StreamID] = r.StreamVersion
+	}
+}
+
 // TestAppendSurvivesKilledConnection blocks an append on a table lock and
 // terminates its backend: the append fails with an error (no panic),
 // stores nothing, and a retry with the same event IDs stores it once.
@@ -738,23 +910,29 @@ func TestDecideConflict(t *testing.T) {
 		current  int64
 		want     string // "ok", "retry", "conflict", "duplicate"
 		wantVer  int64
+		// unordered: the stream's last event fails the order check.
+		unordered bool
 	}{
-		{"nothing stored, exact holds: lost race", eventstore.Exact(3), []storeStoredEvent{none, none}, 3, "retry", 0},
-		{"nothing stored, exact fails", eventstore.Exact(3), []storeStoredEvent{none, none}, 5, "conflict", 0},
-		{"nothing stored, any: lost race", eventstore.Any, []storeStoredEvent{none, none}, 5, "retry", 0},
-		{"nothing stored, stream exists fails", eventstore.StreamExists, []storeStoredEvent{none, none}, 0, "conflict", 0},
-		{"retry at the expected versions", eventstore.Exact(3), []storeStoredEvent{at("s", 4), at("s", 5)}, 9, "ok", 5},
-		{"retry of no stream", eventstore.NoStream, []storeStoredEvent{at("s", 1), at("s", 2)}, 2, "ok", 2},
-		{"stored at other versions than exact implies", eventstore.Exact(2), []storeStoredEvent{at("s", 4), at("s", 5)}, 5, "duplicate", 0},
-		{"any: anywhere consecutive", eventstore.Any, []storeStoredEvent{at("s", 7), at("s", 8)}, 9, "ok", 8},
-		{"stream exists: anywhere, even from version 1", eventstore.StreamExists, []storeStoredEvent{at("s", 1), at("s", 2)}, 9, "ok", 2},
-		{"stream exists: later", eventstore.StreamExists, []storeStoredEvent{at("s", 2), at("s", 3)}, 9, "ok", 3},
-		{"not consecutive", eventstore.Any, []storeStoredEvent{at("s", 7), at("s", 9)}, 9, "duplicate", 0},
-		{"other stream", eventstore.Any, []storeStoredEvent{at("t", 1), at("t", 2)}, 0, "duplicate", 0},
-		{"partly stored", eventstore.Any, []storeStoredEvent{none, at("s", 2)}, 2, "duplicate", 0},
-		{"other data", eventstore.Any, []storeStoredEvent{at("s", 1), func() storeStoredEvent { e := at("s", 2); e.sameData = false; return e }()}, 2, "duplicate", 0},
-		{"other type", eventstore.Any, []storeStoredEvent{at("s", 1), func() storeStoredEvent { e := at("s", 2); e.typ = "F"; return e }()}, 2, "duplicate", 0},
-		{"other schema version", eventstore.Any, []storeStoredEvent{at("s", 1), func() storeStoredEvent { e := at("s", 2); e.schemaVersion = 2; return e }()}, 2, "duplicate", 0},
+		{"nothing stored, exact holds: lost race", eventstore.Exact(3), []storeStoredEvent{none, none}, 3, "retry", 0, false},
+		{"nothing stored, exact fails", eventstore.Exact(3), []storeStoredEvent{none, none}, 5, "conflict", 0, false},
+		{"nothing stored, any: lost race", eventstore.Any, []storeStoredEvent{none, none}, 5, "retry", 0, false},
+		{"nothing stored, stream exists fails", eventstore.StreamExists, []storeStoredEvent{none, none}, 0, "conflict", 0, false},
+		{"retry at the expected versions", eventstore.Exact(3), []storeStoredEvent{at("s", 4), at("s", 5)}, 9, "ok", 5, false},
+		{"retry of no stream", eventstore.NoStream, []storeStoredEvent{at("s", 1), at("s", 2)}, 2, "ok", 2, false},
+		{"stored at other versions than exact implies", eventstore.Exact(2), []storeStoredEvent{at("s", 4), at("s", 5)}, 5, "duplicate", 0, false},
+		{"any: anywhere consecutive", eventstore.Any, []storeStoredEvent{at("s", 7), at("s", 8)}, 9, "ok", 8, false},
+		{"stream exists: anywhere, even from version 1", eventstore.StreamExists, []storeStoredEvent{at("s", 1), at("s", 2)}, 9, "ok", 2, false},
+		{"stream exists: later", eventstore.StreamExists, []storeStoredEvent{at("s", 2), at("s", 3)}, 9, "ok", 3, false},
+		{"not consecutive", eventstore.Any, []storeStoredEvent{at("s", 7), at("s", 9)}, 9, "duplicate", 0, false},
+		{"other stream", eventstore.Any, []storeStoredEvent{at("t", 1), at("t", 2)}, 0, "duplicate", 0, false},
+		{"partly stored", eventstore.Any, []storeStoredEvent{none, at("s", 2)}, 2, "duplicate", 0, false},
+		{"other data", eventstore.Any, []storeStoredEvent{at("s", 1), func() storeStoredEvent { e := at("s", 2); e.sameData = false; return e }()}, 2, "duplicate", 0, false},
+		{"other type", eventstore.Any, []storeStoredEvent{at("s", 1), func() storeStoredEvent { e := at("s", 2); e.typ = "F"; return e }()}, 2, "duplicate", 0, false},
+		{"other schema version", eventstore.Any, []storeStoredEvent{at("s", 1), func() storeStoredEvent { e := at("s", 2); e.schemaVersion = 2; return e }()}, 2, "duplicate", 0, false},
+		{"nothing stored, exact holds, last event ordered after this tx", eventstore.Exact(3), []storeStoredEvent{none, none}, 3, "conflict", 0, true},
+		{"nothing stored, any, last event ordered after this tx", eventstore.Any, []storeStoredEvent{none, none}, 5, "conflict", 0, true},
+		{"nothing stored, exact fails and unordered", eventstore.Exact(2), []storeStoredEvent{none, none}, 5, "conflict", 0, true},
+		{"retry of an append that is stored, unordered", eventstore.Exact(3), []storeStoredEvent{at("s", 4), at("s", 5)}, 5, "ok", 5, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -764,7 +942,7 @@ func TestDecideConflict(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, retry, err := storeDecideConflict(in, tt.stored, []int64{tt.current})
+			res, retry, err := storeDecideConflict(in, tt.stored, []int64{tt.current}, []bool{!tt.unordered})
 			var got string
 			switch {
 			case errors.Is(err, eventstore.ErrConcurrencyConflict):
@@ -844,16 +1022,138 @@ func TestAppendExecModes(t *testing.T) {
 			if err := tx.Commit(ctx); err != nil {
 				t.Fatal(err)
 			}
-			recs := readAllUntil(t, s, eventstore.Position{}, 4)
+			multi := []eventstore.StreamAppend{
+				{StreamID: "m1", Expected: eventstore.NoStream, Events: testEvents("M", 2)},
+				{StreamID: "t", Expected: eventstore.Exact(1), Events: testEvents("M", 1)},
+			}
+			mres, err := s.AppendStreams(ctx, multi...)
+			if err != nil || len(mres) != 2 || mres[0].Version != 2 || mres[1].Version != 2 {
+				t.Fatalf("AppendStreams = %+v, %v", mres, err)
+			}
+			if again, err := s.AppendStreams(ctx, multi...); err != nil || again[1] != mres[1] {
+				t.Fatalf("AppendStreams retry = %+v, %v", again, err)
+			}
+			if _, err := s.AppendStreams(ctx, eventstore.StreamAppend{StreamID: "m2", Expected: eventstore.Any, Events: testEvents("M", 1)},
+				eventstore.StreamAppend{StreamID: "m1", Expected: eventstore.NoStream, Events: testEvents("M", 1)}); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
+				t.Fatalf("AppendStreams conflict: %v", err)
+			}
+			recs := readAllUntil(t, s, eventstore.Position{}, 7)
 			if recs[2].Position != res.Position || recs[1].Metadata.CorrelationID != "c'1" || recs[1].Metadata.Headers["k"] != `v"\` {
 				t.Fatalf("ReadAll = %+v", recs)
 			}
-			if h, err := s.Head(ctx); err != nil || h != recs[3].Position {
-				t.Fatalf("Head = %s, %v; want %s", h, err, recs[3].Position)
+			if h, err := s.Head(ctx); err != nil || h != recs[6].Position || h != mres[1].Position {
+				t.Fatalf("Head = %s, %v; want %s", h, err, recs[6].Position)
 			}
 			if back, err := s.ReadStream(ctx, `it's; "x"`, eventstore.ReadStreamOptions{Direction: eventstore.Backward, From: 2, Limit: 5}); err != nil || len(back) != 2 {
 				t.Fatalf("ReadStream backward = %d, %v", len(back), err)
 			}
 		})
+	}
+}
+
+// storeTestLossyConn drops the connection, once armed, right after the
+// server has answered an INSERT and committed (its ReadyForQuery arrived),
+// before the client sees the answer: the append is committed but the
+// caller gets an error.
+type storeTestLossyConn struct {
+	net.Conn
+	armed *atomic.Bool
+}
+
+func (c *storeTestLossyConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if !c.armed.Load() || n == 0 {
+		return n, err
+	}
+	seen := append([]byte(nil), p[:n]...)
+	tag := bytes.Index(seen, []byte("INSERT 0 "))
+	if tag < 0 {
+		return n, err
+	}
+	readyForQuery := []byte{'Z', 0, 0, 0, 5}
+	for !bytes.Contains(seen[tag:], readyForQuery) && err == nil {
+		var more int
+		more, err = c.Conn.Read(p)
+		seen = append(seen, p[:more]...)
+	}
+	c.armed.Store(false)
+	c.Conn.Close()
+	return 0, errors.New("test: connection lost after the server committed")
+}
+
+// TestAppendCommittedButConnectionLost loses the connection after the
+// append committed: the caller gets an error saying the outcome is
+// unknown, the events are all stored, and retrying with the same event IDs
+// returns the original result without storing them again.
+func TestAppendCommittedButConnectionLost(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgxpool.ParseConfig(postgrestest.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	cfg.MaxConns = 1
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &storeTestLossyConn{Conn: conn, armed: &armed}, nil
+	}
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := newStoreOn(t, pool, &Config{PollOnly: true})
+	ctx := t.Context()
+
+	for _, expected := range []eventstore.ExpectedVersion{eventstore.NoStream, eventstore.Any, eventstore.Exact(6), eventstore.StreamExists} {
+		evs := testEvents("E", 3)
+		armed.Store(true)
+		_, err := s.Append(ctx, "s", expected, evs...)
+		if err == nil || !strings.Contains(err.Error(), "outcome unknown") {
+			t.Fatalf("%s: Append on a lost connection = %v, want an outcome-unknown error", expected, err)
+		}
+		if armed.Load() {
+			t.Fatalf("%s: the connection was not cut", expected)
+		}
+		before := streamEventIDs(t, s, "s")
+		if got := before[len(before)-3:]; got[0] != evs[0].ID || got[2] != evs[2].ID {
+			t.Fatalf("%s: the append was not committed: the test does not test what it says", expected)
+		}
+		res, err := s.Append(ctx, "s", expected, evs...)
+		if err != nil || res.Version != int64(len(before)) {
+			t.Fatalf("%s: retry = %+v, %v; want the original result at version %d", expected, res, err, len(before))
+		}
+		if after := streamEventIDs(t, s, "s"); len(after) != len(before) {
+			t.Fatalf("%s: the retry stored %d more events", expected, len(after)-len(before))
+		}
+	}
+}
+
+// TestUnreachableDatabase: every call fails with a clear error, and an
+// append that could not even connect is not reported as possibly stored.
+func TestUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	pool, err := pgxpool.New(t.Context(), "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := newStoreOn(t, pool, &Config{PollOnly: true})
+	ctx := t.Context()
+	_, err = s.Append(ctx, "s", eventstore.Any, testEvents("E", 1)...)
+	if err == nil || strings.Contains(err.Error(), "outcome unknown") || !strings.Contains(err.Error(), "acquire a connection") {
+		t.Fatalf("Append = %v, want a connection failure that is not outcome-unknown", err)
+	}
+	if _, err := s.ReadAll(ctx, eventstore.Position{}, 10); err == nil {
+		t.Fatal("ReadAll succeeded without a database")
+	}
+	if _, err := s.StreamVersion(ctx, "s"); err == nil || errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("StreamVersion = %v, want a connection error", err)
+	}
+	if _, err := s.TailLag(ctx); err == nil {
+		t.Fatal("TailLag succeeded without a database")
 	}
 }

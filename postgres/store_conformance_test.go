@@ -34,4 +34,3 @@ func TestConformance(t *testing.T) {
 		}, &storetest.Options{MaxEventSize: 4096})
 	})
 }
-

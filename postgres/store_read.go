@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -107,7 +106,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 	if err != nil {
 		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
 	}
-	recs, err := storeScanRecords(rows, opts.Limit)
+	recs, err := storeScanRecords(rows, opts.Limit, streamID)
 	if err != nil {
 		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
 	}
@@ -131,7 +130,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 	if err != nil {
 		return nil, storeWrapError("read all", err)
 	}
-	recs, err := storeScanRecords(rows, limit)
+	recs, err := storeScanRecords(rows, limit, "")
 	if err != nil {
 		return nil, storeWrapError("read all", err)
 	}
@@ -186,30 +185,4 @@ func (s *Store) TailLag(ctx context.Context) (time.Duration, error) {
 		return 0, storeWrapError("read tail lag", err)
 	}
 	return time.Duration(secs * float64(time.Second)), nil
-}
-
-// storeScanRecords reads rows of storeRecordColumns.
-func storeScanRecords(rows pgx.Rows, sizeHint int) ([]eventstore.Record, error) {
-	defer rows.Close()
-	recs := make([]eventstore.Record, 0, min(max(sizeHint, 16), 1024))
-	var md []byte
-	for rows.Next() {
-		var r eventstore.Record
-		md = md[:0]
-		if err := rows.Scan(&r.Position.Global, &r.Position.Transaction, (*[16]byte)(&r.EventID), &r.StreamID,
-			&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data, &md, &r.RecordedAt); err != nil {
-			return nil, err
-		}
-		if len(md) > 0 {
-			if err := json.Unmarshal(md, &r.Metadata); err != nil {
-				return nil, &eventstore.DecodeError{Type: r.Type, SchemaVersion: r.SchemaVersion, EventID: r.EventID, Err: fmt.Errorf("metadata: %w", err)}
-			}
-		}
-		r.RecordedAt = r.RecordedAt.UTC()
-		recs = append(recs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return recs, nil
 }

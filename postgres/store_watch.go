@@ -8,8 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// storeNotifyChannel is the channel the events trigger notifies (see
-// migrations/000001_events.up.sql).
+// storeNotifyChannel is the channel stores NOTIFY after appends and
+// LISTEN on.
 const storeNotifyChannel = "chronicle_events"
 
 // Reconnect backoff of the LISTEN connection.

@@ -74,8 +74,11 @@ func (e *PartitionsMismatchError) Is(target error) bool { return target == ErrPa
 type StoppedError struct {
 	// Key is the stopped partition.
 	Key Key
-	// EventID and Position identify the event that failed.
-	EventID  eventstore.EventID
+	// EventID identifies the event that failed (zero when the partition
+	// stopped for another reason, such as a partition count mismatch).
+	EventID eventstore.EventID
+	// Position is the failed event's position, or the partition's
+	// checkpoint.
 	Position eventstore.Position
 	// Attempts counts the attempts made.
 	Attempts int

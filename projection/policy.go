@@ -30,6 +30,7 @@ const (
 	AtLeastOnce
 )
 
+// String returns "transactional" or "at-least-once".
 func (m Mode) String() string {
 	switch m {
 	case Transactional:
@@ -61,6 +62,7 @@ const (
 	ParkOnFailure
 )
 
+// String returns "stop" or "park".
 func (p FailurePolicy) String() string {
 	switch p {
 	case StopOnFailure:

@@ -22,6 +22,7 @@ const (
 	defaultBatchSize       = 500
 	defaultPollInterval    = time.Second
 	defaultAcquireInterval = time.Second
+	defaultBatchTimeout    = 30 * time.Second
 	maxBatchSize           = 100_000
 )
 
@@ -51,6 +52,23 @@ type Config struct {
 	// tries to acquire it: it bounds the time another runner takes over
 	// from a holder that died. Defaults to 1s.
 	AcquireInterval time.Duration
+
+	// BatchTimeout bounds each unit of work the runner commits: in
+	// [Transactional] mode, the time a batch's transaction stays open,
+	// from the first statement of its handlers to the commit of its
+	// checkpoint. An open transaction holds back the transaction horizon
+	// of the whole PostgreSQL cluster, so every tailing reader (of every
+	// database on the server) lags behind it: a handler stuck inside a
+	// batch must not stall them for longer than this. When it runs out,
+	// the handlers' ctx is done and the transaction rolls back, even if
+	// the handler ignores ctx (the PostgreSQL storage then closes the
+	// lease's connection, losing the lease, and also sets the session's
+	// idle_in_transaction_session_timeout so that the server ends it when
+	// the process itself is frozen). The batch counts as a failure of the
+	// event being handled, and the next batches are halved until one
+	// commits. Keep it well above the time a batch normally takes.
+	// Defaults to 30s.
+	BatchTimeout time.Duration
 
 	// Retry is the default retry policy of projections (see
 	// [Projection.Retry]). Its zero fields default to 5 attempts, a 100ms
@@ -166,6 +184,8 @@ func New(store eventstore.Store, storage Storage, cfg *Config) (*Runner, error) 
 		return nil, invalid("config PollInterval", fmt.Sprintf("%s is negative", c.PollInterval))
 	case c.AcquireInterval < 0:
 		return nil, invalid("config AcquireInterval", fmt.Sprintf("%s is negative", c.AcquireInterval))
+	case c.BatchTimeout < 0:
+		return nil, invalid("config BatchTimeout", fmt.Sprintf("%s is negative", c.BatchTimeout))
 	}
 	if err := c.Retry.validate("config Retry"); err != nil {
 		return nil, err
@@ -175,6 +195,7 @@ func New(store eventstore.Store, storage Storage, cfg *Config) (*Runner, error) 
 	c.BatchSize = cmp.Or(c.BatchSize, defaultBatchSize)
 	c.PollInterval = cmp.Or(c.PollInterval, defaultPollInterval)
 	c.AcquireInterval = cmp.Or(c.AcquireInterval, defaultAcquireInterval)
+	c.BatchTimeout = cmp.Or(c.BatchTimeout, defaultBatchTimeout)
 	c.Retry = c.Retry.withDefaults(RetryPolicy{MaxAttempts: defaultMaxAttempts, BaseDelay: defaultBaseDelay, MaxDelay: defaultMaxDelay})
 	return &Runner{
 		store:   store,

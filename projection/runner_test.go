@@ -345,6 +345,7 @@ func TestNewValidation(t *testing.T) {
 		{"huge batch", store, storage, &projection.Config{BatchSize: 1 << 30}},
 		{"negative poll", store, storage, &projection.Config{PollInterval: -1}},
 		{"negative acquire", store, storage, &projection.Config{AcquireInterval: -1}},
+		{"negative batch timeout", store, storage, &projection.Config{BatchTimeout: -1}},
 		{"negative retry delay", store, storage, &projection.Config{Retry: projection.RetryPolicy{BaseDelay: -1}}},
 	}
 	for _, tt := range tests {
@@ -939,5 +940,67 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// tickingStore wakes its watchers every tick, as the PostgreSQL store does
+// on its poll ticks, with no new event.
+type tickingStore struct {
+	*memory.Store
+	tick time.Duration
+}
+
+func (s tickingStore) Watch(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		defer close(ch)
+		t := time.NewTicker(s.tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+// TestIdleRebuildWithFrequentWakeUps checks that an idle partition notices
+// a rebuild request even when the store wakes it more often than its poll
+// interval.
+func TestIdleRebuildWithFrequentWakeUps(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := waitCtx(t)
+	store := tickingStore{Store: e.store, tick: 2 * time.Millisecond}
+	res := e.deposit("a", 1)
+	var resets atomic.Int32
+	r, err := projection.New(store, e.storage, &projection.Config{Logger: quietLogger(), PollInterval: 50 * time.Millisecond, AcquireInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noop := projection.HandlerFunc(func(context.Context, projection.Event) error { return nil })
+	if err := r.Add(projection.Projection{Name: "p", Handler: noop, Reset: func(context.Context, int) error { resets.Add(1); return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(r)
+	if err := r.WaitFor(ctx, "p", res.Position); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // idle
+	if err := e.storage.RequestRebuild(ctx, "p", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := projection.WaitRebuild(ctx, store, e.storage, "p", nil); err != nil {
+		t.Fatal(err)
+	}
+	if resets.Load() != 1 {
+		t.Fatalf("reset hook called %d times, want 1", resets.Load())
 	}
 }

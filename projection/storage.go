@@ -78,6 +78,11 @@ type Lease interface {
 	// returned. If the checkpoint is not at c.From, nothing is committed and
 	// the error is a [*CheckpointConflictError]. With a storage that is not
 	// [Lease.Transactional], c.Work's own effects are not rolled back.
+	//
+	// ctx's deadline (see [Config.BatchTimeout]) bounds the unit of work: a
+	// transactional storage must not keep its transaction open past it,
+	// nor past ctx's cancellation, even while c.Work ignores ctx; losing
+	// the lease is an acceptable way to end it.
 	Commit(ctx context.Context, c Commit) (Checkpoint, error)
 
 	// RetryRequests returns the partition's dead letters in state
@@ -200,25 +205,29 @@ func (s DeadLetterStatus) Valid() bool {
 type DeadLetter struct {
 	// ID identifies the dead letter.
 	ID int64
-	// Projection and Partition say who failed.
+	// Projection is the projection that failed.
 	Projection string
-	Partition  int
-	// EventID, StreamID, StreamVersion, Position and Type identify the
-	// event.
-	EventID       eventstore.EventID
-	StreamID      string
+	// Partition is the partition that failed.
+	Partition int
+	// EventID identifies the event.
+	EventID eventstore.EventID
+	// StreamID is the event's stream.
+	StreamID string
+	// StreamVersion is the event's version in its stream.
 	StreamVersion int64
-	Position      eventstore.Position
-	Type          string
+	// Position is the event's global position.
+	Position eventstore.Position
+	// Type is the event's type name.
+	Type string
 	// Error is the last failure's message.
 	Error string
 	// Attempts counts the attempts made to handle the event.
 	Attempts int
 	// Status is the dead letter's state.
 	Status DeadLetterStatus
-	// ParkedAt is when the event was (last) parked; UpdatedAt when the dead
-	// letter last changed.
-	ParkedAt  time.Time
+	// ParkedAt is when the event was (last) parked.
+	ParkedAt time.Time
+	// UpdatedAt is when the dead letter last changed.
 	UpdatedAt time.Time
 }
 

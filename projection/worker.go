@@ -24,7 +24,50 @@ type worker struct {
 	log   *slog.Logger
 
 	progressed bool // a commit succeeded since the last infrastructure failure
+	shrink     int  // the batch size is halved this many times after batch timeouts
 }
+
+// maxShrink bounds [worker.shrink]: 2^17 > maxBatchSize, so the batch
+// size reaches 1.
+const maxShrink = 17
+
+// batchSize is the number of events to read next: the projection's batch
+// size, halved after each batch that exceeded [Config.BatchTimeout] (and
+// doubled back after each commit), so that a partition whose batches are
+// too slow still progresses, down to one event per transaction.
+func (w *worker) batchSize() int {
+	return max(1, w.p.BatchSize>>w.shrink)
+}
+
+// commit runs lease.Commit with ctx bounded by [Config.BatchTimeout], so
+// that a transaction never stays open longer: an open transaction holds
+// back the transaction horizon of every tailing reader of the cluster.
+// A timeout makes the next batches smaller.
+func (w *worker) commit(ctx context.Context, lease Lease, c Commit) (Checkpoint, error) {
+	bctx, cancel := context.WithTimeout(ctx, w.r.cfg.BatchTimeout)
+	defer cancel()
+	cp, err := lease.Commit(bctx, c)
+	if err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded) {
+		w.shrink = min(w.shrink+1, maxShrink)
+		w.log.Error("projection batch exceeded the batch timeout: its transaction was rolled back; the next batches are smaller",
+			"batch_timeout", w.r.cfg.BatchTimeout, "next_batch_size", w.batchSize(), "error", err)
+		err = &batchTimeoutError{timeout: w.r.cfg.BatchTimeout, err: err}
+	}
+	return cp, err
+}
+
+// batchTimeoutError reports a unit of work cut short by
+// [Config.BatchTimeout].
+type batchTimeoutError struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e *batchTimeoutError) Error() string {
+	return fmt.Sprintf("batch timeout (%s) exceeded: %v", e.timeout, e.err)
+}
+
+func (e *batchTimeoutError) Unwrap() error { return e.err }
 
 // run acquires the partition and leads it, again and again, until ctx is
 // done.
@@ -116,8 +159,10 @@ func (w *worker) lead(parent context.Context, lease Lease) error {
 	w.r.commits.notify()
 
 	var (
+		pre          *prefetched
 		stopped      error
 		lastRetries  time.Time
+		lastCheck    = time.Now()
 		readFailures int
 		poll         = w.r.cfg.PollInterval
 	)
@@ -153,7 +198,14 @@ func (w *worker) lead(parent context.Context, lease Lease) error {
 		}
 
 		wake := w.r.wake.wait()
-		recs, err := w.r.store.ReadAll(ctx, cp.Position, w.p.BatchSize)
+		var recs []eventstore.Record
+		if pre != nil && pre.after == cp.Position {
+			res := <-pre.ch
+			recs, err = res.recs, res.err
+		} else {
+			recs, err = w.r.store.ReadAll(ctx, cp.Position, w.batchSize())
+		}
+		pre = nil
 		if err != nil {
 			if ctx.Err() != nil {
 				continue
@@ -171,16 +223,24 @@ func (w *worker) lead(parent context.Context, lease Lease) error {
 			case <-ctx.Done():
 			case <-wake:
 			case <-timer.C:
-				// Idle: check the lease, rebuild requests and retries.
-				if cp, err = lease.Checkpoint(ctx); err != nil {
-					timer.Stop()
-					return leaseErr(err)
-				}
 			}
 			timer.Stop()
+			// Idle: check the lease and rebuild requests every poll
+			// interval, however often the store wakes us.
+			if ctx.Err() == nil && time.Since(lastCheck) >= poll {
+				if cp, err = lease.Checkpoint(ctx); err != nil {
+					return leaseErr(err)
+				}
+				lastCheck = time.Now()
+			}
 			continue
 		}
+		lastCheck = time.Now() // the batch's commit reports the checkpoint's state
 
+		if n := w.batchSize(); len(recs) == n {
+			// Catching up: read the next batch while this one is handled.
+			pre = w.prefetch(ctx, recs[len(recs)-1].Position, n)
+		}
 		next, err := w.process(ctx, lease, cp, recs)
 		cp = next
 		var se *StoppedError
@@ -191,7 +251,7 @@ func (w *worker) lead(parent context.Context, lease Lease) error {
 			stopped = err
 			w.state.set(func(s *partState) { s.err = err })
 			w.r.commits.notify()
-			next, err := lease.Commit(ctx, Commit{From: cp.Position, To: cp.Position, Error: err.Error()})
+			next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: cp.Position, Error: err.Error()})
 			if err != nil {
 				return leaseErr(err)
 			}
@@ -207,6 +267,29 @@ func (w *worker) lead(parent context.Context, lease Lease) error {
 	}
 }
 
+// prefetched is a batch being read ahead.
+type prefetched struct {
+	after eventstore.Position
+	ch    chan readResult
+}
+
+type readResult struct {
+	recs []eventstore.Record
+	err  error
+}
+
+// prefetch starts reading the batch after pos. The result is dropped if
+// the partition does not continue from pos (a failure, a rebuild); the
+// goroutine ends with the read either way.
+func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int) *prefetched {
+	p := &prefetched{after: pos, ch: make(chan readResult, 1)}
+	go func() {
+		recs, err := w.r.store.ReadAll(ctx, pos, n)
+		p.ch <- readResult{recs, err}
+	}()
+	return p
+}
+
 // transactional reports whether batches run in one transaction with their
 // checkpoint.
 func (w *worker) transactional(lease Lease) bool {
@@ -216,6 +299,7 @@ func (w *worker) transactional(lease Lease) bool {
 // committed records a successful commit.
 func (w *worker) committed(cp Checkpoint) {
 	w.progressed = true
+	w.shrink = max(w.shrink-1, 0)
 	w.state.set(func(s *partState) { s.pos = cp.Position })
 	w.r.commits.notify()
 }
@@ -271,7 +355,7 @@ func (w *worker) deliver(ctx context.Context, lease Lease, cp Checkpoint, evs []
 			return nil
 		}
 	}
-	next, err := lease.Commit(ctx, base)
+	next, err := w.commit(ctx, lease, base)
 	if failed < 0 {
 		if err != nil {
 			return cp, -1, nil, err
@@ -282,12 +366,18 @@ func (w *worker) deliver(ctx context.Context, lease Lease, cp Checkpoint, evs []
 	if err := w.interrupted(ctx, lease); err != nil {
 		return cp, -1, nil, err
 	}
+	if bt := (*batchTimeoutError)(nil); errors.As(err, &bt) {
+		herr = err // the handler failed because the batch ran out of time
+	}
 	if failed == 0 {
 		return cp, 0, herr, nil
 	}
 	// The transaction rolled back: commit the events before the failure
 	// again, in a transaction of their own.
 	prefix := evs[:failed]
+	for i := range prefix {
+		prefix[i].Attempt++
+	}
 	next, k, herr2, err := w.deliver(ctx, lease, cp, prefix, Commit{To: prefix[failed-1].Position})
 	if err != nil || k >= 0 {
 		return next, k, herr2, err
@@ -304,7 +394,7 @@ func (w *worker) deliverEach(ctx context.Context, lease Lease, cp Checkpoint, ev
 		if i == 0 {
 			return cp, nil
 		}
-		next, err := lease.Commit(ctx, Commit{From: cp.Position, To: evs[i-1].Position})
+		next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: evs[i-1].Position})
 		if err != nil {
 			return cp, err
 		}
@@ -328,7 +418,7 @@ func (w *worker) deliverEach(ctx context.Context, lease Lease, cp Checkpoint, ev
 			return next, i, herr, nil
 		}
 	}
-	next, err := lease.Commit(ctx, base)
+	next, err := w.commit(ctx, lease, base)
 	if err != nil {
 		if ctx.Err() != nil && len(evs) > 0 {
 			w.saveOnShutdown(ctx, saveUpTo, len(evs))
@@ -397,7 +487,7 @@ func (w *worker) retry(ctx context.Context, lease Lease, cp Checkpoint, ev Event
 	if w.p.OnFailure == ParkOnFailure {
 		w.log.Error("projection handler failed; parking the event", "event_id", ev.EventID.String(), "type", ev.Type,
 			"stream", ev.StreamID, "version", ev.StreamVersion, "attempts", ev.Attempt, "error", herr)
-		next, err := lease.Commit(ctx, Commit{From: cp.Position, To: ev.Position, Park: &DeadLetter{
+		next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: ev.Position, Park: &DeadLetter{
 			Projection:    w.p.Name,
 			Partition:     w.key.Partition,
 			EventID:       ev.EventID,
@@ -430,7 +520,7 @@ func (w *worker) rebuild(ctx context.Context, lease Lease, cp Checkpoint) (Check
 			return cp, fmt.Errorf("reset the read model: %w", err)
 		}
 	}
-	next, err := lease.Commit(ctx, c)
+	next, err := w.commit(ctx, lease, c)
 	if err != nil {
 		return cp, fmt.Errorf("rebuild: %w", err)
 	}
@@ -460,7 +550,7 @@ func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) 
 			return cp, nil
 		}
 		if len(recs) == 0 || recs[0].EventID != dl.EventID {
-			next, err := lease.Commit(ctx, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, "event not found in the store", 0)})
+			next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, "event not found in the store", 0)})
 			if err != nil {
 				return cp, err
 			}
@@ -481,7 +571,7 @@ func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) 
 			}
 			if isPermanent(herr) || ev.Attempt >= w.p.Retry.MaxAttempts {
 				w.log.Warn("retried dead letter failed again; parked", "dead_letter", dl.ID, "event_id", dl.EventID.String(), "error", herr)
-				next, err := lease.Commit(ctx, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, herr.Error(), ev.Attempt)})
+				next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, herr.Error(), ev.Attempt)})
 				if err != nil {
 					return cp, err
 				}

@@ -40,7 +40,10 @@ func main() {
 // story on it.
 func run(ctx context.Context, w io.Writer, dsn string) error {
 	if dsn == "" {
-		return story(ctx, w, memory.New(nil), "in-memory store", "")
+		store := memory.New(nil)
+		return withBalancesProjection(ctx, w, store, "", "", func() error {
+			return story(ctx, w, store, "in-memory store", "")
+		})
 	}
 	store, closeStore, err := openPostgres(ctx, dsn)
 	if err != nil {
@@ -48,5 +51,8 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	}
 	defer closeStore()
 	// A database keeps earlier runs' accounts: give this run its own.
-	return story(ctx, w, store, "PostgreSQL store", "-"+runSuffix())
+	suffix := "-" + runSuffix()
+	return withBalancesProjection(ctx, w, store, dsn, suffix, func() error {
+		return story(ctx, w, store, "PostgreSQL store", suffix)
+	})
 }

@@ -23,6 +23,14 @@
 //     Baseline: keyset scan on the identity position, pages of 1,000.
 //     Chronicle: store.ReadAll through eventstore.ReadAllSeq and
 //     Registry.Decode.
+//   - catch-up-runner: the same read through a projection runner that
+//     decodes each event, hands it to a handler and checkpoints per batch.
+//   - tail-latency (notify, poll-only): time from an append's commit to a
+//     live projection handling it, under a steady append load; p50 and p99.
+//     Baseline: a raw LISTEN/NOTIFY round trip (notify) or a raw polling
+//     loop at the same interval (poll-only).
+//   - load-10k-snapshot: loading a 10,000-event account without and with a
+//     snapshot (and the speed-up between the two).
 //
 // Seed data is written with COPY, interleaved across streams, and is not
 // measured. Each run measures every workload on both sides, alternating

@@ -63,6 +63,9 @@ func workloads() []workload {
 		appendWorkload("append-10", 8, 10),
 		load100Workload(),
 		catchUpWorkload(),
+		catchUpRunnerWorkload(),
+		tailLatencyWorkload(false),
+		tailLatencyWorkload(true),
 		load10kSnapshotWorkload(),
 	}
 }

@@ -76,7 +76,9 @@ See docs/projections.md.`,
 				if len(args) == 2 {
 					name = args[1]
 				}
-				run = func(ctx context.Context, pc *projContext) error { return projPrintStatus(ctx, env.Stdout, pc, name, jsonOut) }
+				run = func(ctx context.Context, pc *projContext) error {
+					return projPrintStatus(ctx, env.Stdout, pc, name, jsonOut)
+				}
 			case "rebuild":
 				if len(args) != 2 {
 					return usagef("projections rebuild takes one projection name")
@@ -100,7 +102,9 @@ See docs/projections.md.`,
 						return usagef("--status %q is not parked, retry, resolved or skipped", status)
 					}
 					filter := projection.DeadLetterFilter{Projection: projName, Status: st, Limit: limit, AfterID: afterID}
-					run = func(ctx context.Context, pc *projContext) error { return projListDeadLetters(ctx, env.Stdout, pc, filter, jsonOut) }
+					run = func(ctx context.Context, pc *projContext) error {
+						return projListDeadLetters(ctx, env.Stdout, pc, filter, jsonOut)
+					}
 				case "retry", "skip":
 					op := args[1]
 					if len(args) < 3 {

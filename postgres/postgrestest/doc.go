@@ -35,7 +35,9 @@
 // TESTCONTAINERS_HOST_OVERRIDE when the mapped port is not on localhost.
 //
 // When neither is available the test is skipped with the reason "no
-// PostgreSQL: set CHRONICLE_TEST_DATABASE_URL or start Docker". When the
+// PostgreSQL: set CHRONICLE_TEST_DATABASE_URL or start Docker"; so is it
+// when Docker runs but cannot start the image (for example, it cannot be
+// pulled). When the
 // environment variable CI is true, the test fails instead, so that a CI
 // job cannot pass by skipping every integration test.
 //
@@ -67,6 +69,23 @@
 //		pool := testDB.Pool(t)
 //		// ...
 //	}
+//
+// # Open transactions
+//
+// Chronicle's readers of all events stop at the oldest transaction still
+// open anywhere on the server (the transaction-id horizon), and the test
+// processes of a `go test ./...` run share one server: a test that keeps a
+// transaction open stalls every other package's tests that wait for the
+// head of the event log. To bound the harm, every database handed out here
+// is created with idle_in_transaction_session_timeout set to
+// [IdleInTransactionTimeout] (ALTER DATABASE … SET, since settings are not
+// copied from the template): the server ends a session left idle in a
+// transaction that long, and the test that owned it fails with a closed
+// connection instead of silently stalling the others. Keep transactions in
+// tests short anyway. A test that really needs a longer idle transaction
+// overrides it on its own session, with SET idle_in_transaction_session_timeout
+// = '5min' or the URL parameter
+// options=-c%20idle_in_transaction_session_timeout%3D300000.
 //
 // # Names and leftovers
 //

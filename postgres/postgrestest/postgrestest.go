@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,15 @@ import (
 
 	"github.com/chronicle-go/chronicle/migrations"
 )
+
+// IdleInTransactionTimeout is the idle_in_transaction_session_timeout of
+// the databases that [DatabaseURL], [Pool] and [Template] hand out: the
+// server ends a session whose transaction stays idle longer, so that a
+// test that forgets a transaction (or hangs holding one) cannot hold back,
+// for long, the transaction horizon that every tailing reader of the
+// shared server waits for. See "Open transactions" in the package
+// documentation.
+const IdleInTransactionTimeout = 20 * time.Second
 
 // DatabaseURL returns the URL of a fresh database, migrated to Chronicle's
 // latest schema, private to t and dropped when t ends. It skips t (or
@@ -192,6 +202,13 @@ func createDatabase(ctx context.Context, admin, name, template string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("postgrestest: create database from template %s: %w", template, err)
+	}
+	// Database settings are not copied from the template: set the
+	// safety net on every clone.
+	set := "ALTER DATABASE " + pgx.Identifier{name}.Sanitize() + " SET idle_in_transaction_session_timeout = " +
+		strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
+	if _, err := conn.Exec(ctx, set); err != nil {
+		return fmt.Errorf("postgrestest: configure database %s: %w", name, err)
 	}
 	return nil
 }

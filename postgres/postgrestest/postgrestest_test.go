@@ -355,3 +355,30 @@ func TestConcurrentTemplateBuilds(t *testing.T) {
 		t.Error("clone of the concurrently built template has no chronicle.events")
 	}
 }
+
+func TestDatabasesBoundIdleTransactions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	want := IdleInTransactionTimeout.String() // "20s", as SHOW prints it
+	conn, err := pgx.Connect(ctx, DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	for name, db := range map[string]interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}{"DatabaseURL": conn, "Pool": Pool(t)} {
+		var got string
+		if err := db.QueryRow(ctx, "SHOW idle_in_transaction_session_timeout").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s: idle_in_transaction_session_timeout = %q, want %q", name, got, want)
+		}
+	}
+	// A test can still lengthen it for its own session.
+	var got string
+	if err := conn.QueryRow(ctx, "SELECT set_config('idle_in_transaction_session_timeout', '5min', false)").Scan(&got); err != nil || got != "5min" {
+		t.Fatalf("override = %q, %v", got, err)
+	}
+}
