@@ -19,7 +19,8 @@ type Store interface {
 	// errors matching [ErrInvalidInput].
 	//
 	// Retrying an append whose event IDs are already stored at the same
-	// stream and versions with the same type and payload is a no-op that
+	// stream and versions with the same type and payload (equal as JSON
+	// values: key order and white space do not matter) is a no-op that
 	// returns the original result; reusing an ID otherwise fails with a
 	// [*DuplicateEventError].
 	Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...Event) (AppendResult, error)

@@ -11,6 +11,9 @@ const (
 	MaxStreamIDLength = 255
 	// MaxTypeNameLength is the longest event type name in bytes.
 	MaxTypeNameLength = 255
+	// MaxSchemaVersion is the highest schema version an event may carry
+	// (stores keep it in a 32-bit integer).
+	MaxSchemaVersion = 1<<31 - 1
 	// DefaultMaxEventSize is the default limit on an event's payload plus
 	// metadata, in bytes (1 MiB).
 	DefaultMaxEventSize = 1 << 20
@@ -106,8 +109,8 @@ func validateEvent(i int, e *Event, maxEventSize int) error {
 	if reason := nameProblem(e.Type, MaxTypeNameLength); reason != "" {
 		return &ValidationError{Field: field("type"), Reason: reason}
 	}
-	if e.SchemaVersion < 0 {
-		return &ValidationError{Field: field("schema version"), Reason: "must not be negative"}
+	if e.SchemaVersion < 0 || e.SchemaVersion > MaxSchemaVersion {
+		return &ValidationError{Field: field("schema version"), Reason: fmt.Sprintf("%d is outside 0..%d", e.SchemaVersion, MaxSchemaVersion)}
 	}
 	size := len(e.Data)
 	if !utf8.ValidString(e.Metadata.CorrelationID) || !utf8.ValidString(e.Metadata.CausationID) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -17,6 +18,22 @@ import (
 const projTryLockSQL = `SELECT pg_try_advisory_lock($1)`
 
 const projUnlockSQL = `SELECT pg_advisory_unlock($1)`
+
+// projNameLockSQL serialises, per projection name, the first claims of a
+// projection's partitions, so that runners configured with different
+// partition counts cannot both pass the check of projMismatchSQL. It is a
+// transaction lock in the two-int key space, which never collides with the
+// bigint session locks of partitions (PostgreSQL tells them apart); the
+// class id is arbitrary, the second key is [projNameLockKey].
+const projNameLockSQL = `SELECT pg_advisory_xact_lock(1128809811, $1)`
+
+// projNameLockKey is the second key of projNameLockSQL for a projection.
+// Two names with one key only wait for each other.
+func projNameLockKey(name string) int32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return int32(h.Sum32())
+}
 
 const projClaimSQL = `
 INSERT INTO chronicle.projection_checkpoints (projection, partition, partitions, holder, holder_since)
@@ -139,24 +156,42 @@ func (s *ProjectionStore) Acquire(ctx context.Context, key projection.Key, parti
 		giveBack(false)
 		return nil, nil
 	}
-	var stored int
-	err = conn.QueryRow(ctx, projMismatchSQL, key.Projection, partitions).Scan(&stored)
-	switch {
-	case err == nil:
+	if err := projClaim(ctx, conn, key, partitions, holder); err != nil {
 		giveBack(true)
-		return nil, &projection.PartitionsMismatchError{Projection: key.Projection, Stored: stored, Configured: partitions}
-	case !errors.Is(err, pgx.ErrNoRows):
-		giveBack(true)
-		return nil, storeWrapError("acquire projection lease", err)
-	}
-	if _, err := conn.Exec(ctx, projClaimSQL, key.Projection, key.Partition, partitions, holder); err != nil {
-		giveBack(true)
-		return nil, storeWrapError("acquire projection lease", err)
+		return nil, err
 	}
 	if pooled != nil {
 		conn = pooled.Hijack()
 	}
 	return &projLease{key: key, lockKey: lockKey, holder: holder, conn: conn, done: make(chan struct{})}, nil
+}
+
+// projClaim checks that the stored partition count of the projection is
+// partitions and records holder as the partition's holder, in one
+// transaction serialised with the other claims of the projection.
+func projClaim(ctx context.Context, conn *pgx.Conn, key projection.Key, partitions int, holder string) error {
+	// Read committed, whatever the session's default: the check's
+	// snapshot is taken after the lock is granted, so it sees the claims
+	// committed by whoever held the lock before.
+	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, projNameLockSQL, projNameLockKey(key.Projection)); err != nil {
+			return err
+		}
+		var stored int
+		err := tx.QueryRow(ctx, projMismatchSQL, key.Projection, partitions).Scan(&stored)
+		switch {
+		case err == nil:
+			return &projection.PartitionsMismatchError{Projection: key.Projection, Stored: stored, Configured: partitions}
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		_, err = tx.Exec(ctx, projClaimSQL, key.Projection, key.Partition, partitions, holder)
+		return err
+	})
+	if pe := (*projection.PartitionsMismatchError)(nil); err != nil && !errors.As(err, &pe) {
+		return storeWrapError("acquire projection lease", err)
+	}
+	return err
 }
 
 // projLease is a held projection partition: a session advisory lock and

@@ -266,7 +266,7 @@ func (s *ProjectionStore) RequestRebuild(ctx context.Context, name string, parti
 	if partitions < 0 || partitions > 1024 {
 		return &eventstore.ValidationError{Field: "partitions", Reason: fmt.Sprintf("%d is not between 0 and 1024", partitions)}
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if partitions == 0 {
 			tag, err := tx.Exec(ctx, projRequestRebuildSQL, name)
 			if err != nil {
@@ -276,6 +276,11 @@ func (s *ProjectionStore) RequestRebuild(ctx context.Context, name string, parti
 				return fmt.Errorf("%w: %q has no checkpoints", projection.ErrUnknownProjection, name)
 			}
 			return nil
+		}
+		// The same per-name lock as a first claim (lease.go), so the check
+		// and the insert cannot race a runner claiming another count.
+		if _, err := tx.Exec(ctx, projNameLockSQL, projNameLockKey(name)); err != nil {
+			return storeWrapError("request rebuild", err)
 		}
 		var stored int
 		err := tx.QueryRow(ctx, projMismatchSQL, name, partitions).Scan(&stored)

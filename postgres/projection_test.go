@@ -1008,3 +1008,148 @@ func TestProjectionBatchTimeoutEndsStuckTransaction(t *testing.T) {
 	}
 	e.checkReadModel()
 }
+
+// TestProjectionBatchTimeoutInStatementParks runs a handler whose SQL
+// statement outlives the batch timeout: pgx ends the statement by closing
+// the lease's connection, so the lease is lost with each attempt. The
+// timeouts must still count as the handler's failures: after MaxAttempts
+// the event is parked and the projection continues past it.
+func TestProjectionBatchTimeoutInStatementParks(t *testing.T) {
+	t.Parallel()
+	e := projSetup(t)
+	ctx := projWaitCtx(t, 10*time.Second)
+	e.deposit("acc-1", 1)
+	slow := e.deposit("slow", 5)
+	e.deposit("acc-2", 2)
+	last := e.deposit("acc-1", 3)
+
+	var slowRuns atomic.Int32
+	h := e.balances("r", func(ctx context.Context, ev projection.Event) error {
+		if ev.StreamID != "slow" {
+			return nil
+		}
+		slowRuns.Add(1)
+		tx, _ := postgres.ProjectionTx(ctx)
+		_, err := tx.Exec(ctx, `SELECT pg_sleep(5)`)
+		return err
+	})
+	cfg, err := pgxpool.ParseConfig(e.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server notices the closed connection while pg_sleep runs, and
+	// ends the session and its advisory lock then, not 5s later.
+	cfg.ConnConfig.RuntimeParams["client_connection_check_interval"] = "50ms"
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	store := projNewStore(t, pool)
+	pstore, err := postgres.NewProjectionStore(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := projection.New(store, pstore, &projection.Config{
+		Logger:          projLogger(),
+		Holder:          "r",
+		PollInterval:    50 * time.Millisecond,
+		AcquireInterval: 100 * time.Millisecond,
+		BatchTimeout:    300 * time.Millisecond,
+		Retry:           projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(projection.Projection{
+		Name: "balances", Handler: h, OnFailure: projection.ParkOnFailure,
+		Retry: projection.RetryPolicy{MaxAttempts: 2},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(r)
+	if err := r.WaitFor(ctx, "balances", last.Position); err != nil {
+		t.Fatalf("WaitFor: %v (the slow handler ran %d times)", err, slowRuns.Load())
+	}
+	dls, err := e.ps.DeadLetters(ctx, projection.DeadLetterFilter{Projection: "balances"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].StreamID != "slow" || dls[0].Position != slow.Position || dls[0].Attempts != 2 || dls[0].Status != projection.DeadLetterParked ||
+		!strings.Contains(dls[0].Error, "batch timeout") {
+		t.Fatalf("dead letters = %+v; want the slow event parked after 2 timed-out attempts", dls)
+	}
+	if n := slowRuns.Load(); n != 2 {
+		t.Fatalf("the slow handler ran %d times, want 2 (MaxAttempts)", n)
+	}
+	var bal int64
+	if err := e.pool.QueryRow(ctx, `SELECT sum(balance) FROM proj_balances WHERE account <> 'slow'`).Scan(&bal); err != nil || bal != 6 {
+		t.Fatalf("balances = %d, %v; want 6 (every event but the parked one)", bal, err)
+	}
+}
+
+// TestProjectionFirstClaimsRace starts a new projection from two runners
+// configured with different partition counts, at once, again and again:
+// exactly one configuration must win each time, the other getting a
+// PartitionsMismatchError, and the stored partition counts must agree.
+func TestProjectionFirstClaimsRace(t *testing.T) {
+	t.Parallel()
+	e := projSetup(t)
+	ctx := projWaitCtx(t, 30*time.Second)
+	stores := [2]*postgres.ProjectionStore{e.ps}
+	var err error
+	if stores[1], err = postgres.NewProjectionStore(e.newPool("other"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Warm both pools, so that the two claims start together.
+	for _, s := range stores {
+		if _, err := s.Checkpoints(ctx, "warm-up"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	configs := [2]struct{ partition, partitions int }{{0, 2}, {1, 3}}
+	for round := range 60 {
+		name := fmt.Sprintf("race-%d", round)
+		var (
+			leases [2]projection.Lease
+			errs   [2]error
+			ready  sync.WaitGroup
+			done   sync.WaitGroup
+			start  = make(chan struct{})
+		)
+		for i, c := range configs {
+			ready.Add(1)
+			done.Go(func() {
+				ready.Done()
+				<-start
+				leases[i], errs[i] = stores[i].Acquire(ctx, projection.Key{Projection: name, Partition: c.partition}, c.partitions, "r")
+			})
+		}
+		ready.Wait()
+		close(start)
+		done.Wait()
+		won := -1
+		for i := range leases {
+			if leases[i] != nil {
+				if won >= 0 {
+					t.Fatalf("round %d: both partition counts claimed the projection", round)
+				}
+				won = i
+			}
+		}
+		if won < 0 {
+			t.Fatalf("round %d: no claim won: %v, %v", round, errs[0], errs[1])
+		}
+		var pe *projection.PartitionsMismatchError
+		if lost := errs[1-won]; !errors.As(lost, &pe) || pe.Stored != configs[won].partitions || pe.Configured != configs[1-won].partitions {
+			t.Fatalf("round %d: losing claim = %v, want a PartitionsMismatchError (stored %d)", round, lost, configs[won].partitions)
+		}
+		if err := leases[won].Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var counts int
+		if err := e.pool.QueryRow(ctx, `SELECT count(DISTINCT partitions) FROM chronicle.projection_checkpoints WHERE projection = $1`, name).Scan(&counts); err != nil || counts != 1 {
+			t.Fatalf("round %d: %d distinct stored partition counts (%v), want 1", round, counts, err)
+		}
+	}
+}

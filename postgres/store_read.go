@@ -106,7 +106,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 	if err != nil {
 		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
 	}
-	recs, err := storeScanRecords(rows, opts.Limit, streamID)
+	recs, err := storeScanRecords(rows, streamID)
 	if err != nil {
 		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
 	}
@@ -130,7 +130,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 	if err != nil {
 		return nil, storeWrapError("read all", err)
 	}
-	recs, err := storeScanRecords(rows, limit, "")
+	recs, err := storeScanRecords(rows, "")
 	if err != nil {
 		return nil, storeWrapError("read all", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,22 +20,39 @@ import (
 //
 // When the server sends every column in binary format (pgx's default
 // extended protocol), the rows are decoded straight from their wire bytes:
-// one allocation per event (its payload) plus interned type and stream
-// names, instead of pgx's generic per-column scanning. Other query exec
+// payloads copied into shared blocks (see storeArena) plus interned type
+// and stream names, instead of pgx's generic per-column scanning. Other query exec
 // modes fall back to rows.Scan.
-func storeScanRecords(rows pgx.Rows, sizeHint int, streamHint string) ([]eventstore.Record, error) {
+func storeScanRecords(rows pgx.Rows, streamHint string) ([]eventstore.Record, error) {
 	defer rows.Close()
-	recs := make([]eventstore.Record, 0, min(max(sizeHint, 16), 1024))
+	// Rows are gathered in a pooled scratch slice and copied into one of
+	// the exact length at the end: a page is usually much shorter than its
+	// limit (a stream of 100 events read with a limit of 1000), and
+	// allocating (and zeroing) the limit's worth of records dominated the
+	// cost of reading it.
+	scratch := storeRecordScratch.Get().(*[]eventstore.Record)
+	recs := (*scratch)[:0]
+	defer func() {
+		clear(recs) // drop references to payloads and names
+		if cap(recs) <= storeMaxScratch {
+			*scratch = recs[:0]
+			storeRecordScratch.Put(scratch)
+		}
+	}()
 	fast, jsonbBinary := storeFastFormats(rows.FieldDescriptions())
 	names := storeNames{hint: streamHint}
-	var md []byte
+	var (
+		md    []byte
+		arena storeArena
+	)
 	for rows.Next() {
-		var (
-			r   eventstore.Record
-			err error
-		)
+		// Decode in place: a local Record would escape (rows.Scan takes
+		// its fields' addresses) and cost an allocation per row.
+		recs = append(recs, eventstore.Record{})
+		r := &recs[len(recs)-1]
+		var err error
 		if fast {
-			md, err = storeDecodeRecord(rows.RawValues(), &r, &names, jsonbBinary)
+			md, err = storeDecodeRecord(rows.RawValues(), r, &names, &arena, jsonbBinary)
 		} else {
 			md = md[:0]
 			err = rows.Scan(&r.Position.Global, &r.Position.Transaction, (*[16]byte)(&r.EventID), &r.StreamID,
@@ -48,12 +67,49 @@ func storeScanRecords(rows pgx.Rows, sizeHint int, streamHint string) ([]eventst
 				return nil, &eventstore.DecodeError{Type: r.Type, SchemaVersion: r.SchemaVersion, EventID: r.EventID, Err: fmt.Errorf("metadata: %w", err)}
 			}
 		}
-		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	return recs, nil
+	if len(recs) == 0 {
+		return []eventstore.Record{}, nil
+	}
+	return slices.Clone(recs), nil
+}
+
+// storeMaxScratch bounds the capacity of the scratch slices kept in
+// storeRecordScratch, so that one huge page does not pin its memory.
+const storeMaxScratch = 4096
+
+// storeRecordScratch holds *[]eventstore.Record scratch slices for
+// storeScanRecords.
+var storeRecordScratch = sync.Pool{New: func() any {
+	s := make([]eventstore.Record, 0, 256)
+	return &s
+}}
+
+// storeArenaChunk is the size of the blocks storeArena carves payloads
+// from; payloads larger than a quarter of it get their own allocation.
+const storeArenaChunk = 8 << 10
+
+// storeArena copies the payloads of one page into shared blocks instead of
+// one allocation per event. A record kept after its page is dropped keeps
+// at most one block (8 KiB) alive.
+type storeArena struct{ buf []byte }
+
+// copy returns a copy of b whose capacity is its length, so that appending
+// to it never writes into another record's payload.
+func (a *storeArena) copy(b []byte) []byte {
+	n := len(b)
+	if n > storeArenaChunk/4 {
+		return append([]byte(nil), b...)
+	}
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, storeArenaChunk)
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[start:len(a.buf):len(a.buf)]
 }
 
 // storeFastFormats reports whether the row format allows decoding the
@@ -107,7 +163,7 @@ var pgEpochMicros = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 // storeDecodeRecord decodes one row of binary values of storeRecordColumns
 // into r and returns the metadata JSON (nil when NULL), which aliases the
 // row buffer and is only valid until the next row.
-func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, jsonbBinary bool) (md []byte, err error) {
+func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, arena *storeArena, jsonbBinary bool) (md []byte, err error) {
 	bad := func(col string) error {
 		return fmt.Errorf("decode column %s: unexpected binary value", col)
 	}
@@ -144,7 +200,7 @@ func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, json
 	if !ok || len(data) == 0 {
 		return nil, bad("data")
 	}
-	r.Data = append([]byte(nil), data...)
+	r.Data = arena.copy(data)
 	if v[8] != nil {
 		if md, ok = storeJSONB(v[8], jsonbBinary); !ok {
 			return nil, bad("metadata")

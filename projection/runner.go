@@ -65,8 +65,10 @@ type Config struct {
 	// lease's connection, losing the lease, and also sets the session's
 	// idle_in_transaction_session_timeout so that the server ends it when
 	// the process itself is frozen). The batch counts as a failure of the
-	// event being handled, and the next batches are halved until one
-	// commits. Keep it well above the time a batch normally takes.
+	// event being handled (also when ending it cost the lease: the
+	// attempt counts when the partition is acquired again, so the event
+	// is parked or the partition stopped once [RetryPolicy.MaxAttempts]
+	// is reached), and the next batches are halved until one commits. Keep it well above the time a batch normally takes.
 	// Defaults to 30s.
 	BatchTimeout time.Duration
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -25,6 +26,32 @@ type worker struct {
 
 	progressed bool // a commit succeeded since the last infrastructure failure
 	shrink     int  // the batch size is halved this many times after batch timeouts
+
+	// timedOut is the event whose handler ran out of [Config.BatchTimeout]
+	// in a transaction that cost the lease (a storage that closes the
+	// connection to end the statement), or nil. It outlives the lease, so
+	// that the timeout counts as an attempt when the partition is
+	// acquired again, and the retry policy parks the event or stops the
+	// partition instead of running it again forever.
+	timedOut *timedOut
+}
+
+// timedOut is an attempt at an event that timed out and lost the lease.
+type timedOut struct {
+	pos     eventstore.Position
+	attempt int   // the attempt that timed out
+	err     error // the batch timeout
+}
+
+// takeTimedOut returns and forgets the recorded timeout of the event at
+// pos, or returns nil.
+func (w *worker) takeTimedOut(pos eventstore.Position) *timedOut {
+	t := w.timedOut
+	if t == nil || t.pos != pos {
+		return nil
+	}
+	w.timedOut = nil
+	return t
 }
 
 // maxShrink bounds [worker.shrink]: 2^17 > maxBatchSize, so the batch
@@ -47,7 +74,11 @@ func (w *worker) commit(ctx context.Context, lease Lease, c Commit) (Checkpoint,
 	bctx, cancel := context.WithTimeout(ctx, w.r.cfg.BatchTimeout)
 	defer cancel()
 	cp, err := lease.Commit(bctx, c)
-	if err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded) {
+	// The deadline fired first (bctx's error does not change once set);
+	// ctx may be done since, because the timeout cost the lease (see
+	// lead), but not because of a shutdown.
+	if err != nil && errors.Is(bctx.Err(), context.DeadlineExceeded) &&
+		(ctx.Err() == nil || errors.Is(context.Cause(ctx), ErrLeaseLost)) {
 		w.shrink = min(w.shrink+1, maxShrink)
 		w.log.Error("projection batch exceeded the batch timeout: its transaction was rolled back; the next batches are smaller",
 			"batch_timeout", w.r.cfg.BatchTimeout, "next_batch_size", w.batchSize(), "error", err)
@@ -129,12 +160,12 @@ func (w *worker) release(ctx context.Context, lease Lease) {
 // lead processes the partition while the lease holds. It returns nil when
 // ctx is done, and an error when the lease or the storage failed.
 func (w *worker) lead(parent context.Context, lease Lease) error {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
 	go func() {
 		select {
 		case <-lease.Done():
-			cancel()
+			cancel(ErrLeaseLost)
 		case <-ctx.Done():
 		}
 	}()
@@ -317,7 +348,7 @@ func (w *worker) process(ctx context.Context, lease Lease, cp Checkpoint, recs [
 		evs = append(evs, Event{Record: rec, Projection: w.p.Name, Partition: part, Attempt: 1})
 	}
 	for {
-		next, failed, herr, err := w.deliver(ctx, lease, cp, evs, Commit{To: to})
+		next, failed, herr, err := w.deliverResuming(ctx, lease, cp, evs, to)
 		cp = next
 		if err != nil || failed < 0 {
 			return cp, err
@@ -330,6 +361,31 @@ func (w *worker) process(ctx context.Context, lease Lease, cp Checkpoint, recs [
 			return cp, nil
 		}
 	}
+}
+
+// deliverResuming is deliver(evs, Commit{To: to}), unless one of evs
+// timed out under a lease since lost (see [worker.timedOut]): then it
+// delivers the events before it, and reports it as failed (with its
+// attempt count restored) without running its handler again, so that the
+// caller retries it as if it had just failed.
+func (w *worker) deliverResuming(ctx context.Context, lease Lease, cp Checkpoint, evs []Event, to eventstore.Position) (Checkpoint, int, error, error) {
+	i := -1
+	if w.timedOut != nil {
+		i = slices.IndexFunc(evs, func(ev Event) bool { return ev.Position == w.timedOut.pos })
+	}
+	if i < 0 {
+		return w.deliver(ctx, lease, cp, evs, Commit{To: to})
+	}
+	if i > 0 {
+		next, failed, herr, err := w.deliver(ctx, lease, cp, evs[:i], Commit{To: evs[i-1].Position})
+		if err != nil || failed >= 0 {
+			return next, failed, herr, err
+		}
+		cp = next
+	}
+	t := w.takeTimedOut(evs[i].Position)
+	evs[i].Attempt = max(evs[i].Attempt, t.attempt)
+	return cp, i, t.err, nil
 }
 
 // deliver hands evs to the handler and commits base (its From set to cp).
@@ -363,10 +419,18 @@ func (w *worker) deliver(ctx context.Context, lease Lease, cp Checkpoint, evs []
 		w.committed(next)
 		return next, -1, nil, nil
 	}
-	if err := w.interrupted(ctx, lease); err != nil {
-		return cp, -1, nil, err
+	bt := (*batchTimeoutError)(nil)
+	timeout := errors.As(err, &bt)
+	if ierr := w.interrupted(ctx, lease); ierr != nil {
+		if timeout {
+			// The timeout cost the lease (the storage closed the
+			// connection to end a statement): remember the attempt, so
+			// that it counts when the partition is acquired again.
+			w.timedOut = &timedOut{pos: evs[failed].Position, attempt: evs[failed].Attempt, err: err}
+		}
+		return cp, -1, nil, ierr
 	}
-	if bt := (*batchTimeoutError)(nil); errors.As(err, &bt) {
+	if timeout {
 		herr = err // the handler failed because the batch ran out of time
 	}
 	if failed == 0 {
@@ -525,6 +589,7 @@ func (w *worker) rebuild(ctx context.Context, lease Lease, cp Checkpoint) (Check
 		return cp, fmt.Errorf("rebuild: %w", err)
 	}
 	w.state.set(func(s *partState) { s.err = nil })
+	w.timedOut = nil
 	w.committed(next)
 	return next, nil
 }
@@ -558,6 +623,19 @@ func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) 
 			continue
 		}
 		ev := Event{Record: recs[0], Projection: w.p.Name, Partition: dl.Partition}
+		if t := w.takeTimedOut(ev.Position); t != nil {
+			// The last try timed out and cost the lease: it counts.
+			ev.Attempt = t.attempt
+			if isPermanent(t.err) || ev.Attempt >= w.p.Retry.MaxAttempts {
+				w.log.Warn("retried dead letter failed again; parked", "dead_letter", dl.ID, "event_id", dl.EventID.String(), "error", t.err)
+				next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, t.err.Error(), ev.Attempt)})
+				if err != nil {
+					return cp, err
+				}
+				cp = next
+				continue
+			}
+		}
 		for {
 			ev.Attempt++
 			next, failed, herr, err := w.deliver(ctx, lease, cp, []Event{ev}, Commit{To: cp.Position, Settle: settle(DeadLetterResolved, "", ev.Attempt)})

@@ -121,8 +121,8 @@ func Validate(s Snapshot, maxSize int) error {
 		return invalid("type", "is not valid utf-8")
 	case s.Version < 1:
 		return invalid("version", fmt.Sprintf("%d is not a stream version (versions start at 1)", s.Version))
-	case s.SchemaVersion < 1:
-		return invalid("schema version", fmt.Sprintf("%d is not positive", s.SchemaVersion))
+	case s.SchemaVersion < 1 || s.SchemaVersion > 1<<31-1:
+		return invalid("schema version", fmt.Sprintf("%d is outside 1..%d (a 32-bit integer)", s.SchemaVersion, 1<<31-1))
 	case len(s.Data) == 0:
 		return invalid("data", "must not be empty")
 	case maxSize > 0 && len(s.Data) > maxSize:

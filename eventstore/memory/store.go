@@ -3,8 +3,11 @@ package memory
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"math/big"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -234,7 +237,7 @@ func (s *Store) check(streamID string, expected eventstore.ExpectedVersion, even
 			}
 			rec = s.at(st.events[v-1])
 			e := &events[k]
-			if rec.EventID != e.ID || rec.Type != e.Type || rec.SchemaVersion != schemaVersion(e.SchemaVersion) || !bytes.Equal(rec.Data, e.Data) {
+			if rec.EventID != e.ID || rec.Type != e.Type || rec.SchemaVersion != schemaVersion(e.SchemaVersion) || !sameJSON(rec.Data, e.Data) {
 				return dup(k)
 			}
 		}
@@ -493,4 +496,51 @@ func (s *Store) notify() {
 		}
 	}
 	s.wmu.Unlock()
+}
+
+// sameJSON reports whether two valid JSON documents hold the same value, as
+// PostgreSQL's jsonb equality does: key order and white space do not
+// matter, numbers compare by value. It is only used on the retry path.
+func sameJSON(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	va, errA := decodeJSONValue(a)
+	vb, errB := decodeJSONValue(b)
+	return errA == nil && errB == nil && reflect.DeepEqual(va, vb)
+}
+
+func decodeJSONValue(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return normalizeNumbers(v), nil
+}
+
+// jsonNumber is a number's canonical text, a type of its own so that it
+// never equals a JSON string.
+type jsonNumber string
+
+// normalizeNumbers replaces json.Number values by a canonical text, so
+// that 1.0 and 1 and 1e0 compare equal as they do in jsonb.
+func normalizeNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if r, ok := new(big.Rat).SetString(string(x)); ok {
+			return jsonNumber(r.RatString())
+		}
+		return jsonNumber(x)
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normalizeNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = normalizeNumbers(e)
+		}
+	}
+	return v
 }

@@ -185,6 +185,8 @@ func badAppends() []badAppend {
 		event("lone low surrogate escape", data(`"x\udc00"`)),
 		event("reversed surrogate escapes", data(`"\udc00\ud800"`)),
 		event("negative schema version", with(func(e *eventstore.Event) { e.SchemaVersion = -1 })),
+		event("schema version above 32 bits", with(func(e *eventstore.Event) { e.SchemaVersion = 1<<32 + 1 })),
+		event("schema version 2^31", with(func(e *eventstore.Event) { e.SchemaVersion = 1 << 31 })),
 		{name: "expected version -3", stream: "target", expected: eventstore.ExpectedVersion(-3), events: []eventstore.Event{ok()}},
 		{name: "expected version -1000", stream: "target", expected: eventstore.ExpectedVersion(-1000), events: []eventstore.Event{ok()}},
 		{name: "no events", stream: "target", expected: eventstore.Any},
