@@ -91,6 +91,9 @@ ci_docker_ensure() {
 	# Another dockerd still starting up (e.g. a parallel call)? Give it a moment.
 	local existing
 	existing="$(pgrep -x dockerd | head -n1 || true)"
+	if [ -n "$existing" ] && [ "$(ps -o stat= -p "$existing" 2>/dev/null | cut -c1)" = Z ]; then
+		existing="" # a killed dockerd not reaped yet: it holds nothing
+	fi
 	if [ -n "$existing" ]; then
 		ci_log "dockerd (pid $existing) is running but not answering yet; waiting"
 		if _ci_dockerd_wait "$existing"; then
