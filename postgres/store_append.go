@@ -89,23 +89,13 @@ const storeOrderedSQL = `coalesce(l.transaction_id <= pg_current_xact_id_if_assi
 // type, $5 schema version, $6 data, $7 metadata (NULL when empty). It
 // returns no row when the expectation or the order check failed.
 const storeAppendOneSQL = `
-WITH cur AS (
-    SELECT coalesce(l.stream_version, 0) AS v, ` + storeOrderedSQL + ` AS ordered
-    FROM (SELECT 1) one LEFT JOIN (
-        SELECT e.stream_version, e.transaction_id FROM chronicle.events e
-        WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1
-    ) l ON true
-)
+` + storeOneStreamCurSQL + `
 INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
 SELECT n.event_id, $1, CASE WHEN $2::bigint >= 0 THEN $2::bigint ELSE cur.v END + n.ord,
        n.event_type, n.schema_version, n.data::jsonb, n.metadata::jsonb
 FROM cur, unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
      WITH ORDINALITY AS n(event_id, event_type, schema_version, data, metadata, ord)
-WHERE cur.ordered
-  AND CASE WHEN $2::bigint = -1 THEN true
-           WHEN $2::bigint = -2 THEN cur.v > 0
-           ELSE cur.v = $2::bigint END
-RETURNING stream_version, global_position, transaction_id`
+` + storeOneStreamCheckSQL
 
 // storeAppendOneEventSQL is storeAppendOneSQL for one event, with scalar
 // parameters instead of arrays: the most common append (one command, one
@@ -116,17 +106,28 @@ RETURNING stream_version, global_position, transaction_id`
 // schema version, $6 data, $7 metadata (NULL when empty). It returns no row
 // when the expectation or the order check failed.
 const storeAppendOneEventSQL = `
-WITH cur AS (
+` + storeOneStreamCurSQL + `
+INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+SELECT $3::uuid, $1, CASE WHEN $2::bigint >= 0 THEN $2::bigint ELSE cur.v END + 1,
+       $4::text, $5::int, $6::text::jsonb, $7::text::jsonb
+FROM cur
+` + storeOneStreamCheckSQL
+
+// storeOneStreamCurSQL is the CTE the one-stream statements share: the
+// stream's current version (v, 0 when empty) and whether its last event
+// passes the order check. $1 is the stream id.
+const storeOneStreamCurSQL = `WITH cur AS (
     SELECT coalesce(l.stream_version, 0) AS v, ` + storeOrderedSQL + ` AS ordered
     FROM (SELECT 1) one LEFT JOIN (
         SELECT e.stream_version, e.transaction_id FROM chronicle.events e
         WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1
     ) l ON true
-)
-INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-SELECT $3::uuid, $1, CASE WHEN $2::bigint >= 0 THEN $2::bigint ELSE cur.v END + 1,
-       $4::text, $5::int, $6::text::jsonb, $7::text::jsonb
-FROM cur
+)`
+
+// storeOneStreamCheckSQL ends the one-stream statements: the order check,
+// the expectation ($2: -1 any, -2 stream exists, else the exact version)
+// and what they return.
+const storeOneStreamCheckSQL = `
 WHERE cur.ordered
   AND CASE WHEN $2::bigint = -1 THEN true
            WHEN $2::bigint = -2 THEN cur.v > 0
