@@ -263,7 +263,13 @@ func (r *Repository[T, PT]) replay(ctx context.Context, agg PT, upTo int64, unti
 		}
 		opts.Limit = int(upTo - b.version)
 	}
-	for rec, err := range eventstore.ReadStreamSeq(ctx, r.store, b.id, opts, r.pageSize) {
+	// Without a time bound, only payloads are needed: a store that can
+	// read just those (eventstore.PayloadReader) sends less.
+	read := eventstore.ReadStreamPayloadsSeq
+	if !until.IsZero() {
+		read = eventstore.ReadStreamSeq
+	}
+	for rec, err := range read(ctx, r.store, b.id, opts, r.pageSize) {
 		if err != nil {
 			return fmt.Errorf("load %q: %w", b.id, err)
 		}

@@ -29,6 +29,10 @@
 // it handled and resume from it. [ReadAllSeq] and [ReadStreamSeq] wrap the
 // paged reads as iterators.
 //
+// A store may also implement [PayloadReader], reading only what rehydrating
+// an aggregate needs; [ReadStreamPayloadsSeq] uses it when present (the
+// aggregate repository loads through it) and falls back to whole records.
+//
 // # Types, codecs and upcasting
 //
 // Register each event type once, by name, with [Register]. Payloads are JSON

@@ -115,7 +115,10 @@ type Store struct {
 	notifyRequest   chan struct{} // committed local appends, to the notifier
 }
 
-var _ eventstore.Store = (*Store)(nil)
+var (
+	_ eventstore.Store         = (*Store)(nil)
+	_ eventstore.PayloadReader = (*Store)(nil)
+)
 
 // New returns a Store that runs its queries on pool. A nil cfg means the
 // defaults. The schema must exist: apply package migrations first. New does

@@ -159,6 +159,10 @@ const (
 	storeRollbackSQL  = `ROLLBACK TO SAVEPOINT chronicle_append; RELEASE SAVEPOINT chronicle_append`
 )
 
+// storeLinearIDCheck is the number of events up to which an append checks
+// its event IDs for duplicates by linear search instead of a map.
+const storeLinearIDCheck = 16
+
 // storeMaxAppendAttempts bounds the internal retries of an append that lost
 // a race it did not ask to win: Any or StreamExists appends that hit the
 // stream-version unique key, deadlocks, and connections that failed before
@@ -263,7 +267,10 @@ func (s *Store) storePrepareAppend(appends []eventstore.StreamAppend) (*storeApp
 		return nil, &eventstore.ValidationError{Field: "appends", Reason: "needs at least one stream"}
 	}
 	total := 0
-	seen := make(map[string]int, len(appends))
+	var seen map[string]int // stream IDs of a multi-stream append
+	if len(appends) > 1 {
+		seen = make(map[string]int, len(appends))
+	}
 	for i, a := range appends {
 		if err := eventstore.ValidateAppend(a.StreamID, a.Expected, a.Events, s.cfg.MaxEventSize); err != nil {
 			if len(appends) > 1 {
@@ -277,7 +284,9 @@ func (s *Store) storePrepareAppend(appends []eventstore.StreamAppend) (*storeApp
 				Reason: fmt.Sprintf("stream %q already appears in appends[%d]", a.StreamID, j),
 			}
 		}
-		seen[a.StreamID] = i
+		if seen != nil {
+			seen[a.StreamID] = i
+		}
 		total += len(a.Events)
 	}
 	in := &storeAppendInput{
@@ -292,7 +301,24 @@ func (s *Store) storePrepareAppend(appends []eventstore.StreamAppend) (*storeApp
 		data:      make([]string, 0, total),
 		metadata:  make([]*string, 0, total),
 	}
-	idAt := make(map[eventstore.EventID]int, total)
+	// Caller-supplied IDs must be distinct: a linear search for the few
+	// events of a typical append, a map beyond.
+	var idAt map[eventstore.EventID]int
+	if total > storeLinearIDCheck {
+		idAt = make(map[eventstore.EventID]int, total)
+	}
+	firstUse := func(id eventstore.EventID) (int, bool) {
+		if idAt != nil {
+			k, dup := idAt[id]
+			return k, dup
+		}
+		for k, other := range in.ids {
+			if other.Bytes == id {
+				return k, true
+			}
+		}
+		return 0, false
+	}
 	for i, a := range appends {
 		in.streamIDs[i] = a.StreamID
 		in.expected[i] = int64(a.Expected)
@@ -302,14 +328,16 @@ func (s *Store) storePrepareAppend(appends []eventstore.StreamAppend) (*storeApp
 				id = eventstore.NewEventID()
 			} else {
 				in.callerIDs = true
-				if k, dup := idAt[id]; dup {
+				if k, dup := firstUse(id); dup {
 					return nil, &eventstore.ValidationError{
 						Field:  storeEventField(len(appends), i, j, "id"),
 						Reason: fmt.Sprintf("%s is used twice in this append (first at event %d)", id, k),
 					}
 				}
 			}
-			idAt[id] = len(in.ids)
+			if idAt != nil {
+				idAt[id] = len(in.ids)
+			}
 			var md *string
 			if !ev.Metadata.IsZero() {
 				b, err := json.Marshal(ev.Metadata)

@@ -1047,6 +1047,21 @@ func TestAppendExecModes(t *testing.T) {
 			if back, err := s.ReadStream(ctx, `it's; "x"`, eventstore.ReadStreamOptions{Direction: eventstore.Backward, From: 2, Limit: 5}); err != nil || len(back) != 2 {
 				t.Fatalf("ReadStream backward = %d, %v", len(back), err)
 			}
+			full, err := s.ReadStream(ctx, `it's; "x"`, eventstore.ReadStreamOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			payloads, err := s.ReadStreamPayloads(ctx, `it's; "x"`, eventstore.ReadStreamOptions{})
+			if err != nil || len(payloads) != len(full) {
+				t.Fatalf("ReadStreamPayloads = %d, %v; want %d", len(payloads), err, len(full))
+			}
+			for i, p := range payloads {
+				f := full[i]
+				if p.StreamID != f.StreamID || p.StreamVersion != f.StreamVersion || p.Type != f.Type ||
+					p.SchemaVersion != f.SchemaVersion || !bytes.Equal(p.Data, f.Data) || !p.Position.IsZero() {
+					t.Fatalf("ReadStreamPayloads[%d] = %+v, want the payload of %+v", i, p, f)
+				}
+			}
 		})
 	}
 }

@@ -16,21 +16,36 @@ import (
 const storeRecordColumns = `global_position, transaction_id, event_id, stream_id, stream_version,
        event_type, schema_version, data, metadata, recorded_at`
 
+// storePayloadColumns are the columns ReadStreamPayloads reads, in order:
+// what rehydrating an aggregate uses.
+const storePayloadColumns = `stream_version, event_type, schema_version, data`
+
 // storeReadForwardSQL reads a stream page forward. A NULL limit ($3) means
 // no limit.
-const storeReadForwardSQL = `
-SELECT ` + storeRecordColumns + `
+const storeReadForwardSQL = `SELECT ` + storeRecordColumns + storeStreamForwardSQL
+
+const storeReadBackwardSQL = `SELECT ` + storeRecordColumns + storeStreamBackwardSQL
+
+// The payload-only stream reads of ReadStreamPayloads.
+const (
+	storeReadPayloadsForwardSQL  = `SELECT ` + storePayloadColumns + storeStreamForwardSQL
+	storeReadPayloadsBackwardSQL = `SELECT ` + storePayloadColumns + storeStreamBackwardSQL
+)
+
+// The FROM, WHERE, ORDER BY and LIMIT of the stream reads: $1 stream, $2
+// first version, $3 limit (NULL: none).
+const (
+	storeStreamForwardSQL = `
 FROM chronicle.events
 WHERE stream_id = $1 AND stream_version >= $2
 ORDER BY stream_version
 LIMIT $3`
-
-const storeReadBackwardSQL = `
-SELECT ` + storeRecordColumns + `
+	storeStreamBackwardSQL = `
 FROM chronicle.events
 WHERE stream_id = $1 AND stream_version <= $2
 ORDER BY stream_version DESC
 LIMIT $3`
+)
 
 // storeReadAllSQL reads the global order after a position, up to the
 // transaction-id horizon: rows written by a transaction that is older than
@@ -76,6 +91,17 @@ SELECT greatest(
 // [eventstore.Store.ReadStream]. It uses the (stream_id, stream_version)
 // unique index.
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.Record, error) {
+	return s.readStream(ctx, streamID, opts, false)
+}
+
+// ReadStreamPayloads reads one page of a stream like [Store.ReadStream],
+// but only the columns rehydration uses; see [eventstore.PayloadReader].
+// It sends less than half of what ReadStream sends for small events.
+func (s *Store) ReadStreamPayloads(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.Record, error) {
+	return s.readStream(ctx, streamID, opts, true)
+}
+
+func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions, payloads bool) ([]eventstore.Record, error) {
 	if err := eventstore.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
@@ -88,25 +114,29 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 		limit = &l
 	}
 	var (
-		sql  string
+		sql  [2]string // records, payloads
 		from int64
 	)
 	switch opts.Direction {
 	case eventstore.Forward:
-		sql, from = storeReadForwardSQL, max(opts.From, 1)
+		sql, from = [2]string{storeReadForwardSQL, storeReadPayloadsForwardSQL}, max(opts.From, 1)
 	case eventstore.Backward:
-		sql, from = storeReadBackwardSQL, opts.From
+		sql, from = [2]string{storeReadBackwardSQL, storeReadPayloadsBackwardSQL}, opts.From
 		if from <= 0 {
 			from = math.MaxInt64
 		}
 	default:
 		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
 	}
-	rows, err := s.pool.Query(ctx, sql, streamID, from, limit)
+	query, layout := sql[0], &storeRecordRows
+	if payloads {
+		query, layout = sql[1], &storePayloadRows
+	}
+	rows, err := s.pool.Query(ctx, query, streamID, from, limit)
 	if err != nil {
 		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
 	}
-	recs, err := storeScanRecords(rows, streamID)
+	recs, err := storeScanRecords(rows, layout, streamID)
 	if err != nil {
 		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
 	}
@@ -130,7 +160,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 	if err != nil {
 		return nil, storeWrapError("read all", err)
 	}
-	recs, err := storeScanRecords(rows, "")
+	recs, err := storeScanRecords(rows, &storeRecordRows, "")
 	if err != nil {
 		return nil, storeWrapError("read all", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,16 +15,61 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 )
 
-// storeScanRecords reads rows of storeRecordColumns. streamHint, when not
-// empty, is the stream every row is expected to belong to (ReadStream): its
-// string is shared by the records instead of allocated per row.
+// storeRowLayout is the shape of the rows a read returns: the full
+// records of storeRecordColumns, or the payloads of storePayloadColumns.
+type storeRowLayout struct {
+	// columns is the number of columns; binary lists those that must come
+	// in binary format for decode, and jsonb the data (and metadata)
+	// columns, which must share one format.
+	columns int
+	binary  []int
+	jsonb   []int
+	// decode decodes one row of wire values into r and returns the
+	// metadata JSON (nil when NULL or not read), which aliases the row
+	// buffer and is only valid until the next row.
+	decode func(v [][]byte, r *eventstore.Record, names *storeNames, arena *storeArena, jsonbBinary bool) ([]byte, error)
+	// scan is the generic fallback for other formats: it scans the row
+	// into r and appends the metadata JSON to md.
+	scan func(rows pgx.Rows, r *eventstore.Record, md *[]byte) error
+}
+
+// storeRecordRows is the layout of storeRecordColumns.
+var storeRecordRows = storeRowLayout{
+	columns: 10,
+	binary:  []int{0, 1, 2, 4, 6, 9},
+	jsonb:   []int{7, 8},
+	decode:  storeDecodeRecord,
+	scan: func(rows pgx.Rows, r *eventstore.Record, md *[]byte) error {
+		err := rows.Scan(&r.Position.Global, &r.Position.Transaction, (*[16]byte)(&r.EventID), &r.StreamID,
+			&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data, md, &r.RecordedAt)
+		r.RecordedAt = r.RecordedAt.UTC()
+		return err
+	},
+}
+
+// storePayloadRows is the layout of storePayloadColumns; the stream ID
+// comes from the stream hint.
+var storePayloadRows = storeRowLayout{
+	columns: 4,
+	binary:  []int{0, 2},
+	jsonb:   []int{3},
+	decode:  storeDecodePayload,
+	scan: func(rows pgx.Rows, r *eventstore.Record, _ *[]byte) error {
+		return rows.Scan(&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data)
+	},
+}
+
+// storeScanRecords reads rows of layout. streamHint, when not empty, is
+// the stream every row belongs to (ReadStream): its string is shared by
+// the records instead of allocated per row (and the payload layout, which
+// has no stream column, takes it from there).
 //
-// When the server sends every column in binary format (pgx's default
-// extended protocol), the rows are decoded straight from their wire bytes:
-// payloads copied into shared blocks (see storeArena) plus interned type
-// and stream names, instead of pgx's generic per-column scanning. Other query exec
-// modes fall back to rows.Scan.
-func storeScanRecords(rows pgx.Rows, streamHint string) ([]eventstore.Record, error) {
+// When the server sends the layout's columns in binary format (pgx's
+// default extended protocol), the rows are decoded straight from their wire
+// bytes: payloads copied into shared blocks (see storeArena) plus interned
+// type and stream names, instead of pgx's generic per-column scanning.
+// Other query exec modes fall back to rows.Scan.
+func storeScanRecords(rows pgx.Rows, layout *storeRowLayout, streamHint string) ([]eventstore.Record, error) {
 	defer rows.Close()
 	// Rows are gathered in a pooled scratch slice and copied into one of
 	// the exact length at the end: a page is usually much shorter than its
@@ -39,12 +85,12 @@ func storeScanRecords(rows pgx.Rows, streamHint string) ([]eventstore.Record, er
 			storeRecordScratch.Put(scratch)
 		}
 	}()
-	fast, jsonbBinary := storeFastFormats(rows.FieldDescriptions())
-	names := storeNames{hint: streamHint}
+	fast, jsonbBinary := layout.fastFormats(rows.FieldDescriptions())
 	var (
 		md    []byte
 		arena storeArena
 	)
+	names := storeNames{hint: streamHint, arena: &arena}
 	for rows.Next() {
 		// Decode in place: a local Record would escape (rows.Scan takes
 		// its fields' addresses) and cost an allocation per row.
@@ -52,12 +98,13 @@ func storeScanRecords(rows pgx.Rows, streamHint string) ([]eventstore.Record, er
 		r := &recs[len(recs)-1]
 		var err error
 		if fast {
-			md, err = storeDecodeRecord(rows.RawValues(), r, &names, &arena, jsonbBinary)
+			md, err = layout.decode(rows.RawValues(), r, &names, &arena, jsonbBinary)
 		} else {
 			md = md[:0]
-			err = rows.Scan(&r.Position.Global, &r.Position.Transaction, (*[16]byte)(&r.EventID), &r.StreamID,
-				&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data, &md, &r.RecordedAt)
-			r.RecordedAt = r.RecordedAt.UTC()
+			err = layout.scan(rows, r, &md)
+			if r.StreamID == "" {
+				r.StreamID = streamHint
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -112,48 +159,77 @@ func (a *storeArena) copy(b []byte) []byte {
 	return a.buf[start:len(a.buf):len(a.buf)]
 }
 
-// storeFastFormats reports whether the row format allows decoding the
-// wire bytes directly: the numeric, uuid and timestamp columns in binary
-// (pgx asks for it), the text columns in either format (the bytes are the
-// same), and both jsonb columns in one format, reported as jsonbBinary.
-func storeFastFormats(fields []pgconn.FieldDescription) (fast, jsonbBinary bool) {
-	if len(fields) != 10 {
+// string returns b as a string carved from the arena. The arena never
+// writes bytes it has handed out, so the string is immutable like any other.
+func (a *storeArena) string(b []byte) string {
+	c := a.copy(b)
+	return unsafe.String(unsafe.SliceData(c), len(c))
+}
+
+// fastFormats reports whether the row format allows decoding the wire
+// bytes directly: the layout's numeric, uuid and timestamp columns in
+// binary (pgx asks for it), the text columns in either format (the bytes
+// are the same), and the jsonb columns in one format, reported as
+// jsonbBinary.
+func (l *storeRowLayout) fastFormats(fields []pgconn.FieldDescription) (fast, jsonbBinary bool) {
+	if len(fields) != l.columns {
 		return false, false
 	}
-	for _, i := range []int{0, 1, 2, 4, 6, 9} {
+	for _, i := range l.binary {
 		if fields[i].Format != pgx.BinaryFormatCode {
 			return false, false
 		}
 	}
-	if fields[7].Format != fields[8].Format {
-		return false, false
+	format := fields[l.jsonb[0]].Format
+	for _, i := range l.jsonb[1:] {
+		if fields[i].Format != format {
+			return false, false
+		}
 	}
-	return true, fields[7].Format == pgx.BinaryFormatCode
+	return true, format == pgx.BinaryFormatCode
 }
 
-// storeNames interns the type names and stream IDs of one page: a page
-// holds few distinct values, and map lookups by string(bytes) do not
-// allocate.
+// storeNames turns the type names and stream IDs of one page into
+// strings without an allocation per row. Type names are few: they are
+// interned (map lookups by string(bytes) do not allocate). Stream IDs are
+// often all different (a catch-up page spans many streams): the expected
+// stream (hint) and a repeat of the previous row's stream share one string,
+// and any other is carved from the page's arena.
 type storeNames struct {
-	hint  string
-	names map[string]string
+	hint   string
+	arena  *storeArena
+	last   string // the previous row's stream
+	types  map[string]string
+	lastTy string
 }
 
-func (n *storeNames) get(b []byte) string {
-	if n.hint != "" && string(b) == n.hint {
+func (n *storeNames) stream(b []byte) string {
+	switch {
+	case n.hint != "" && string(b) == n.hint:
 		return n.hint
+	case n.last != "" && string(b) == n.last:
+		return n.last
 	}
-	if s, ok := n.names[string(b)]; ok {
+	n.last = n.arena.string(b)
+	return n.last
+}
+
+func (n *storeNames) typ(b []byte) string {
+	if n.lastTy != "" && string(b) == n.lastTy {
+		return n.lastTy
+	}
+	if s, ok := n.types[string(b)]; ok {
+		n.lastTy = s
 		return s
 	}
-	if n.names == nil {
-		n.names = make(map[string]string, 8)
+	if n.types == nil {
+		n.types = make(map[string]string, 8)
 	}
-	if len(n.names) >= 4096 { // many distinct streams: stop growing
-		return string(b)
+	if len(n.types) >= 256 { // many distinct types: stop growing
+		return n.arena.string(b)
 	}
 	s := string(b)
-	n.names[s] = s
+	n.types[s], n.lastTy = s, s
 	return s
 }
 
@@ -182,7 +258,7 @@ func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, aren
 	if v[3] == nil {
 		return nil, bad("stream_id")
 	}
-	r.StreamID = names.get(v[3])
+	r.StreamID = names.stream(v[3])
 	if len(v[4]) != 8 {
 		return nil, bad("stream_version")
 	}
@@ -190,7 +266,7 @@ func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, aren
 	if v[5] == nil {
 		return nil, bad("event_type")
 	}
-	r.Type = names.get(v[5])
+	r.Type = names.typ(v[5])
 	if len(v[6]) != 4 {
 		return nil, bad("schema_version")
 	}
@@ -211,6 +287,33 @@ func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, aren
 	}
 	r.RecordedAt = time.UnixMicro(pgEpochMicros + int64(binary.BigEndian.Uint64(v[9]))).UTC()
 	return md, nil
+}
+
+// storeDecodePayload decodes one row of binary values of
+// storePayloadColumns into r; the stream is the names' hint.
+func storeDecodePayload(v [][]byte, r *eventstore.Record, names *storeNames, arena *storeArena, jsonbBinary bool) ([]byte, error) {
+	bad := func(col string) error {
+		return fmt.Errorf("decode column %s: unexpected binary value", col)
+	}
+	r.StreamID = names.hint
+	if len(v[0]) != 8 {
+		return nil, bad("stream_version")
+	}
+	r.StreamVersion = int64(binary.BigEndian.Uint64(v[0]))
+	if v[1] == nil {
+		return nil, bad("event_type")
+	}
+	r.Type = names.typ(v[1])
+	if len(v[2]) != 4 {
+		return nil, bad("schema_version")
+	}
+	r.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[2])))
+	data, ok := storeJSONB(v[3], jsonbBinary)
+	if !ok || len(data) == 0 {
+		return nil, bad("data")
+	}
+	r.Data = arena.copy(data)
+	return nil, nil
 }
 
 // storeJSONB returns the JSON text of a jsonb value in either wire format.

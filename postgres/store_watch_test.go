@@ -226,6 +226,7 @@ func TestWatchListenerUnreachable(t *testing.T) {
 	pool := mustPool(t)
 	lc := pool.Config().ConnConfig.Copy()
 	lc.Host, lc.Port = "127.0.0.1", 1
+	lc.Fallbacks = nil // with sslmode=prefer they hold the real host and port
 	lc.ConnectTimeout = time.Second
 	s := newStoreOn(t, pool, &Config{
 		PollInterval: 20 * time.Millisecond,

@@ -122,6 +122,20 @@ func testDuplicateEventID(t *testing.T, s *suite) {
 	twice := newEvent("T", `{}`)
 	_, err := store.Append(ctx, "t", eventstore.NoStream, twice, newEvent("T", `{}`), twice)
 	requireInvalid(t, "one event id twice in an append", err)
+	// Also in long appends (stores may check short and long ones apart),
+	// and across the streams of one AppendStreams.
+	for _, n := range []int{16, 17, 40} {
+		long := numbered("T", n)
+		long[n-1].ID = long[n/2].ID
+		_, err := store.Append(ctx, "t", eventstore.NoStream, long...)
+		requireInvalid(t, fmt.Sprintf("one event id twice in an append of %d events", n), err)
+	}
+	across := numbered("T", 20)
+	across[19].ID = across[3].ID
+	_, err = store.AppendStreams(ctx,
+		eventstore.StreamAppend{StreamID: "t", Expected: eventstore.NoStream, Events: across[:10]},
+		eventstore.StreamAppend{StreamID: "other", Expected: eventstore.NoStream, Events: across[10:]})
+	requireInvalid(t, "one event id in two streams of an AppendStreams", err)
 
 	requireStream(t, ctx, store, "s", a)
 	requireVersion(t, ctx, store, "other", 0)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -344,5 +345,102 @@ func testStreamVersion(t *testing.T, s *suite) {
 	}
 	if v, err := store.StreamVersion(ctx, "t"); err != nil || v != 1 {
 		t.Fatalf("StreamVersion(t) = %d, %v; want 1", v, err)
+	}
+}
+
+// testReadStreamPayloads checks [eventstore.PayloadReader] against
+// ReadStream when the store has it, and [eventstore.ReadStreamPayloadsSeq]
+// in any case: the same pages, with only the payload fields set.
+func testReadStreamPayloads(t *testing.T, s *suite) {
+	ctx, store := s.setup(t)
+	events := numbered("P", 12)
+	for i := range events {
+		events[i].SchemaVersion = 1 + i%3
+		events[i].Metadata = eventstore.Metadata{CorrelationID: fmt.Sprintf("c%d", i), Headers: map[string]string{"h": "v"}}
+	}
+	mustAppend(t, ctx, store, "s", eventstore.NoStream, events[:5]...)
+	mustAppend(t, ctx, store, "noise", eventstore.NoStream, numbered("N", 2)...)
+	mustAppend(t, ctx, store, "s", eventstore.Exact(5), events[5:]...)
+
+	requirePayloads := func(what string, got, full []eventstore.Record) {
+		t.Helper()
+		if len(got) != len(full) {
+			t.Fatalf("%s: %d records, ReadStream returned %d", what, len(got), len(full))
+		}
+		for i, r := range got {
+			f := full[i]
+			want := eventstore.Record{StreamID: f.StreamID, StreamVersion: f.StreamVersion, Type: f.Type, SchemaVersion: f.SchemaVersion, Data: r.Data}
+			if !slices.Equal(r.Data, f.Data) {
+				t.Fatalf("%s: v%d data %s, want %s", what, f.StreamVersion, r.Data, f.Data)
+			}
+			if !reflect.DeepEqual(r, want) {
+				t.Fatalf("%s: v%d is %+v, want only the payload fields %+v", what, f.StreamVersion, r, want)
+			}
+		}
+	}
+	pr, direct := store.(eventstore.PayloadReader)
+	for _, opts := range []eventstore.ReadStreamOptions{
+		{},
+		{From: 4},
+		{From: 4, Limit: 3},
+		{From: 13},
+		{Direction: eventstore.Backward},
+		{Direction: eventstore.Backward, From: 7, Limit: 2},
+	} {
+		full := mustReadStream(t, ctx, store, "s", opts)
+		if direct {
+			got, err := pr.ReadStreamPayloads(ctx, "s", opts)
+			if err != nil {
+				t.Fatalf("ReadStreamPayloads(%+v): %v", opts, err)
+			}
+			requirePayloads(fmt.Sprintf("ReadStreamPayloads(%+v)", opts), got, full)
+		}
+		for _, pageSize := range []int{1, 5, 1000} {
+			var got []eventstore.Record
+			for r, err := range eventstore.ReadStreamPayloadsSeq(ctx, store, "s", opts, pageSize) {
+				if err != nil {
+					t.Fatalf("ReadStreamPayloadsSeq(%+v, page %d): %v", opts, pageSize, err)
+				}
+				got = append(got, r)
+			}
+			what := fmt.Sprintf("ReadStreamPayloadsSeq(%+v, page %d)", opts, pageSize)
+			if !direct {
+				requireSameRecords(t, what, got, full)
+				continue
+			}
+			requirePayloads(what, got, full)
+		}
+	}
+	if !direct {
+		return
+	}
+	if recs, err := pr.ReadStreamPayloads(ctx, "missing", eventstore.ReadStreamOptions{}); err != nil || len(recs) != 0 {
+		t.Fatalf("ReadStreamPayloads of a missing stream = %d records, %v; want an empty page", len(recs), err)
+	}
+	for _, bad := range []struct {
+		stream string
+		opts   eventstore.ReadStreamOptions
+	}{
+		{"", eventstore.ReadStreamOptions{}},
+		{"s\xff", eventstore.ReadStreamOptions{}},
+		{"s", eventstore.ReadStreamOptions{Limit: -1}},
+		{"s", eventstore.ReadStreamOptions{Direction: 7}},
+	} {
+		if _, err := pr.ReadStreamPayloads(ctx, bad.stream, bad.opts); !errors.Is(err, eventstore.ErrInvalidInput) {
+			t.Fatalf("ReadStreamPayloads(%q, %+v) = %v, want ErrInvalidInput", bad.stream, bad.opts, err)
+		}
+	}
+}
+
+// requireSameRecords fails unless got and want hold equal records.
+func requireSameRecords(t *testing.T, what string, got, want []eventstore.Record) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d records, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Fatalf("%s: record %d is %+v, want %+v", what, i, got[i], want[i])
+		}
 	}
 }

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts *Optio
 		{"ReadStreamBackward", testReadStreamBackward},
 		{"ReadStreamEmpty", testReadStreamEmpty},
 		{"ReadStreamSeq", testReadStreamSeq},
+		{"ReadStreamPayloads", testReadStreamPayloads},
 		{"ReadAllOrder", testReadAllOrder},
 		{"ReadAllPaging", testReadAllPaging},
 		{"ReadAllSeq", testReadAllSeq},
