@@ -114,23 +114,28 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 		limit = &l
 	}
 	var (
-		sql  [2]string // records, payloads
-		from int64
+		backward bool
+		from     int64
 	)
 	switch opts.Direction {
 	case eventstore.Forward:
-		sql, from = [2]string{storeReadForwardSQL, storeReadPayloadsForwardSQL}, max(opts.From, 1)
+		from = max(opts.From, 1)
 	case eventstore.Backward:
-		sql, from = [2]string{storeReadBackwardSQL, storeReadPayloadsBackwardSQL}, opts.From
+		backward, from = true, opts.From
 		if from <= 0 {
 			from = math.MaxInt64
 		}
 	default:
 		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
 	}
-	query, layout := sql[0], &storeRecordRows
-	if payloads {
-		query, layout = sql[1], &storePayloadRows
+	query, layout := storeReadForwardSQL, &storeRecordRows
+	switch {
+	case payloads && backward:
+		query, layout = storeReadPayloadsBackwardSQL, &storePayloadRows
+	case payloads:
+		query, layout = storeReadPayloadsForwardSQL, &storePayloadRows
+	case backward:
+		query = storeReadBackwardSQL
 	}
 	rows, err := s.pool.Query(ctx, query, streamID, from, limit)
 	if err != nil {

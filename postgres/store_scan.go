@@ -240,50 +240,47 @@ var pgEpochMicros = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 // into r and returns the metadata JSON (nil when NULL), which aliases the
 // row buffer and is only valid until the next row.
 func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, arena *storeArena, jsonbBinary bool) (md []byte, err error) {
-	bad := func(col string) error {
-		return fmt.Errorf("decode column %s: unexpected binary value", col)
-	}
 	if len(v[0]) != 8 {
-		return nil, bad("global_position")
+		return nil, storeBadColumn("global_position")
 	}
 	r.Position.Global = int64(binary.BigEndian.Uint64(v[0]))
 	if len(v[1]) != 8 {
-		return nil, bad("transaction_id")
+		return nil, storeBadColumn("transaction_id")
 	}
 	r.Position.Transaction = binary.BigEndian.Uint64(v[1])
 	if len(v[2]) != 16 {
-		return nil, bad("event_id")
+		return nil, storeBadColumn("event_id")
 	}
 	copy(r.EventID[:], v[2])
 	if v[3] == nil {
-		return nil, bad("stream_id")
+		return nil, storeBadColumn("stream_id")
 	}
 	r.StreamID = names.stream(v[3])
 	if len(v[4]) != 8 {
-		return nil, bad("stream_version")
+		return nil, storeBadColumn("stream_version")
 	}
 	r.StreamVersion = int64(binary.BigEndian.Uint64(v[4]))
 	if v[5] == nil {
-		return nil, bad("event_type")
+		return nil, storeBadColumn("event_type")
 	}
 	r.Type = names.typ(v[5])
 	if len(v[6]) != 4 {
-		return nil, bad("schema_version")
+		return nil, storeBadColumn("schema_version")
 	}
 	r.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[6])))
 	// jsonb's binary form is a version byte (1) followed by the JSON text.
 	data, ok := storeJSONB(v[7], jsonbBinary)
 	if !ok || len(data) == 0 {
-		return nil, bad("data")
+		return nil, storeBadColumn("data")
 	}
 	r.Data = arena.copy(data)
 	if v[8] != nil {
 		if md, ok = storeJSONB(v[8], jsonbBinary); !ok {
-			return nil, bad("metadata")
+			return nil, storeBadColumn("metadata")
 		}
 	}
 	if len(v[9]) != 8 {
-		return nil, bad("recorded_at")
+		return nil, storeBadColumn("recorded_at")
 	}
 	r.RecordedAt = time.UnixMicro(pgEpochMicros + int64(binary.BigEndian.Uint64(v[9]))).UTC()
 	return md, nil
@@ -292,28 +289,31 @@ func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, aren
 // storeDecodePayload decodes one row of binary values of
 // storePayloadColumns into r; the stream is the names' hint.
 func storeDecodePayload(v [][]byte, r *eventstore.Record, names *storeNames, arena *storeArena, jsonbBinary bool) ([]byte, error) {
-	bad := func(col string) error {
-		return fmt.Errorf("decode column %s: unexpected binary value", col)
-	}
 	r.StreamID = names.hint
 	if len(v[0]) != 8 {
-		return nil, bad("stream_version")
+		return nil, storeBadColumn("stream_version")
 	}
 	r.StreamVersion = int64(binary.BigEndian.Uint64(v[0]))
 	if v[1] == nil {
-		return nil, bad("event_type")
+		return nil, storeBadColumn("event_type")
 	}
 	r.Type = names.typ(v[1])
 	if len(v[2]) != 4 {
-		return nil, bad("schema_version")
+		return nil, storeBadColumn("schema_version")
 	}
 	r.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[2])))
 	data, ok := storeJSONB(v[3], jsonbBinary)
 	if !ok || len(data) == 0 {
-		return nil, bad("data")
+		return nil, storeBadColumn("data")
 	}
 	r.Data = arena.copy(data)
 	return nil, nil
+}
+
+// storeBadColumn is the error for a wire value of the wrong size or a NULL
+// where the schema has none.
+func storeBadColumn(col string) error {
+	return fmt.Errorf("decode column %s: unexpected binary value", col)
 }
 
 // storeJSONB returns the JSON text of a jsonb value in either wire format.
