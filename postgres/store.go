@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,6 +102,10 @@ type Store struct {
 	pool *pgxpool.Pool
 	cfg  Config
 
+	// plans holds the text of the size-dependent statements, see
+	// store_plans.go.
+	plans atomic.Pointer[storePlanSet]
+
 	// Watch and notify machinery, see store_watch.go. The goroutines start
 	// lazily and stop on Close.
 	watchMu         sync.Mutex
@@ -149,7 +154,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Store{
+	s := &Store{
 		pool:          pool,
 		cfg:           c,
 		watchers:      make(map[chan struct{}]struct{}),
@@ -157,7 +162,9 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		watchCancel:   cancel,
 		watchNotify:   make(chan struct{}, 1),
 		notifyRequest: make(chan struct{}, 1),
-	}, nil
+	}
+	s.plans.Store(storeNewPlanSet(0))
+	return s, nil
 }
 
 // Close stops the LISTEN connection, the poll ticker and the notifier

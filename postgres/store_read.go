@@ -128,16 +128,16 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 	default:
 		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
 	}
-	query, layout := storeReadForwardSQL, &storeRecordRows
+	stmt, layout := storeStmtReadForward, &storeRecordRows
 	switch {
 	case payloads && backward:
-		query, layout = storeReadPayloadsBackwardSQL, &storePayloadRows
+		stmt, layout = storeStmtReadPayloadsBackward, &storePayloadRows
 	case payloads:
-		query, layout = storeReadPayloadsForwardSQL, &storePayloadRows
+		stmt, layout = storeStmtReadPayloadsForward, &storePayloadRows
 	case backward:
-		query = storeReadBackwardSQL
+		stmt = storeStmtReadBackward
 	}
-	rows, err := s.pool.Query(ctx, query, streamID, from, limit)
+	rows, err := s.pool.Query(ctx, s.sql(stmt), streamID, from, limit)
 	if err != nil {
 		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
 	}
@@ -193,7 +193,7 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 		return 0, err
 	}
 	var v *int64
-	if err := s.pool.QueryRow(ctx, storeStreamVersionSQL, streamID).Scan(&v); err != nil {
+	if err := s.pool.QueryRow(ctx, s.sql(storeStmtStreamVersion), streamID).Scan(&v); err != nil {
 		return 0, storeWrapError(fmt.Sprintf("read version of stream %q", streamID), err)
 	}
 	if v == nil {

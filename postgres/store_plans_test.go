@@ -1,0 +1,342 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// seedTinyAnalyzedTable stores one event in each of 50 streams and
+// analyzes the table: the statistics of a fresh deployment, which make a
+// sequential scan look cheapest.
+func seedTinyAnalyzedTable(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := t.Context()
+	for i := range 50 {
+		if _, err := s.Append(ctx, fmt.Sprintf("tiny-%02d", i), eventstore.NoStream, testEvents("Seeded", 1)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.pool.Exec(ctx, "ANALYZE chronicle.events"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// explainGeneric returns the generic plan PostgreSQL caches for sql with
+// args, the plan a prepared statement keeps after its first executions.
+func explainGeneric(t *testing.T, conn *pgx.Conn, sql string, args ...string) string {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := conn.Exec(ctx, "DEALLOCATE ALL; SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "PREPARE probe AS "+sql); err != nil {
+		t.Fatalf("prepare: %v\n%s", err, sql)
+	}
+	rows, err := conn.Query(ctx, "EXPLAIN EXECUTE probe("+strings.Join(args, ", ")+")", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// The append statements find a stream's current version through the
+// (stream_id, stream_version) index even when their plan is made on a
+// tiny analyzed table: a cached sequential scan would make every append
+// scan the whole table as it grows.
+func TestAppendProbeUsesIndexOnTinyTable(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	seedTinyAnalyzedTable(t, s)
+	conn, err := s.pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	small := storeNewPlanSet(50)
+	for _, c := range storeProbeCases() {
+		plan := explainGeneric(t, conn.Conn(), small.sql[c.stmt], c.args...)
+		if strings.Contains(plan, "Seq Scan on events") || !strings.Contains(plan, "events_stream_version_key") {
+			t.Errorf("%s: the probe does not use events_stream_version_key:\n%s", c.name, plan)
+		}
+	}
+}
+
+// storeProbeCases are the statements that probe a stream's last event,
+// with arguments for EXPLAIN EXECUTE.
+func storeProbeCases() []struct {
+	name string
+	stmt storeStmt
+	args []string
+} {
+	id := `'00000000-0000-7000-8000-000000000001'`
+	return []struct {
+		name string
+		stmt storeStmt
+		args []string
+	}{
+		{"one event", storeStmtAppendOneEvent, []string{`'tiny-07'`, `1`, id, `'T'`, `1`, `'{}'`, `NULL`}},
+		{"one stream", storeStmtAppendOne, []string{`'tiny-07'`, `1`, `ARRAY[` + id + `]::uuid[]`, `'{T}'`, `'{1}'`, `'{"{}"}'`, `'{NULL}'`}},
+		{"several streams", storeStmtAppend, []string{`'{tiny-07,tiny-08}'`, `'{1,1}'`, `'{1,2}'`, `'{1,1}'`, `ARRAY[` + id + `, '00000000-0000-7000-8000-000000000002']::uuid[]`, `'{T,T}'`, `'{1,1}'`, `'{"{}","{}"}'`, `'{NULL,NULL}'`}},
+		{"current versions", storeStmtCurrentVersions, []string{`'{tiny-07,tiny-08}'`}},
+	}
+}
+
+// Past storeProbeEqualityFrom the appends probe with an equality on
+// stream_id, which the planner sends through the index on a table that
+// size even with statistics from when it was tiny.
+func TestAppendProbeEqualityOnLargerTable(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	seedTinyAnalyzedTable(t, s)
+	ctx := t.Context()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
+SELECT gen_random_uuid(), 'fill-' || g, 1, 'Filled', '{}' FROM generate_series(1, $1::int) g`, storeProbeEqualityFrom); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	large := storeNewPlanSet(storeProbeEqualityFrom)
+	id := `'00000000-0000-7000-8000-000000000001'`
+	cases := append(storeProbeCases(), []struct {
+		name string
+		stmt storeStmt
+		args []string
+	}{
+		{"exact event", storeStmtAppendExactEvent, []string{`'tiny-07'`, `1`, id, `'T'`, `1`, `'{}'`, `NULL`}},
+		{"exact", storeStmtAppendExact, []string{`'tiny-07'`, `1`, `ARRAY[` + id + `]::uuid[]`, `'{T}'`, `'{1}'`, `'{"{}"}'`, `'{NULL}'`}},
+	}...)
+	for _, c := range cases {
+		sql := large.sql[c.stmt]
+		if strings.Contains(sql, "9223372036854775807") {
+			t.Fatalf("%s: the large-table form still has the row comparison:\n%s", c.name, sql)
+		}
+		plan := explainGeneric(t, conn.Conn(), sql, c.args...)
+		if strings.Contains(plan, "Seq Scan on events") || !strings.Contains(plan, "events_stream_version_key") {
+			t.Errorf("%s: the equality probe does not use events_stream_version_key:\n%s", c.name, plan)
+		}
+	}
+	// And the form switches when an append returns such a position.
+	if _, err := s.pool.Exec(ctx, `SELECT setval(pg_get_serial_sequence('chronicle.events', 'global_position'), $1)`, storeProbeEqualityFrom); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "switch", eventstore.NoStream, testEvents("Opened", 1)...); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.sql(storeStmtAppendOneEvent); got != large.sql[storeStmtAppendOneEvent] {
+		t.Fatalf("after an append at position %d the one-event append is not in its equality form:\n%s", storeProbeEqualityFrom+1, got)
+	}
+	if _, err := s.Append(ctx, "switch", eventstore.Exact(1), testEvents("Deposited", 2)...); err != nil {
+		t.Fatalf("append with the equality probe: %v", err)
+	}
+}
+
+// The probe reads the index entry at or before (stream, max version):
+// when the stream is empty that entry belongs to a neighbouring stream,
+// which must not count.
+func TestAppendProbeNeighbouringStreams(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	ctx := t.Context()
+	for _, id := range []string{"acc-1", "acc-10x", "acc-0"} {
+		if _, err := s.Append(ctx, id, eventstore.NoStream, testEvents("Opened", 3)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "acc-10" sorts between "acc-1" and "acc-10x"; "acc-2" after all.
+	for _, id := range []string{"acc-10", "acc-2", "acc-"} {
+		res, err := s.Append(ctx, id, eventstore.NoStream, testEvents("Opened", 1)...)
+		if err != nil {
+			t.Fatalf("NoStream append to empty %q next to other streams: %v", id, err)
+		}
+		if res.Version != 1 {
+			t.Fatalf("append to %q: version %d, want 1", id, res.Version)
+		}
+	}
+	res, err := s.AppendStreams(ctx,
+		eventstore.StreamAppend{StreamID: "acc-11", Expected: eventstore.Any, Events: testEvents("Opened", 1)},
+		eventstore.StreamAppend{StreamID: "acc-1", Expected: eventstore.Exact(3), Events: testEvents("Deposited", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Version != 1 || res[1].Version != 5 {
+		t.Fatalf("AppendStreams versions %d, %d; want 1, 5", res[0].Version, res[1].Version)
+	}
+	_, err = s.Append(ctx, "acc-12", eventstore.Exact(3), testEvents("Deposited", 1)...)
+	var cerr *eventstore.ConcurrencyError
+	if !errors.As(err, &cerr) || cerr.Actual != 0 {
+		t.Fatalf("Exact(3) on empty acc-12 after acc-11: %v, want a conflict with actual 0", err)
+	}
+}
+
+func TestPlanSizeClasses(t *testing.T) {
+	t.Parallel()
+	first := storeNewPlanSet(0)
+	if first.next != storePlanFirst {
+		t.Fatalf("next size class of an empty table at %d, want %d", first.next, storePlanFirst)
+	}
+	for _, c := range []struct{ pos, next int64 }{
+		{1, 128}, {127, 128}, {128, 256}, {1000, 1024}, {1 << 20, 1<<20 + 1<<20}, {storePlanLast - 1, storePlanLast}, {storePlanLast, 0}, {1 << 40, 0},
+	} {
+		if got := storeNewPlanSet(c.pos).next; got != c.next {
+			t.Errorf("storeNewPlanSet(%d).next = %d, want %d", c.pos, got, c.next)
+		}
+	}
+	a, b := storeNewPlanSet(100), storeNewPlanSet(200)
+	for st := range storeStmtCount {
+		if storeStmtLargeOnly(st) {
+			if a.sql[st] != "" || storeNewPlanSet(storeProbeEqualityFrom - 1).sql[st] != "" || storeNewPlanSet(storeProbeEqualityFrom).sql[st] != storeStmtSQL[st] {
+				t.Errorf("statement %d must exist from storeProbeEqualityFrom on only", st)
+			}
+			continue
+		}
+		if storeStmtProbes(st) {
+			// Appends change form once, not at every size class: each
+			// change costs every connection a prepare.
+			if a.sql[st] != storeStmtSQL[st] || b.sql[st] != storeStmtSQL[st] || storeNewPlanSet(storeProbeEqualityFrom - 1).sql[st] != storeStmtSQL[st] {
+				t.Errorf("statement %d changes below storeProbeEqualityFrom", st)
+			}
+			eq := storeNewPlanSet(storeProbeEqualityFrom).sql[st]
+			if eq == storeStmtSQL[st] || eq != storeNewPlanSet(1 << 40).sql[st] {
+				t.Errorf("statement %d: want one equality form from storeProbeEqualityFrom on:\n%s", st, eq)
+			}
+			continue
+		}
+		if a.sql[st] == b.sql[st] || !strings.HasPrefix(a.sql[st], storeStmtSQL[st]) || !strings.HasPrefix(b.sql[st], storeStmtSQL[st]) {
+			t.Errorf("statement %d: size classes must differ in a comment only:\n%s\n%s", st, a.sql[st], b.sql[st])
+		}
+	}
+	if storeNewPlanSet(storePlanLast).sql != storeNewPlanSet(1<<40).sql {
+		t.Error("past the last size class the text must not change")
+	}
+}
+
+// A stream read prepared while the table was tiny is prepared again once
+// appends have grown the table past the next size class, and the new plan
+// uses the index.
+func TestStreamReadReplannedAsTableGrows(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	ctx := t.Context()
+	seedTinyAnalyzedTable(t, s)
+	before := s.sql(storeStmtReadPayloadsForward)
+	if _, err := s.ReadStreamPayloads(ctx, "tiny-07", eventstore.ReadStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var appends []eventstore.StreamAppend
+	for i := range 200 {
+		appends = append(appends, eventstore.StreamAppend{StreamID: fmt.Sprintf("grow-%03d", i), Expected: eventstore.NoStream, Events: testEvents("Opened", 1)})
+	}
+	if _, err := s.AppendStreams(ctx, appends...); err != nil {
+		t.Fatal(err)
+	}
+	after := s.sql(storeStmtReadPayloadsForward)
+	if after == before {
+		t.Fatalf("after 250 events the stream reads are still in the first size class:\n%s", after)
+	}
+	recs, err := s.ReadStreamPayloads(ctx, "tiny-07", eventstore.ReadStreamOptions{})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("read after the size class changed: %d records, %v", len(recs), err)
+	}
+	// Fill the table well beyond a page or two, then plan the new text as
+	// a fresh connection does: it must use the index.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
+SELECT gen_random_uuid(), 'fill-' || g, 1, 'Filled', '{}' FROM generate_series(1, 5000) g`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	plan := explainGeneric(t, conn.Conn(), s.sql(storeStmtReadPayloadsForward), `'tiny-07'`, `1`, `NULL`)
+	if strings.Contains(plan, "Seq Scan on events") {
+		t.Fatalf("stream read planned on the grown table scans it:\n%s", plan)
+	}
+}
+
+// The probe-free exact appends of a large table keep every guarantee of
+// the probing ones: conflicts in both directions, no holes, idempotent
+// retries, and exactly one winner among racing writers.
+func TestAppendExactOnLargeTable(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	s.plans.Store(storeNewPlanSet(storeProbeEqualityFrom))
+	ctx := t.Context()
+	first := testEvents("Opened", 3)
+	if _, err := s.Append(ctx, "acc", eventstore.NoStream, first...); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		expected eventstore.ExpectedVersion
+		n        int
+	}{
+		{eventstore.NoStream, 1}, {eventstore.Exact(2), 1}, {eventstore.Exact(5), 1}, {eventstore.Exact(2), 4}, {eventstore.Exact(7), 4},
+	} {
+		_, err := s.Append(ctx, "acc", c.expected, testEvents("Deposited", c.n)...)
+		var cerr *eventstore.ConcurrencyError
+		if !errors.As(err, &cerr) || cerr.Actual != 3 {
+			t.Errorf("Append(%d events at %v) on a stream at 3: %v, want a conflict with actual 3", c.n, c.expected, err)
+		}
+	}
+	// Idempotent retries of both statements.
+	one, many := testEvents("Deposited", 1), testEvents("Deposited", 2)
+	for range 2 {
+		res, err := s.Append(ctx, "acc", eventstore.Exact(3), one...)
+		if err != nil || res.Version != 4 {
+			t.Fatalf("append (or its retry) at 3: %+v, %v", res, err)
+		}
+	}
+	for range 2 {
+		res, err := s.Append(ctx, "acc", eventstore.Exact(4), many...)
+		if err != nil || res.Version != 6 {
+			t.Fatalf("append (or its retry) of 2 at 4: %+v, %v", res, err)
+		}
+	}
+	requireStreamIDs(t, s, "acc", append(append(append([]eventstore.Event{}, first...), one...), many...))
+
+	// Racing writers at the same version: exactly one wins.
+	const writers = 8
+	var (
+		wg   sync.WaitGroup
+		wins atomic.Int32
+		errs = make(chan error, writers)
+	)
+	for range writers {
+		wg.Go(func() {
+			_, err := s.Append(ctx, "acc", eventstore.Exact(6), testEvents("Raced", 2)...)
+			var cerr *eventstore.ConcurrencyError
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.As(err, &cerr):
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("racing append: %v, want success or a concurrency error", err)
+	}
+	if wins.Load() != 1 {
+		t.Fatalf("%d racing writers won, want 1", wins.Load())
+	}
+	if v, err := s.StreamVersion(ctx, "acc"); err != nil || v != 8 {
+		t.Fatalf("StreamVersion after the race = %d, %v; want 8", v, err)
+	}
+}
