@@ -165,36 +165,6 @@ SELECT $3::uuid, $1, CASE WHEN $2::bigint >= 0 THEN $2::bigint ELSE cur.v END + 
 FROM cur
 ` + storeOneStreamCheckSQL
 
-// storeAppendExactSQL and storeAppendExactEventSQL are storeAppendOneSQL
-// and storeAppendOneEventSQL for the most common append of all: outside a
-// caller's transaction, at an exact expected version (NoStream included),
-// on a table past storeProbeEqualityFrom (see store_plans.go). They skip
-// the probe of the stream's last event: the unique key
-// events_stream_version_key already refuses version n+1 when it exists,
-// and an equality lookup of version n (unless n is 0) refuses a hole. The
-// order check is not needed either: the statement opens its own
-// transaction, which gets its id after the statement's snapshot, so every
-// event it can see has a smaller one (see storeOrderedSQL). About 4µs per
-// append cheaper than the probing statements. Same parameters and result.
-// (On a small table the equality lookup risks the cached sequential scan
-// that storeLastEventParamSQL avoids, so small tables use the probing
-// statements.)
-const (
-	storeAppendExactSQL = `
-INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-SELECT n.event_id, $1, $2::bigint + n.ord, n.event_type, n.schema_version, n.data::jsonb, n.metadata::jsonb
-FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
-     WITH ORDINALITY AS n(event_id, event_type, schema_version, data, metadata, ord)
-` + storeExactCheckSQL
-	storeAppendExactEventSQL = `
-INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-SELECT $3::uuid, $1, $2::bigint + 1, $4::text, $5::int, $6::text::jsonb, $7::text::jsonb
-` + storeExactCheckSQL
-	storeExactCheckSQL = `WHERE $2::bigint = 0
-   OR EXISTS (SELECT FROM chronicle.events e WHERE e.stream_id = $1 AND e.stream_version = $2::bigint)
-RETURNING stream_version, global_position, transaction_id`
-)
-
 // storeOneStreamCurSQL is the CTE the one-stream statements share: the
 // stream's current version (v, 0 when empty) and whether its last event
 // passes the order check. $1 is the stream id.
@@ -571,7 +541,7 @@ func storeAppendOp(in *storeAppendInput) string {
 // tx the statement runs under a savepoint, pipelined with it, and the
 // savepoint is rolled back after a failure so tx stays usable.
 func (s *Store) storeAppendOnce(ctx context.Context, tx pgx.Tx, in *storeAppendInput) ([]eventstore.AppendResult, *storeConflict, error) {
-	sql, args := in.statement(s.plans.Load(), tx == nil)
+	sql, args := in.statement(s.plans.Load())
 	if tx == nil {
 		// Acquire explicitly, so that a failure to get a connection (nothing
 		// was sent) is told apart from a failure of the statement.
@@ -656,23 +626,13 @@ func storeClassifyAppendError(err error) ([]eventstore.AppendResult, *storeConfl
 }
 
 // statement returns the append statement for in, in the form p holds,
-// and its arguments. own tells that the statement runs in its own
-// (implicit) transaction, not in a caller's.
-func (in *storeAppendInput) statement(p *storePlanSet, own bool) (string, []any) {
-	exact := own && len(in.streamIDs) == 1 && in.expected[0] >= 0
+// and its arguments.
+func (in *storeAppendInput) statement(p *storePlanSet) (string, []any) {
 	if len(in.streamIDs) == 1 && len(in.ids) == 1 {
-		sql := p.sql[storeStmtAppendOneEvent]
-		if exact && p.sql[storeStmtAppendExactEvent] != "" {
-			sql = p.sql[storeStmtAppendExactEvent]
-		}
-		return sql, []any{in.streamIDs[0], in.expected[0], in.ids[0], in.types[0], in.schemaVer[0], in.data[0], in.metadata[0]}
+		return p.sql[storeStmtAppendOneEvent], []any{in.streamIDs[0], in.expected[0], in.ids[0], in.types[0], in.schemaVer[0], in.data[0], in.metadata[0]}
 	}
 	if len(in.streamIDs) == 1 {
-		sql := p.sql[storeStmtAppendOne]
-		if exact && p.sql[storeStmtAppendExact] != "" {
-			sql = p.sql[storeStmtAppendExact]
-		}
-		return sql, []any{in.streamIDs[0], in.expected[0], in.ids, in.types, in.schemaVer, in.data, in.metadata}
+		return p.sql[storeStmtAppendOne], []any{in.streamIDs[0], in.expected[0], in.ids, in.types, in.schemaVer, in.data, in.metadata}
 	}
 	return p.sql[storeStmtAppend], []any{in.streamIDs, in.expected, in.evStream, in.evPos, in.ids, in.types, in.schemaVer, in.data, in.metadata}
 }

@@ -269,7 +269,7 @@ func BenchmarkAppendTx(b *testing.B) {
 				return 0, err
 			}
 			return 1, inTx(ctx, func(tx pgx.Tx) error {
-				sql, args := in.statement(s.plans.Load(), false)
+				sql, args := in.statement(s.plans.Load())
 				rows, err := tx.Query(ctx, sql, args...)
 				if err != nil {
 					return err

@@ -27,8 +27,7 @@ func TestConformance(t *testing.T) {
 	t.Run("large-table-statements", func(t *testing.T) {
 		t.Parallel()
 		// The statements a store uses once its table is past
-		// storeProbeEqualityFrom events: the equality probes and the
-		// probe-free exact appends.
+		// storeProbeEqualityFrom events: the equality probes.
 		storetest.Run(t, func(t *testing.T) eventstore.Store {
 			s, _ := setupStore(t, nil)
 			s.plans.Store(storeNewPlanSet(storeProbeEqualityFrom))

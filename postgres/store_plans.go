@@ -18,9 +18,7 @@ import (
 // storeProbeEqualityFrom) they use a row-comparison probe that the planner
 // sends through the index at every size (storeLastEventParamSQL); past it,
 // where the planner picks the index anyway, they switch once to the
-// cheaper equality probe (storeProbeEquality), and appends at an exact
-// version outside a caller's transaction to statements without a probe
-// (storeAppendExactSQL).
+// cheaper equality probe (storeProbeEquality).
 //
 // Stream reads (and StreamVersion) return many rows and cannot be written
 // that way. Their text names a table-size class instead: a comment that
@@ -42,8 +40,6 @@ const (
 	storeStmtAppendOne
 	storeStmtAppendOneEvent
 	storeStmtCurrentVersions
-	storeStmtAppendExact
-	storeStmtAppendExactEvent
 	storeStmtReadForward
 	storeStmtReadBackward
 	storeStmtReadPayloadsForward
@@ -59,8 +55,6 @@ var storeStmtSQL = [storeStmtCount]string{
 	storeStmtAppendOne:            storeAppendOneSQL,
 	storeStmtAppendOneEvent:       storeAppendOneEventSQL,
 	storeStmtCurrentVersions:      storeCurrentVersionsSQL,
-	storeStmtAppendExact:          storeAppendExactSQL,
-	storeStmtAppendExactEvent:     storeAppendExactEventSQL,
 	storeStmtReadForward:          storeReadForwardSQL,
 	storeStmtReadBackward:         storeReadBackwardSQL,
 	storeStmtReadPayloadsForward:  storeReadPayloadsForwardSQL,
@@ -71,12 +65,6 @@ var storeStmtSQL = [storeStmtCount]string{
 // storeStmtProbes reports whether st probes a stream's last event (it
 // switches probe form instead of carrying a size class).
 func storeStmtProbes(st storeStmt) bool { return st <= storeStmtCurrentVersions }
-
-// storeStmtLargeOnly reports whether st exists only for a large table
-// (its text is empty before storeProbeEqualityFrom).
-func storeStmtLargeOnly(st storeStmt) bool {
-	return st == storeStmtAppendExact || st == storeStmtAppendExactEvent
-}
 
 // The first and the last global position at which the store changes the
 // read statements' size class, and the position from which appends use
@@ -110,10 +98,6 @@ func storeNewPlanSet(pos int64) *storePlanSet {
 	}
 	for st, sql := range storeStmtSQL {
 		switch {
-		case storeStmtLargeOnly(storeStmt(st)):
-			if pos >= storeProbeEqualityFrom {
-				p.sql[st] = sql
-			}
 		case !storeStmtProbes(storeStmt(st)):
 			p.sql[st] = sql + "\n" + class
 		case pos >= storeProbeEqualityFrom:

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -31,16 +32,26 @@ func seedTinyAnalyzedTable(t *testing.T, s *Store) {
 
 // explainGeneric returns the generic plan PostgreSQL caches for sql with
 // args, the plan a prepared statement keeps after its first executions.
+// The connection is left as it was.
 func explainGeneric(t *testing.T, conn *pgx.Conn, sql string, args ...string) string {
 	t.Helper()
-	ctx := t.Context()
-	if _, err := conn.Exec(ctx, "DEALLOCATE ALL; SET plan_cache_mode = force_generic_plan"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, "PREPARE probe AS "+sql); err != nil {
+	prepareGeneric(t, conn, "probe", sql)
+	defer deallocate(t, conn, "probe")
+	return explainPrepared(t, conn, "probe", args...)
+}
+
+// prepareGeneric prepares sql as name on conn, to be planned generically.
+func prepareGeneric(t *testing.T, conn *pgx.Conn, name, sql string) {
+	t.Helper()
+	if _, err := conn.Exec(t.Context(), "SET plan_cache_mode = force_generic_plan; PREPARE "+name+" AS "+sql); err != nil {
 		t.Fatalf("prepare: %v\n%s", err, sql)
 	}
-	rows, err := conn.Query(ctx, "EXPLAIN EXECUTE probe("+strings.Join(args, ", ")+")", pgx.QueryExecModeSimpleProtocol)
+}
+
+// explainPrepared returns the plan of the prepared statement name.
+func explainPrepared(t *testing.T, conn *pgx.Conn, name string, args ...string) string {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), "EXPLAIN EXECUTE "+name+"("+strings.Join(args, ", ")+")", pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +60,13 @@ func explainGeneric(t *testing.T, conn *pgx.Conn, sql string, args ...string) st
 		t.Fatal(err)
 	}
 	return strings.Join(lines, "\n")
+}
+
+func deallocate(t *testing.T, conn *pgx.Conn, name string) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), "DEALLOCATE "+name+"; RESET plan_cache_mode"); err != nil {
+		t.Error(err)
+	}
 }
 
 // The append statements find a stream's current version through the
@@ -111,15 +129,7 @@ SELECT gen_random_uuid(), 'fill-' || g, 1, 'Filled', '{}' FROM generate_series(1
 	}
 	defer conn.Release()
 	large := storeNewPlanSet(storeProbeEqualityFrom)
-	id := `'00000000-0000-7000-8000-000000000001'`
-	cases := append(storeProbeCases(), []struct {
-		name string
-		stmt storeStmt
-		args []string
-	}{
-		{"exact event", storeStmtAppendExactEvent, []string{`'tiny-07'`, `1`, id, `'T'`, `1`, `'{}'`, `NULL`}},
-		{"exact", storeStmtAppendExact, []string{`'tiny-07'`, `1`, `ARRAY[` + id + `]::uuid[]`, `'{T}'`, `'{1}'`, `'{"{}"}'`, `'{NULL}'`}},
-	}...)
+	cases := storeProbeCases()
 	for _, c := range cases {
 		sql := large.sql[c.stmt]
 		if strings.Contains(sql, "9223372036854775807") {
@@ -198,12 +208,6 @@ func TestPlanSizeClasses(t *testing.T) {
 	}
 	a, b := storeNewPlanSet(100), storeNewPlanSet(200)
 	for st := range storeStmtCount {
-		if storeStmtLargeOnly(st) {
-			if a.sql[st] != "" || storeNewPlanSet(storeProbeEqualityFrom - 1).sql[st] != "" || storeNewPlanSet(storeProbeEqualityFrom).sql[st] != storeStmtSQL[st] {
-				t.Errorf("statement %d must exist from storeProbeEqualityFrom on only", st)
-			}
-			continue
-		}
 		if storeStmtProbes(st) {
 			// Appends change form once, not at every size class: each
 			// change costs every connection a prepare.
@@ -225,18 +229,28 @@ func TestPlanSizeClasses(t *testing.T) {
 	}
 }
 
-// A stream read prepared while the table was tiny is prepared again once
-// appends have grown the table past the next size class, and the new plan
-// uses the index.
+// A stream read prepared while the table was tiny keeps its sequential
+// scan as the table grows; once appends have passed the next size class
+// the store reads with a new text, which each connection prepares again
+// and PostgreSQL plans with the index.
 func TestStreamReadReplannedAsTableGrows(t *testing.T) {
 	t.Parallel()
 	s, _ := setupStore(t, nil)
 	ctx := t.Context()
 	seedTinyAnalyzedTable(t, s)
 	before := s.sql(storeStmtReadPayloadsForward)
-	if _, err := s.ReadStreamPayloads(ctx, "tiny-07", eventstore.ReadStreamOptions{}); err != nil {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer conn.Release()
+	// What a connection prepared while the table was tiny.
+	prepareGeneric(t, conn.Conn(), "early", before)
+	defer deallocate(t, conn.Conn(), "early")
+	if plan := explainPrepared(t, conn.Conn(), "early", `'tiny-07'`, `1`, `NULL`); !strings.Contains(plan, "Seq Scan on events") {
+		t.Fatalf("precondition: on the 50-row table the read should plan a sequential scan:\n%s", plan)
+	}
+
 	var appends []eventstore.StreamAppend
 	for i := range 200 {
 		appends = append(appends, eventstore.StreamAppend{StreamID: fmt.Sprintf("grow-%03d", i), Expected: eventstore.NoStream, Events: testEvents("Opened", 1)})
@@ -248,31 +262,29 @@ func TestStreamReadReplannedAsTableGrows(t *testing.T) {
 	if after == before {
 		t.Fatalf("after 250 events the stream reads are still in the first size class:\n%s", after)
 	}
-	recs, err := s.ReadStreamPayloads(ctx, "tiny-07", eventstore.ReadStreamOptions{})
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("read after the size class changed: %d records, %v", len(recs), err)
-	}
-	// Fill the table well beyond a page or two, then plan the new text as
-	// a fresh connection does: it must use the index.
 	if _, err := s.pool.Exec(ctx, `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
 SELECT gen_random_uuid(), 'fill-' || g, 1, 'Filled', '{}' FROM generate_series(1, 5000) g`); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// The old text's cached plan still scans; the new text, prepared now,
+	// uses the index.
+	if plan := explainPrepared(t, conn.Conn(), "early", `'tiny-07'`, `1`, `NULL`); !strings.Contains(plan, "Seq Scan on events") {
+		t.Fatalf("precondition: the plan cached on the tiny table should still scan it:\n%s", plan)
 	}
-	defer conn.Release()
-	plan := explainGeneric(t, conn.Conn(), s.sql(storeStmtReadPayloadsForward), `'tiny-07'`, `1`, `NULL`)
-	if strings.Contains(plan, "Seq Scan on events") {
-		t.Fatalf("stream read planned on the grown table scans it:\n%s", plan)
+	if plan := explainGeneric(t, conn.Conn(), after, `'tiny-07'`, `1`, `NULL`); strings.Contains(plan, "Seq Scan on events") {
+		t.Fatalf("the new size class's read planned on the grown table scans it:\n%s", plan)
+	}
+	recs, err := s.ReadStreamPayloads(ctx, "tiny-07", eventstore.ReadStreamOptions{})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("read after the size class changed: %d records, %v", len(recs), err)
 	}
 }
 
-// The probe-free exact appends of a large table keep every guarantee of
-// the probing ones: conflicts in both directions, no holes, idempotent
-// retries, and exactly one winner among racing writers.
-func TestAppendExactOnLargeTable(t *testing.T) {
+// The equality-probe statements of a large table keep every guarantee of
+// the row-comparison ones: conflicts in both directions, no holes (also
+// next to a gap written outside the store), idempotent retries, and
+// exactly one winner among racing writers.
+func TestAppendOnLargeTableStatements(t *testing.T) {
 	t.Parallel()
 	s, _ := setupStore(t, nil)
 	s.plans.Store(storeNewPlanSet(storeProbeEqualityFrom))
@@ -308,6 +320,20 @@ func TestAppendExactOnLargeTable(t *testing.T) {
 		}
 	}
 	requireStreamIDs(t, s, "acc", append(append(append([]eventstore.Event{}, first...), one...), many...))
+
+	// A stream with a gap written by hand (versions 1, 2, 4): an append at
+	// version 2 is a conflict with the last version, never a filled hole.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
+VALUES (gen_random_uuid(), 'gap', 1, 'E', '{}'), (gen_random_uuid(), 'gap', 2, 'E', '{}'), (gen_random_uuid(), 'gap', 4, 'E', '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2} {
+		_, err := s.Append(ctx, "gap", eventstore.Exact(2), testEvents("E", n)...)
+		var cerr *eventstore.ConcurrencyError
+		if !errors.As(err, &cerr) || cerr.Actual != 4 {
+			t.Errorf("Append(%d events at 2) to a stream at 4 with a gap at 3: %v, want a conflict with actual 4", n, err)
+		}
+	}
 
 	// Racing writers at the same version: exactly one wins.
 	const writers = 8
