@@ -93,21 +93,30 @@ func TestAppendProbeUsesIndexOnTinyTable(t *testing.T) {
 
 // storeProbeCases are the statements that probe a stream's last event,
 // with arguments for EXPLAIN EXECUTE.
-func storeProbeCases() []struct {
+// storeProbeCase is a probing statement with literal arguments for EXPLAIN.
+type storeProbeCase struct {
 	name string
 	stmt storeStmt
 	args []string
-} {
+}
+
+func storeProbeCases() []storeProbeCase {
 	id := `'00000000-0000-7000-8000-000000000001'`
-	return []struct {
-		name string
-		stmt storeStmt
-		args []string
-	}{
+	return []storeProbeCase{
 		{"one event", storeStmtAppendOneEvent, []string{`'tiny-07'`, `1`, id, `'T'`, `1`, `'{}'`, `NULL`}},
 		{"one stream", storeStmtAppendOne, []string{`'tiny-07'`, `1`, `ARRAY[` + id + `]::uuid[]`, `'{T}'`, `'{1}'`, `'{"{}"}'`, `'{NULL}'`}},
 		{"several streams", storeStmtAppend, []string{`'{tiny-07,tiny-08}'`, `'{1,1}'`, `'{1,2}'`, `'{1,1}'`, `ARRAY[` + id + `, '00000000-0000-7000-8000-000000000002']::uuid[]`, `'{T,T}'`, `'{1,1}'`, `'{"{}","{}"}'`, `'{NULL,NULL}'`}},
 		{"current versions", storeStmtCurrentVersions, []string{`'{tiny-07,tiny-08}'`}},
+	}
+}
+
+// fillEvents inserts n one-event streams behind the store's back, growing
+// the table without moving its size class.
+func fillEvents(t *testing.T, s *Store, n int64) {
+	t.Helper()
+	if _, err := s.pool.Exec(t.Context(), `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
+SELECT gen_random_uuid(), 'fill-' || g, 1, 'Filled', '{}' FROM generate_series(1, $1::bigint) g`, n); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -119,18 +128,14 @@ func TestAppendProbeEqualityOnLargerTable(t *testing.T) {
 	s, _ := setupStore(t, nil)
 	seedTinyAnalyzedTable(t, s)
 	ctx := t.Context()
-	if _, err := s.pool.Exec(ctx, `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
-SELECT gen_random_uuid(), 'fill-' || g, 1, 'Filled', '{}' FROM generate_series(1, $1::int) g`, storeProbeEqualityFrom); err != nil {
-		t.Fatal(err)
-	}
+	fillEvents(t, s, storeProbeEqualityFrom)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Release()
 	large := storeNewPlanSet(storeProbeEqualityFrom)
-	cases := storeProbeCases()
-	for _, c := range cases {
+	for _, c := range storeProbeCases() {
 		sql := large.sql[c.stmt]
 		if strings.Contains(sql, "9223372036854775807") {
 			t.Fatalf("%s: the large-table form still has the row comparison:\n%s", c.name, sql)
@@ -262,10 +267,7 @@ func TestStreamReadReplannedAsTableGrows(t *testing.T) {
 	if after == before {
 		t.Fatalf("after 250 events the stream reads are still in the first size class:\n%s", after)
 	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
-SELECT gen_random_uuid(), 'fill-' || g, 1, 'Filled', '{}' FROM generate_series(1, 5000) g`); err != nil {
-		t.Fatal(err)
-	}
+	fillEvents(t, s, 5000)
 	// The old text's cached plan still scans; the new text, prepared now,
 	// uses the index.
 	if plan := explainPrepared(t, conn.Conn(), "early", `'tiny-07'`, `1`, `NULL`); !strings.Contains(plan, "Seq Scan on events") {
