@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -1170,5 +1171,64 @@ func TestUnreachableDatabase(t *testing.T) {
 	}
 	if _, err := s.TailLag(ctx); err == nil {
 		t.Fatal("TailLag succeeded without a database")
+	}
+}
+
+// TestAppendStoresEmptyMetadataAsNull checks each append statement (one
+// event, several events of one stream, several streams) stores an event
+// without metadata as SQL NULL and one with metadata as its JSON: the
+// statements receive "" for no metadata.
+func TestAppendStoresEmptyMetadataAsNull(t *testing.T) {
+	t.Parallel()
+	s, pool := setupStore(t, &Config{PollOnly: true})
+	ctx := t.Context()
+	withMeta := func(evs []eventstore.Event, i int) []eventstore.Event {
+		evs[i].Metadata = eventstore.Metadata{CorrelationID: "corr"}
+		return evs
+	}
+	if _, err := s.Append(ctx, "one-bare", eventstore.NoStream, testEvents("E", 1)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "one-meta", eventstore.NoStream, withMeta(testEvents("E", 1), 0)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "many", eventstore.NoStream, withMeta(testEvents("E", 3), 1)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendStreams(ctx,
+		eventstore.StreamAppend{StreamID: "multi-a", Expected: eventstore.NoStream, Events: withMeta(testEvents("E", 2), 0)},
+		eventstore.StreamAppend{StreamID: "multi-b", Expected: eventstore.NoStream, Events: testEvents("E", 1)},
+	); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT stream_id || '/' || stream_version, metadata ->> 'correlation_id', metadata IS NULL
+FROM chronicle.events ORDER BY stream_id, stream_version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	var place string
+	var corr *string
+	var null bool
+	if _, err := pgx.ForEachRow(rows, []any{&place, &corr, &null}, func() error {
+		switch {
+		case null:
+			got[place] = "NULL"
+		case corr != nil:
+			got[place] = *corr
+		default:
+			got[place] = "no correlation id"
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"one-bare/1": "NULL", "one-meta/1": "corr",
+		"many/1": "NULL", "many/2": "corr", "many/3": "NULL",
+		"multi-a/1": "corr", "multi-a/2": "NULL", "multi-b/1": "NULL",
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("metadata by event = %v, want %v", got, want)
 	}
 }
