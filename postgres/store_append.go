@@ -308,11 +308,13 @@ type storeAppendInput struct {
 	callerIDs bool // some event IDs came from the caller
 }
 
+// storePrepareAppend validates appends (eventstore.ValidateAppend, with
+// the store's size limit, and each stream at most once) and flattens them
+// with storeFlattenAppends.
 func (s *Store) storePrepareAppend(appends []eventstore.StreamAppend) (*storeAppendInput, error) {
 	if len(appends) == 0 {
 		return nil, &eventstore.ValidationError{Field: "appends", Reason: "needs at least one stream"}
 	}
-	total := 0
 	var seen map[string]int // stream IDs of a multi-stream append
 	if len(appends) > 1 {
 		seen = make(map[string]int, len(appends))
@@ -333,6 +335,16 @@ func (s *Store) storePrepareAppend(appends []eventstore.StreamAppend) (*storeApp
 		if seen != nil {
 			seen[a.StreamID] = i
 		}
+	}
+	return storeFlattenAppends(appends)
+}
+
+// storeFlattenAppends turns appends, each already checked by
+// eventstore.ValidateAppend, into the statements' parameter arrays. Events
+// without an ID get a new one; an ID used twice is a validation error.
+func storeFlattenAppends(appends []eventstore.StreamAppend) (*storeAppendInput, error) {
+	total := 0
+	for _, a := range appends {
 		total += len(a.Events)
 	}
 	in := &storeAppendInput{
@@ -637,7 +649,7 @@ func (in *storeAppendInput) statement(p *storePlanSet) (string, []any) {
 	return p.sql[storeStmtAppend], []any{in.streamIDs, in.expected, in.evStream, in.evPos, in.ids, in.types, in.schemaVer, in.data, in.metadata}
 }
 
-// storeScanAppend reads the result of in.statement(). ok is false when
+// storeScanAppend reads the result of in.statement. ok is false when
 // nothing was inserted because an expectation failed.
 func storeScanAppend(rows pgx.Rows, in *storeAppendInput) (res []eventstore.AppendResult, ok bool, err error) {
 	defer rows.Close()

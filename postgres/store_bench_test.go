@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -235,25 +234,21 @@ func benchAppend(b *testing.B, perOp, writers int) {
 			return nil
 		}
 	}
-	// statement sends the append statement the store would send, built
-	// without storePrepareAppend's validation, and reads its result.
+	// statement sends the append statement the store would send, with the
+	// store's parameters but without eventstore.ValidateAppend, and reads
+	// its result.
 	statement := func(ctx context.Context, w int) error {
 		wr := &sides[5][w]
+		events := make([]eventstore.Event, perOp)
 		for range commands {
 			a := wr.next % streams
 			wr.next++
-			in := &storeAppendInput{
-				streamIDs: []string{stream(5, w, a)},
-				expected:  []int64{wr.versions[a]},
-				ids:       make([]pgtype.UUID, perOp),
-				types:     make([]string, perOp),
-				schemaVer: make([]int32, perOp),
-				data:      make([]string, perOp),
-				metadata:  make([]*string, perOp),
+			for j := range events {
+				events[j] = eventstore.Event{ID: eventstore.NewEventID(), Type: "Deposited", SchemaVersion: 1, Data: benchPayload(a)}
 			}
-			for j := range perOp {
-				in.ids[j] = pgtype.UUID{Bytes: eventstore.NewEventID(), Valid: true}
-				in.types[j], in.schemaVer[j], in.data[j] = "Deposited", 1, string(benchPayload(a))
+			in, err := storeFlattenAppends([]eventstore.StreamAppend{{StreamID: stream(5, w, a), Expected: eventstore.Exact(wr.versions[a]), Events: events}})
+			if err != nil {
+				return err
 			}
 			sql, args := in.statement(s.plans.Load())
 			rows, err := pool.Query(ctx, sql, args...)
