@@ -123,6 +123,7 @@ type Store struct {
 var (
 	_ eventstore.Store         = (*Store)(nil)
 	_ eventstore.PayloadReader = (*Store)(nil)
+	_ eventstore.StreamLister  = (*Store)(nil)
 )
 
 // New returns a Store that runs its queries on pool. A nil cfg means the
