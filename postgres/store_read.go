@@ -12,6 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
+	"github.com/chronicle-go/chronicle/postgres/internal/rowscan"
 )
 
 // ReadStream reads one page of a stream; see
@@ -56,12 +57,12 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 	default:
 		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
 	}
-	sql, layout := eventsql.ReadStreamForwardSQL, &storeRecordRows
+	sql, layout := eventsql.ReadStreamForwardSQL, &rowscan.Records
 	switch {
 	case payloads && backward:
-		sql, layout = eventsql.ReadPayloadsBackwardSQL, &storePayloadRows
+		sql, layout = eventsql.ReadPayloadsBackwardSQL, &rowscan.Payloads
 	case payloads:
-		sql, layout = eventsql.ReadPayloadsForwardSQL, &storePayloadRows
+		sql, layout = eventsql.ReadPayloadsForwardSQL, &rowscan.Payloads
 	case backward:
 		sql = eventsql.ReadStreamBackwardSQL
 	}
@@ -71,7 +72,7 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 		if err != nil {
 			return err
 		}
-		recs, err = storeScanRecords(rows, layout, streamID)
+		recs, err = rowscan.Scan(rows, layout, streamID)
 		return err
 	})
 	if err != nil {
@@ -99,7 +100,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 		if err != nil {
 			return err
 		}
-		recs, err = storeScanRecords(rows, &storeRecordRows, "")
+		recs, err = rowscan.Scan(rows, &rowscan.Records, "")
 		return err
 	})
 	if err != nil {
