@@ -102,11 +102,15 @@ func (b *Base) HasUncommitted() bool { return len(b.pending) > 0 }
 // event values (not pointers) of types registered in the repository's
 // [eventstore.Registry]: loading decodes stored events as values.
 //
-// When Apply returns an error, or event is nil, Record records nothing,
-// leaves the version unchanged and returns the error.
+// When Apply returns an error, Record records nothing, leaves the version
+// unchanged and returns the error. A nil agg or event is refused the same
+// way, with an error matching [eventstore.ErrInvalidInput].
 func Record(agg Root, event any) error {
-	if event == nil {
-		return errors.New("record: event is nil")
+	switch {
+	case isNil(agg):
+		return &eventstore.ValidationError{Field: "aggregate", Reason: "must not be nil"}
+	case event == nil:
+		return &eventstore.ValidationError{Field: "event", Reason: "must not be nil"}
 	}
 	if err := agg.Apply(event); err != nil {
 		return err

@@ -43,6 +43,9 @@ func (b *Base) SnapshotVersion() int64 { return b.snapshot }
 // [eventstore.ErrInvalidInput] when the repository has no
 // [Config.Snapshots] store.
 func (r *Repository[T, PT]) Snapshot(ctx context.Context, agg PT) error {
+	if r.err != nil {
+		return r.err
+	}
 	if r.snapshots == nil {
 		return &eventstore.ValidationError{Field: "Config.Snapshots", Reason: "is nil: snapshots are disabled"}
 	}
@@ -60,10 +63,15 @@ func (r *Repository[T, PT]) Snapshot(ctx context.Context, agg PT) error {
 }
 
 // trySnapshot takes a snapshot of agg within the snapshot timeout and logs
-// a failure instead of returning it.
+// a failure instead of returning it. Inside a transaction (see
+// [Repository.With]) it takes no timeout: with pgx, a cancelled statement
+// closes the connection, which would end the caller's transaction.
 func (r *Repository[T, PT]) trySnapshot(ctx context.Context, agg PT, why string) {
-	ctx, cancel := context.WithTimeout(ctx, r.snapTimeout)
-	defer cancel()
+	if !r.inTx {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.snapTimeout)
+		defer cancel()
+	}
 	if err := r.saveSnapshot(ctx, agg); err != nil {
 		r.logger.WarnContext(ctx, "chronicle: snapshot not taken", "stream", agg.ID(), "version", agg.Version(), "when", why, "error", err)
 	}
