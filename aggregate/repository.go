@@ -208,8 +208,11 @@ func isNil(v any) bool {
 //     survives. Its write is not bounded by [Config.SnapshotTimeout]
 //     (cancelling a statement can break the transaction's connection), its
 //     failure is logged and leaves the transaction usable, and an unusable
-//     snapshot met by a load is not replaced. With any other snapshot
-//     store, the returned repository reads and takes no snapshots.
+//     snapshot met by a load is not replaced. A snapshot that cannot be
+//     read fails the load (outside a transaction it is logged and
+//     skipped): the failed statement may have aborted the transaction.
+//     With any other snapshot store, the returned repository reads and
+//     takes no snapshots.
 //   - [Repository.Update] retries after a concurrency conflict only when
 //     the reload shows that another writer moved the stream on (under READ
 //     COMMITTED a transaction sees commits made after it began). When the

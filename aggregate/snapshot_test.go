@@ -786,12 +786,11 @@ func BenchmarkLoad10kSnapshot(b *testing.B) {
 }
 
 // bindingSnapshots is a snapshot store that joins "transactions": BindTx
-// accepts only the store tx and returns the snapshot store inTx, which
-// records the deadline of each Save.
+// accepts only the store tx and returns the snapshot store inTx.
 type bindingSnapshots struct {
 	*snapshot.MemoryStore
 	tx   eventstore.Store
-	inTx *deadlineSnapshots
+	inTx snapshot.Store
 }
 
 func (s *bindingSnapshots) BindTx(events eventstore.Store) (snapshot.Store, bool) {
@@ -801,6 +800,7 @@ func (s *bindingSnapshots) BindTx(events eventstore.Store) (snapshot.Store, bool
 	return s.inTx, true
 }
 
+// deadlineSnapshots records the deadline of each Save.
 type deadlineSnapshots struct {
 	*snapshot.MemoryStore
 	saves, withDeadline atomic.Int32
@@ -873,6 +873,26 @@ func TestSnapshotWith(t *testing.T) {
 		}
 		if inTx.saves.Load() != saves {
 			t.Fatal("a load inside a transaction replaced a stale snapshot")
+		}
+	})
+
+	// Inside a transaction a snapshot that cannot be read fails the load:
+	// the statement may have aborted the transaction. (Outside, such a
+	// failure is logged and skipped: TestSnapshotStoreFailure.)
+	t.Run("ReadFailure", func(t *testing.T) {
+		t.Parallel()
+		var binding *bindingSnapshots
+		f := setupSnapshots(t, aggregate.Config{SnapshotPolicy: snapshot.EveryN(1)}, func(s snapshot.Store) snapshot.Store {
+			binding = &bindingSnapshots{MemoryStore: s.(*snapshot.MemoryStore), inTx: failingSnapshots{s}}
+			return binding
+		})
+		binding.tx = &readLog{Store: f.mem}
+		f.deposit(t, 1)
+		if _, err := f.repo.With(binding.tx).Load(ctx, "wallet-1"); !errors.Is(err, errSnapshotsDown) {
+			t.Fatalf("Load in a transaction = %v, want the snapshot store's error", err)
+		}
+		if w, err := f.repo.Load(ctx, "wallet-1"); err != nil || w.Balance != 1 {
+			t.Fatalf("Load = %v, %v", w, err)
 		}
 	})
 }

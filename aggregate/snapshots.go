@@ -107,7 +107,9 @@ func (r *Repository[T, PT]) loadSnapshot(ctx context.Context, id string, upTo in
 		case err == nil:
 			return r.fromStreamLoad(ctx, id, res, limit)
 		case errors.Is(err, errors.ErrUnsupported):
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || r.inTx:
+			// Inside a transaction a failed statement may have aborted it:
+			// going on would fail later with a less useful error.
 			return nil, false, false, fmt.Errorf("load %q: %w", id, err)
 		default:
 			r.logger.WarnContext(ctx, "chronicle: cannot read the snapshot and the events together; reading them apart", "stream", id, "error", err)
@@ -118,7 +120,7 @@ func (r *Repository[T, PT]) loadSnapshot(ctx context.Context, id string, upTo in
 	switch {
 	case errors.Is(err, snapshot.ErrNotFound):
 		return nil, false, false, nil
-	case err != nil && ctx.Err() != nil:
+	case err != nil && (ctx.Err() != nil || r.inTx):
 		return nil, false, false, fmt.Errorf("load %q: %w", id, err)
 	case err != nil:
 		r.logger.WarnContext(ctx, "chronicle: cannot load the snapshot; loading from events", "stream", id, "error", err)
