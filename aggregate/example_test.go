@@ -136,6 +136,30 @@ func ExampleRepository_Update() {
 	// true
 }
 
+// Save returns where the events were stored: the stream's new version and
+// the global position of the last event, which a reader of a projection
+// can wait for (read-your-writes).
+func ExampleRepository_Save() {
+	ctx := context.Background()
+	accounts := newAccounts()
+	acc := accounts.New("account-3")
+	_ = acc.Open("Barbara")
+	_ = acc.Deposit(70)
+	res, err := accounts.Save(ctx, acc)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(res.StreamID, "at version", res.Version, "position", res.Position.Global)
+
+	// Nothing new to save: the stored version, and nothing to wait for.
+	res, err = accounts.Save(ctx, acc)
+	fmt.Println(res.Version, res.Position.IsZero(), err)
+	// Output:
+	// account-3 at version 2 position 2
+	// 2 true <nil>
+}
+
 func ExampleRepository_Save_conflict() {
 	ctx := context.Background()
 	accounts := newAccounts()
