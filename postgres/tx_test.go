@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 	"github.com/chronicle-go/chronicle/snapshot"
+	"github.com/chronicle-go/chronicle/snapshot/snapshottest"
 )
 
 // The aggregate of the transaction tests: a wallet whose payments are
@@ -550,4 +552,55 @@ func TestRepositoryDecodeErrorNamesEvent(t *testing.T) {
 			check("Load in a transaction", err)
 		}
 	}
+}
+
+// serialSnapshots serialises the calls to a snapshot store that, like a
+// transaction, is not safe for concurrent use.
+type serialSnapshots struct {
+	mu sync.Mutex
+	s  snapshot.Store
+}
+
+func (s *serialSnapshots) Save(ctx context.Context, snap snapshot.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.s.Save(ctx, snap)
+}
+
+func (s *serialSnapshots) Load(ctx context.Context, streamID string) (snapshot.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.s.Load(ctx, streamID)
+}
+
+func (s *serialSnapshots) Delete(ctx context.Context, streamID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.s.Delete(ctx, streamID)
+}
+
+// The snapshot store inside a transaction keeps the snapshot.Store
+// contract; invalid input and failures leave the transaction usable.
+func TestTxSnapshotStoreConformance(t *testing.T) {
+	t.Parallel()
+	snapshottest.Run(t, func(t *testing.T) snapshot.Store {
+		pool := postgrestest.Pool(t)
+		snaps, err := postgres.NewSnapshotStore(pool, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			// The transaction must still be usable after the suite.
+			if _, err := tx.Exec(ctx, `SELECT 1`); err != nil {
+				t.Errorf("the transaction is unusable after the suite: %v", err)
+			}
+			_ = tx.Rollback(ctx)
+		})
+		return &serialSnapshots{s: snaps.InTx(tx)}
+	})
 }
