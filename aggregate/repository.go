@@ -101,8 +101,9 @@ type Repository[T any, PT interface {
 	snapTimeout time.Duration
 
 	// inTx is set on the repositories [Repository.With] returns: store is
-	// a view of the caller's unit of work (a transaction).
-	inTx bool
+	// a view of the caller's unit of work (a transaction). unbound is set
+	// when Config.Snapshots could not join it.
+	inTx, unbound bool
 	// err, when set, fails every load and save: With got an invalid store.
 	err error
 }
@@ -206,13 +207,15 @@ func isNil(v any) bool {
 //     through it, so a snapshot taken after a save commits or rolls back
 //     with the events: a snapshot of events that were rolled back never
 //     survives. Its write is not bounded by [Config.SnapshotTimeout]
-//     (cancelling a statement can break the transaction's connection), its
-//     failure is logged and leaves the transaction usable, and an unusable
-//     snapshot met by a load is not replaced. A snapshot that cannot be
+//     (with pgx, cancelling a statement closes the connection and so ends
+//     the transaction); its failure is logged, not returned (the
+//     PostgreSQL snapshot store writes it under a savepoint, so the
+//     transaction stays usable); and an unusable snapshot met by a load is
+//     not replaced. A snapshot that cannot be
 //     read fails the load (outside a transaction it is logged and
 //     skipped): the failed statement may have aborted the transaction.
 //     With any other snapshot store, the returned repository reads and
-//     takes no snapshots.
+//     takes no snapshots, and [Repository.Snapshot] fails.
 //   - [Repository.Update] retries after a concurrency conflict only when
 //     the reload shows that another writer moved the stream on (under READ
 //     COMMITTED a transaction sees commits made after it began). When the
@@ -230,10 +233,13 @@ func (r *Repository[T, PT]) With(store eventstore.Store) *Repository[T, PT] {
 		bound.err = &eventstore.ValidationError{Field: "store", Reason: "must not be nil"}
 		return &bound
 	}
-	bound.snapshots = nil
+	if r.snapshots == nil {
+		return &bound
+	}
+	bound.snapshots, bound.unbound = nil, true
 	if b, ok := r.snapshots.(snapshot.TxBinder); ok {
 		if s, ok := b.BindTx(store); ok && !isNil(s) {
-			bound.snapshots = s
+			bound.snapshots, bound.unbound = s, false
 		}
 	}
 	return &bound

@@ -46,6 +46,9 @@ func (r *Repository[T, PT]) Snapshot(ctx context.Context, agg PT) error {
 	if r.err != nil {
 		return r.err
 	}
+	if r.unbound {
+		return &eventstore.ValidationError{Field: "Config.Snapshots", Reason: "cannot join the transaction of the store given to With (see snapshot.TxBinder)"}
+	}
 	if r.snapshots == nil {
 		return &eventstore.ValidationError{Field: "Config.Snapshots", Reason: "is nil: snapshots are disabled"}
 	}
