@@ -284,8 +284,8 @@ func TestSaveLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if recs[2].Position != res.Position {
-		t.Fatalf("last event at %v, Save reported %v", recs[2].Position, res.Position)
+	if recs[2].Position != res.Position || w.SavedPosition() != res.Position {
+		t.Fatalf("last event at %v, Save reported %v, SavedPosition %v", recs[2].Position, res.Position, w.SavedPosition())
 	}
 	for _, r := range recs {
 		if r.Type != "Deposited" || r.SchemaVersion != 1 || r.Metadata.CorrelationID != "req-1" || r.Metadata.CausationID != "cmd-1" || r.Metadata.Headers["user"] != "ada" {
@@ -487,6 +487,12 @@ func TestUpdate(t *testing.T) {
 		}
 		if w.Version() != 1 || w.StoredVersion() != 1 || w.HasUncommitted() {
 			t.Fatalf("created: version %d stored %d", w.Version(), w.StoredVersion())
+		}
+		if head, err := f.mem.Head(ctx); err != nil || w.SavedPosition() != head || head.IsZero() {
+			t.Fatalf("SavedPosition %v after Update, head %v (%v)", w.SavedPosition(), head, err)
+		}
+		if loaded, err := f.repo.Load(ctx, "wallet-1"); err != nil || !loaded.SavedPosition().IsZero() {
+			t.Fatalf("a loaded aggregate has SavedPosition %v (%v), want zero", loaded.SavedPosition(), err)
 		}
 		if _, err := f.repo.Update(ctx, "wallet-1", deposit); err != nil {
 			t.Fatal(err)

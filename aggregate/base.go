@@ -52,6 +52,7 @@ type Base struct {
 	stored   int64
 	snapshot int64
 	pending  []pendingEvent
+	saved    eventstore.Position
 }
 
 type pendingEvent struct {
@@ -85,6 +86,14 @@ func (b *Base) Uncommitted() []any {
 
 // HasUncommitted reports whether the aggregate has events to save.
 func (b *Base) HasUncommitted() bool { return len(b.pending) > 0 }
+
+// SavedPosition returns the global position of the last event that the
+// last successful [Repository.Save] of this aggregate value stored (as
+// [Repository.Save] returns it), or the zero position when it has not
+// been saved since it was loaded or created. After [Repository.Update] it
+// is what a reader of a projection waits for to see the update
+// (read-your-writes); zero means the update saved nothing.
+func (b *Base) SavedPosition() eventstore.Position { return b.saved }
 
 // Record applies a new event to agg and appends it to agg's uncommitted
 // events, to be stored by the next [Repository.Save]. Command methods call

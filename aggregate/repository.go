@@ -469,6 +469,7 @@ func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) (eventstore.Append
 	b.stored = res.Version
 	b.version = res.Version
 	b.pending = nil
+	b.saved = res.Position
 	if r.snapshots != nil && r.policy.ShouldSnapshot(snapshot.Info{StreamID: b.id, Version: b.version, PreviousVersion: previous, SnapshotVersion: b.snapshot}) {
 		r.trySnapshot(ctx, agg, "after a save")
 	}
@@ -490,6 +491,9 @@ func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) (eventstore.Append
 // does not exist either, there is no aggregate to return, and Update fails
 // with an error matching [eventstore.ErrStreamNotFound], as
 // [Repository.Load] would.
+//
+// The saved aggregate's [Base.SavedPosition] is the position of its last
+// event, which a reader of a projection can wait for (read-your-writes).
 //
 // An error from fn aborts the update without saving and is returned as is,
 // so domain errors can be matched with [errors.Is]. On success Update
