@@ -1007,6 +1007,18 @@ func TestWith(t *testing.T) {
 		}
 	})
 
+	// Inside a transaction nothing is committed before the caller's
+	// commit: a failed save leaves no aggregate to retry Save with.
+	t.Run("UpdateFailureReturnsNoAggregate", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil, nil)
+		lost := &lostReplyStore{Store: f.mem}
+		w, err := f.repo.With(lost).Update(ctx, "wallet-1", func(w *wallet) error { return w.Deposit(1) })
+		if !errors.Is(err, errConnectionLost) || w != nil {
+			t.Fatalf("Update = %v, %v; want the error and no aggregate", w, err)
+		}
+	})
+
 	t.Run("UpdateRetriesAfterProgress", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, nil, nil)

@@ -200,7 +200,7 @@ func isNil(v any) bool {
 //
 // The repository it returns is meant for one transaction and is as safe
 // for concurrent use as store (a transaction is not); making one is cheap.
-// It differs from the repository's own in three ways:
+// It differs from the repository's own in these ways:
 //
 //   - Snapshots follow the transaction. When [Config.Snapshots] implements
 //     [snapshot.TxBinder] and accepts store, snapshots are read and written
@@ -223,6 +223,10 @@ func isNil(v any) bool {
 //     SERIALIZABLE, or a conflict only a new transaction can get past),
 //     it returns the conflict at once: roll back and run the whole
 //     transaction again.
+//   - When the save fails for another reason, Update returns no
+//     aggregate: inside a transaction nothing is committed before the
+//     caller's commit, so there is no ambiguous outcome to retry with
+//     [Repository.Save]; roll the transaction back, or retry it whole.
 //   - A nil store (or a nil pointer in it) makes every load and save of
 //     the returned repository fail with an error matching
 //     [eventstore.ErrInvalidInput], so that With can be chained.
@@ -498,7 +502,8 @@ func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) (eventstore.Append
 // An error from fn aborts the update without saving and is returned as is,
 // so domain errors can be matched with [errors.Is]. On success Update
 // returns the saved aggregate. On a save error other than a conflict (the
-// events may or may not be stored), it returns the unsaved aggregate with
+// events may or may not be stored), it returns, outside a transaction (see
+// [Repository.With]), the unsaved aggregate with
 // the error: retry with [Repository.Save], which is idempotent, rather than
 // with Update, which would run fn again with new event IDs. Otherwise the
 // returned aggregate is nil on error.
@@ -534,6 +539,11 @@ func (r *Repository[T, PT]) Update(ctx context.Context, id string, fn func(agg P
 		switch {
 		case err == nil:
 			return agg, nil
+		case !errors.Is(err, eventstore.ErrConcurrencyConflict) && r.inTx:
+			// Nothing commits before the caller's commit: there is no
+			// ambiguous outcome to retry with Save, only a transaction to
+			// roll back (or retry whole).
+			return nil, err
 		case !errors.Is(err, eventstore.ErrConcurrencyConflict):
 			return agg, err
 		case attempt >= r.maxRetries:
