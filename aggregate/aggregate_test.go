@@ -929,6 +929,22 @@ func (s *stuckStore) Append(ctx context.Context, id string, exp eventstore.Expec
 	return eventstore.AppendResult{}, &eventstore.ConcurrencyError{StreamID: id, Expected: exp, Actual: -1}
 }
 
+// deadlockStore refuses every append with a transaction conflict after
+// another writer appended, as a deadlock inside the caller's transaction
+// does once the other transaction commits: a reload would see progress.
+type deadlockStore struct {
+	eventstore.Store
+	appends atomic.Int32
+}
+
+func (s *deadlockStore) Append(ctx context.Context, id string, exp eventstore.ExpectedVersion, evs ...eventstore.Event) (eventstore.AppendResult, error) {
+	s.appends.Add(1)
+	if _, err := s.Store.Append(ctx, id, eventstore.Any, eventstore.Event{Type: "Deposited", Data: []byte(`{"amount":1}`)}); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	return eventstore.AppendResult{}, &eventstore.TransactionConflictError{StreamID: id, Reason: "deadlock detected"}
+}
+
 func TestWith(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -1016,6 +1032,18 @@ func TestWith(t *testing.T) {
 		w, err := f.repo.With(lost).Update(ctx, "wallet-1", func(w *wallet) error { return w.Deposit(1) })
 		if !errors.Is(err, errConnectionLost) || w != nil {
 			t.Fatalf("Update = %v, %v; want the error and no aggregate", w, err)
+		}
+	})
+
+	t.Run("UpdateStopsAtTransactionConflict", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil, nil)
+		f.appendRaw(t, "wallet-1", Deposited{100})
+		deadlocked := &deadlockStore{Store: f.mem}
+		calls := 0
+		w, err := f.repo.With(deadlocked).Update(ctx, "wallet-1", func(w *wallet) error { calls++; return w.Withdraw(1) })
+		if !errors.Is(err, eventstore.ErrTransactionConflict) || w != nil || calls != 1 || deadlocked.appends.Load() != 1 {
+			t.Fatalf("Update = %v, %v after %d calls and %d appends; want the transaction conflict after 1 and 1", w, err, calls, deadlocked.appends.Load())
 		}
 	})
 

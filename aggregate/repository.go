@@ -222,7 +222,9 @@ func isNil(v any) bool {
 //     reload sees the version the save expected (REPEATABLE READ or
 //     SERIALIZABLE, or a conflict only a new transaction can get past),
 //     it returns the conflict at once: roll back and run the whole
-//     transaction again.
+//     transaction again. So it does for an error matching
+//     [eventstore.ErrTransactionConflict] (a deadlock, say), without
+//     reloading.
 //   - When the save fails for another reason, Update returns no
 //     aggregate: inside a transaction nothing is committed before the
 //     caller's commit, so there is no ambiguous outcome to retry with
@@ -539,6 +541,9 @@ func (r *Repository[T, PT]) Update(ctx context.Context, id string, fn func(agg P
 		switch {
 		case err == nil:
 			return agg, nil
+		case errors.Is(err, eventstore.ErrTransactionConflict):
+			// Only a new transaction can succeed.
+			return nil, err
 		case !errors.Is(err, eventstore.ErrConcurrencyConflict) && r.inTx:
 			// Nothing commits before the caller's commit: there is no
 			// ambiguous outcome to retry with Save, only a transaction to

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -123,23 +124,23 @@ func (t *TxStore) readStream(ctx context.Context, streamID string, opts eventsto
 	default:
 		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
 	}
-	stmt, layout := storeStmtReadForward, &storeRecordRows
+	sql, layout := eventsql.ReadStreamForwardSQL, &storeRecordRows
 	switch {
 	case payloads && backward:
-		stmt, layout = storeStmtReadPayloadsBackward, &storePayloadRows
+		sql, layout = eventsql.ReadPayloadsBackwardSQL, &storePayloadRows
 	case payloads:
-		stmt, layout = storeStmtReadPayloadsForward, &storePayloadRows
+		sql, layout = eventsql.ReadPayloadsForwardSQL, &storePayloadRows
 	case backward:
-		stmt = storeStmtReadBackward
+		sql = eventsql.ReadStreamBackwardSQL
 	}
 	op := fmt.Sprintf("read stream %q in transaction", streamID)
-	rows, err := t.tx.Query(ctx, t.store.sql(stmt), streamID, from, limit)
+	rows, err := t.tx.Query(ctx, sql, streamID, from, limit)
 	if err != nil {
-		return nil, storeWrapError(op, err)
+		return nil, wrapError(op, err)
 	}
 	recs, err := storeScanRecords(rows, layout, streamID)
 	if err != nil {
-		return nil, storeWrapError(op, err)
+		return nil, wrapError(op, err)
 	}
 	return recs, nil
 }
@@ -157,13 +158,13 @@ func (t *TxStore) ReadAll(ctx context.Context, after eventstore.Position, limit 
 	if after.Global < 0 {
 		return nil, &eventstore.ValidationError{Field: "position", Reason: fmt.Sprintf("global position %d is negative", after.Global)}
 	}
-	rows, err := t.tx.Query(ctx, storeReadAllSQL, after.Transaction, after.Global, int64(limit))
+	rows, err := t.tx.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(limit))
 	if err != nil {
-		return nil, storeWrapError("read all in transaction", err)
+		return nil, wrapError("read all in transaction", err)
 	}
 	recs, err := storeScanRecords(rows, &storeRecordRows, "")
 	if err != nil {
-		return nil, storeWrapError("read all in transaction", err)
+		return nil, wrapError("read all in transaction", err)
 	}
 	return recs, nil
 }
@@ -174,12 +175,12 @@ func (t *TxStore) Head(ctx context.Context) (eventstore.Position, error) {
 		return eventstore.Position{}, err
 	}
 	var p eventstore.Position
-	err := t.tx.QueryRow(ctx, storeHeadSQL).Scan(&p.Transaction, &p.Global)
+	err := t.tx.QueryRow(ctx, eventsql.HeadSQL).Scan(&p.Transaction, &p.Global)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return eventstore.Position{}, nil
 	}
 	if err != nil {
-		return eventstore.Position{}, storeWrapError("read head in transaction", err)
+		return eventstore.Position{}, wrapError("read head in transaction", err)
 	}
 	return p, nil
 }
@@ -193,14 +194,15 @@ func (t *TxStore) StreamVersion(ctx context.Context, streamID string) (int64, er
 	if err := eventstore.ValidateStreamID(streamID); err != nil {
 		return 0, err
 	}
-	var v *int64
-	if err := t.tx.QueryRow(ctx, t.store.sql(storeStmtStreamVersion), streamID).Scan(&v); err != nil {
-		return 0, storeWrapError(fmt.Sprintf("read version of stream %q in transaction", streamID), err)
-	}
-	if v == nil {
+	var v int64
+	err := t.tx.QueryRow(ctx, eventsql.StreamVersionSQL, streamID).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
 	}
-	return *v, nil
+	if err != nil {
+		return 0, wrapError(fmt.Sprintf("read version of stream %q in transaction", streamID), err)
+	}
+	return v, nil
 }
 
 // Watch is [Store.Watch]: the transaction plays no part in it. A nil
@@ -297,7 +299,7 @@ func (t *TxSnapshotStore) Save(ctx context.Context, snap snapshot.Snapshot) erro
 	// (a missing table, say) would abort the transaction before a
 	// savepoint queued with it had been set.
 	if _, err := t.tx.Exec(ctx, txSnapshotSavepointSQL); err != nil {
-		return storeWrapError(op, err)
+		return wrapError(op, err)
 	}
 	b := &pgx.Batch{}
 	b.Queue(snapshotSaveSQL, snap.StreamID, snap.Type, snap.Version, int32(snap.SchemaVersion), snap.Data, takenAt)
@@ -310,14 +312,14 @@ func (t *TxSnapshotStore) Save(ctx context.Context, snap snapshot.Snapshot) erro
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil && storePgError(err) != nil {
+	if err != nil && pgError(err) != nil {
 		// The statement failed on the server: undo it so the transaction
 		// stays usable.
 		if _, rerr := t.tx.Exec(ctx, txSnapshotRollbackSQL); rerr != nil {
-			return storeWrapError(op, fmt.Errorf("roll back to savepoint after %w: %w", err, rerr))
+			return wrapError(op, fmt.Errorf("roll back to savepoint after %w: %w", err, rerr))
 		}
 	}
-	return storeWrapError(op, err)
+	return wrapError(op, err)
 }
 
 // Load is [SnapshotStore.Load] in t's transaction: it sees a snapshot the
@@ -336,7 +338,7 @@ func (t *TxSnapshotStore) Load(ctx context.Context, streamID string) (snapshot.S
 		return snapshot.Snapshot{}, fmt.Errorf("stream %q: %w", streamID, snapshot.ErrNotFound)
 	}
 	if err != nil {
-		return snapshot.Snapshot{}, storeWrapError(fmt.Sprintf("load snapshot of stream %q in transaction", streamID), err)
+		return snapshot.Snapshot{}, wrapError(fmt.Sprintf("load snapshot of stream %q in transaction", streamID), err)
 	}
 	snap.SchemaVersion = int(schema)
 	snap.TakenAt = snap.TakenAt.UTC()
@@ -352,7 +354,7 @@ func (t *TxSnapshotStore) Delete(ctx context.Context, streamID string) error {
 		return err
 	}
 	if _, err := t.tx.Exec(ctx, snapshotDeleteSQL, streamID); err != nil {
-		return storeWrapError(fmt.Sprintf("delete snapshot of stream %q in transaction", streamID), err)
+		return wrapError(fmt.Sprintf("delete snapshot of stream %q in transaction", streamID), err)
 	}
 	return nil
 }
@@ -376,11 +378,11 @@ func (t *TxSnapshotStore) LoadStream(ctx context.Context, events eventstore.Stor
 	op := fmt.Sprintf("load snapshot and events of stream %q in transaction", streamID)
 	rows, err := t.tx.Query(ctx, snapshotLoadStreamSQL, streamID, typ, int32(schemaVersion), int64(limit))
 	if err != nil {
-		return snapshot.StreamLoad{}, storeWrapError(op, err)
+		return snapshot.StreamLoad{}, wrapError(op, err)
 	}
 	res, err := scanStreamLoad(rows, streamID, limit)
 	if err != nil {
-		return snapshot.StreamLoad{}, storeWrapError(op, err)
+		return snapshot.StreamLoad{}, wrapError(op, err)
 	}
 	return res, nil
 }
