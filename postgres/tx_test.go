@@ -302,8 +302,9 @@ func TestRepositoryInTxSaveConflict(t *testing.T) {
 }
 
 // Under READ COMMITTED a reload inside the transaction sees the competing
-// commit, so Update retries there; under REPEATABLE READ it cannot, so
-// Update returns the conflict at once and the caller retries the whole
+// commit, so Update retries there; under REPEATABLE READ and SERIALIZABLE
+// the append fails with a serialization failure, so Update returns the
+// transaction conflict at once and the caller retries the whole
 // transaction.
 func TestRepositoryInTxUpdateConflict(t *testing.T) {
 	t.Parallel()
@@ -348,8 +349,11 @@ func TestRepositoryInTxUpdateConflict(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, eventstore.ErrConcurrencyConflict) || !strings.Contains(err.Error(), "retry the whole transaction") {
-				t.Fatalf("Update = %v, want a concurrency conflict telling to retry the transaction", err)
+			// A serialization failure: a transaction conflict, returned
+			// at once.
+			if !errors.Is(err, eventstore.ErrTransactionConflict) || !errors.Is(err, eventstore.ErrConcurrencyConflict) ||
+				!strings.Contains(err.Error(), "retry the whole transaction") {
+				t.Fatalf("Update = %v, want a transaction conflict telling to retry the transaction", err)
 			}
 			// The whole transaction, run again, succeeds.
 			err = pgx.BeginTxFunc(ctx, f.pool, pgx.TxOptions{IsoLevel: tc.iso}, func(tx pgx.Tx) error {
