@@ -615,3 +615,73 @@ func TestTxSnapshotStoreConformance(t *testing.T) {
 		return &serialSnapshots{s: snaps.InTx(tx)}
 	})
 }
+
+// Two transactions that each hold one wallet's head row and then update
+// the other's deadlock: the victim's Update returns the transaction
+// conflict at once, without a retry that would deadlock again, and the
+// other transaction completes.
+func TestRepositoryInTxDeadlock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setupTx(t)
+	f.deposit(t, "wallet-1", 100)
+	f.deposit(t, "wallet-2", 100)
+
+	type result struct {
+		calls int
+		err   error
+	}
+	results := make(chan result, 2)
+	var ready sync.WaitGroup
+	ready.Add(2)
+	run := func(first, second string) {
+		tx, err := f.pool.Begin(ctx)
+		if err != nil {
+			ready.Done()
+			results <- result{err: err}
+			return
+		}
+		repo := f.repo.With(f.events.InTx(tx))
+		_, err = repo.Update(ctx, first, func(w *txWallet) error { return w.Withdraw(1) })
+		ready.Done()
+		if err != nil {
+			_ = tx.Rollback(ctx)
+			results <- result{err: err}
+			return
+		}
+		ready.Wait() // both hold their first wallet's head row
+		calls := 0
+		_, err = repo.Update(ctx, second, func(w *txWallet) error { calls++; return w.Withdraw(1) })
+		if err != nil {
+			_ = tx.Rollback(ctx)
+		} else {
+			err = tx.Commit(ctx)
+		}
+		results <- result{calls: calls, err: err}
+	}
+	go run("wallet-1", "wallet-2")
+	go run("wallet-2", "wallet-1")
+	var victims, winners int
+	for range 2 {
+		r := <-results
+		switch {
+		case r.err == nil:
+			winners++
+		case errors.Is(r.err, eventstore.ErrTransactionConflict):
+			victims++
+			if r.calls != 1 {
+				t.Errorf("the deadlocked Update ran its function %d times, want 1", r.calls)
+			}
+		default:
+			t.Errorf("Update = %v, want nil or a transaction conflict", r.err)
+		}
+	}
+	if victims != 1 || winners != 1 {
+		t.Fatalf("%d victims and %d winners, want 1 and 1", victims, winners)
+	}
+	w1, err1 := f.repo.Load(ctx, "wallet-1")
+	w2, err2 := f.repo.Load(ctx, "wallet-2")
+	if err1 != nil || err2 != nil || w1.Balance+w2.Balance != 198 {
+		t.Fatalf("after the deadlock: %v, %v, %v, %v; want the winner's two withdrawals only", w1, err1, w2, err2)
+	}
+}
