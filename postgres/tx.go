@@ -29,6 +29,8 @@ import (
 //     events included, for the stream reads. ReadAll and Head never return
 //     uncommitted events, the transaction's own included: they stop at
 //     the transaction-id horizon, which an open transaction holds back.
+//     Unlike the Store's reads, they are not retried on a fresh connection
+//     when the connection is lost: the transaction is lost with it.
 //   - Watch is the Store's.
 //
 // Unlike a Store, a TxStore is not safe for concurrent use, because a
@@ -46,7 +48,8 @@ var (
 
 // InTx returns a view of s that works inside tx, a transaction the caller
 // began (on s's pool or another connection to the same database) and will
-// commit or roll back; see [TxStore]. Its methods fail with an error
+// commit or roll back; see [TxStore]. Bind an aggregate repository to it
+// with aggregate.Repository.With. Its methods fail with an error
 // matching [eventstore.ErrInvalidInput] when tx (or s) is nil.
 func (s *Store) InTx(tx pgx.Tx) *TxStore { return &TxStore{store: s, tx: tx} }
 
