@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,49 +100,13 @@ func (t *TxStore) readStream(ctx context.Context, streamID string, opts eventsto
 	if err := t.check(); err != nil {
 		return nil, err
 	}
-	if err := eventstore.ValidateStreamID(streamID); err != nil {
+	q, err := newStreamRead(streamID, opts, payloads)
+	if err != nil {
 		return nil, err
 	}
-	if opts.Limit < 0 {
-		return nil, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is negative", opts.Limit)}
-	}
-	var limit *int64
-	if opts.Limit > 0 {
-		l := int64(opts.Limit)
-		limit = &l
-	}
-	var (
-		backward bool
-		from     int64
-	)
-	switch opts.Direction {
-	case eventstore.Forward:
-		from = max(opts.From, 1)
-	case eventstore.Backward:
-		backward, from = true, opts.From
-		if from <= 0 {
-			from = math.MaxInt64
-		}
-	default:
-		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
-	}
-	sql, layout := eventsql.ReadStreamForwardSQL, &storeRecordRows
-	switch {
-	case payloads && backward:
-		sql, layout = eventsql.ReadPayloadsBackwardSQL, &storePayloadRows
-	case payloads:
-		sql, layout = eventsql.ReadPayloadsForwardSQL, &storePayloadRows
-	case backward:
-		sql = eventsql.ReadStreamBackwardSQL
-	}
-	op := fmt.Sprintf("read stream %q in transaction", streamID)
-	rows, err := t.tx.Query(ctx, sql, streamID, from, limit)
+	recs, err := q.run(ctx, t.tx)
 	if err != nil {
-		return nil, wrapError(op, err)
-	}
-	recs, err := storeScanRecords(rows, layout, streamID)
-	if err != nil {
-		return nil, wrapError(op, err)
+		return nil, wrapError(fmt.Sprintf("read stream %q in transaction", streamID), err)
 	}
 	return recs, nil
 }
@@ -155,17 +118,10 @@ func (t *TxStore) ReadAll(ctx context.Context, after eventstore.Position, limit 
 	if err := t.check(); err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		return nil, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is not positive", limit)}
+	if err := validateReadAll(after, limit); err != nil {
+		return nil, err
 	}
-	if after.Global < 0 {
-		return nil, &eventstore.ValidationError{Field: "position", Reason: fmt.Sprintf("global position %d is negative", after.Global)}
-	}
-	rows, err := t.tx.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(limit))
-	if err != nil {
-		return nil, wrapError("read all in transaction", err)
-	}
-	recs, err := storeScanRecords(rows, &storeRecordRows, "")
+	recs, err := readAll(ctx, t.tx, after, limit)
 	if err != nil {
 		return nil, wrapError("read all in transaction", err)
 	}
