@@ -22,7 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(postgrestest.ReportSkips(m))
 }
 
 // emptyDatabases hands out empty databases: these tests apply the

@@ -14,6 +14,10 @@ import (
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
+func TestMain(m *testing.M) {
+	os.Exit(postgrestest.ReportSkips(m).Run())
+}
+
 var emptyDatabases = mustEmptyTemplate()
 
 func mustEmptyTemplate() *postgrestest.Template {
