@@ -85,7 +85,7 @@ func TestMigrateDirtySchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = conn.Exec(ctx, "UPDATE "+migrations.MigrationsTable+" SET dirty = true")
+	_, err = conn.Exec(ctx, "UPDATE "+migrations.Schema+"."+migrations.MigrationsTable+" SET dirty = true")
 	conn.Close(ctx)
 	if err != nil {
 		t.Fatal(err)
