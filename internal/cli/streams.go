@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -156,8 +155,9 @@ func printStream(ctx context.Context, w io.Writer, store eventstore.Store, strea
 			rec.RecordedAt.UTC().Format(time.RFC3339Nano), rec.Data)
 	}
 	if count == 0 {
+		// The store's error already names the stream.
 		if _, err := store.StreamVersion(ctx, streamID); errors.Is(err, eventstore.ErrStreamNotFound) {
-			return fmt.Errorf("stream %s: %w", strconv.Quote(streamID), err)
+			return err
 		}
 	}
 	if tw != nil {
