@@ -207,3 +207,75 @@ func TestStreamsCommands(t *testing.T) {
 	_, stderr = mustRun(t, env, 1, "streams", "read", "bad\xffid")
 	wantContains(t, "invalid stream id", stderr, "invalid")
 }
+
+func TestStreamsList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := postgrestest.DatabaseURL(t)
+	env := map[string]string{"DATABASE_URL": db}
+
+	out, _ := mustRun(t, env, 0, "streams", "list")
+	if out != "no streams\n" {
+		t.Errorf("list on an empty store printed %q", out)
+	}
+
+	pool, err := pgxpool.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := postgres.New(pool, &postgres.Config{PollOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	// Created in this order: account-1 .. account-3, then order-1.
+	for _, id := range []string{"account-1", "account-2", "account-3", "order-1"} {
+		if _, err := store.Append(ctx, id, eventstore.NoStream, eventstore.Event{Type: "Opened", Data: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.Append(ctx, "account-1", eventstore.Exact(1), eventstore.Event{Type: "Deposited", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := func(out string) []string {
+		var got []string
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+			if strings.HasPrefix(line, "more: ") {
+				continue
+			}
+			got = append(got, strings.Fields(line)[0])
+		}
+		return got
+	}
+	out, _ = mustRun(t, env, 0, "streams", "list")
+	if got := ids(out); strings.Join(got, " ") != "order-1 account-3 account-2 account-1" {
+		t.Errorf("list = %v, want newest first:\n%s", got, out)
+	}
+	if strings.Contains(out, "more:") {
+		t.Errorf("a single page announces more:\n%s", out)
+	}
+	wantContains(t, "list", out, "account-1  2 ")
+
+	// Pages of two, with the prefix: the last line gives the next page.
+	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "account-", "--limit", "2")
+	if got := ids(out); strings.Join(got, " ") != "account-3 account-2" {
+		t.Fatalf("first page = %v:\n%s", got, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	next, ok := strings.CutPrefix(lines[len(lines)-1], "more: chronicle ")
+	if !ok {
+		t.Fatalf("a full page does not say how to get the next one:\n%s", out)
+	}
+	args := strings.Fields(strings.ReplaceAll(next, `"`, ""))
+	out, _ = mustRun(t, env, 0, args...)
+	if got := ids(out); strings.Join(got, " ") != "account-1" {
+		t.Errorf("second page (%v) = %v:\n%s", args, got, out)
+	}
+
+	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "invoice-")
+	wantContains(t, "empty prefix", out, `no streams with prefix "invoice-"`)
+	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "order-", "--json")
+	wantContains(t, "json", out, `"stream_id":"order-1","version":1`)
+}
