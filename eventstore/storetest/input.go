@@ -218,6 +218,10 @@ func badAppends() []badAppend {
 		event("trailing zeros beyond jsonb's decimals", data(`1.50e-16382`)),
 		event("zero with too many decimals for jsonb", data(`0e-16384`)),
 		event("exponent beyond jsonb's numeric input", data(`0e1073741823`)),
+		// PostgreSQL's limit depends on max_stack_depth (the default
+		// accepts 10001 levels); the shared validation refuses what Go's
+		// encoding/json cannot parse, so every store refuses the same.
+		event("nesting deeper than 10000", data(strings.Repeat("[", 10001)+strings.Repeat("]", 10001))),
 		event("negative schema version", with(func(e *eventstore.Event) { e.SchemaVersion = -1 })),
 		event("schema version above 32 bits", with(func(e *eventstore.Event) { e.SchemaVersion = 1<<32 + 1 })),
 		event("schema version 2^31", with(func(e *eventstore.Event) { e.SchemaVersion = 1 << 31 })),
