@@ -233,3 +233,37 @@ func TestList(t *testing.T) {
 		t.Errorf("first migration = %q, want 000001_events", got)
 	}
 }
+
+func TestUpAsApplicationRoleWhenCurrent(t *testing.T) {
+	t.Parallel()
+	ctx, _ := setup(t)
+	adminDB, ownerDB := ordinaryRole(t, ctx)
+	if err := migrations.Up(ctx, ownerDB); err != nil {
+		t.Fatalf("Up as the owner: %v", err)
+	}
+	admin := postgrestest.AdminURL(t)
+	app := "chronicle_app_ro_" + strconv.FormatInt(time.Now().UnixNano()%1e12, 36)
+	exec1(t, ctx, admin, "CREATE ROLE "+app+" LOGIN PASSWORD 'app-password'")
+	t.Cleanup(func() {
+		exec1(t, context.Background(), adminDB, "DROP OWNED BY "+app)
+		exec1(t, context.Background(), admin, "DROP ROLE IF EXISTS "+app)
+	})
+	exec1(t, ctx, adminDB, "GRANT USAGE ON SCHEMA chronicle TO "+app)
+	exec1(t, ctx, adminDB, "GRANT SELECT ON chronicle.schema_migrations TO "+app)
+	u, _ := url.Parse(adminDB)
+	u.User = url.UserPassword(app, "app-password")
+	appDB := u.String()
+
+	if err := migrations.Up(ctx, appDB); err != nil {
+		t.Fatalf("Up as an application role on a current schema: %v", err)
+	}
+	wantVersion(t, ctx, appDB, migrations.Latest())
+	err := migrations.Down(ctx, appDB)
+	if err == nil {
+		t.Fatal("Down as the application role succeeded")
+	}
+	if strings.Contains(err.Error(), "connect to database") || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("Down as the application role: error %q, want a permission error that does not speak of connecting", err)
+	}
+	wantVersion(t, ctx, ownerDB, migrations.Latest())
+}
