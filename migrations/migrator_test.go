@@ -2,13 +2,12 @@ package migrations_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,7 +24,7 @@ import (
 func ordinaryRole(t *testing.T, ctx context.Context) (adminDB, roleDB string) {
 	t.Helper()
 	admin := postgrestest.AdminURL(t)
-	suffix := strconv.FormatInt(time.Now().UnixNano()%1e12, 36)
+	suffix := uniqueSuffix()
 	role, dbName := "chronicle_app_"+suffix, "chronicle_roledb_"+suffix
 	exec1(t, ctx, admin, "CREATE ROLE "+role+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'app-password'")
 	exec1(t, ctx, admin, "CREATE DATABASE "+dbName+" OWNER "+role)
@@ -242,7 +241,7 @@ func TestUpAsApplicationRoleWhenCurrent(t *testing.T) {
 		t.Fatalf("Up as the owner: %v", err)
 	}
 	admin := postgrestest.AdminURL(t)
-	app := "chronicle_app_ro_" + strconv.FormatInt(time.Now().UnixNano()%1e12, 36)
+	app := "chronicle_app_ro_" + uniqueSuffix()
 	exec1(t, ctx, admin, "CREATE ROLE "+app+" LOGIN PASSWORD 'app-password'")
 	t.Cleanup(func() {
 		exec1(t, context.Background(), adminDB, "DROP OWNED BY "+app)
@@ -267,3 +266,7 @@ func TestUpAsApplicationRoleWhenCurrent(t *testing.T) {
 	}
 	wantVersion(t, ctx, ownerDB, migrations.Latest())
 }
+
+// uniqueSuffix is a random lower-case suffix for role and database names,
+// which are cluster-wide.
+func uniqueSuffix() string { return strings.ToLower(rand.Text()[:12]) }
