@@ -170,7 +170,7 @@ func Plan(file string, blocks []Block) ([]Package, error) {
 		if err != nil {
 			return nil, err
 		}
-		if strings.Contains(b.Directive.Body, "// Output:") || strings.Contains(b.Directive.Body, "func Test") {
+		if body := b.Directive.Body + b.Code; strings.Contains(body, "// Output:") || strings.Contains(body, "func Test") || strings.Contains(body, "func Example") {
 			frag.Runs = true
 		}
 		frag.Files[name+"_test.go"] = src
