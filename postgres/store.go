@@ -22,9 +22,9 @@ const (
 	defaultNotifyDebounce = 10 * time.Millisecond
 )
 
-// storeListenerAppName is the application_name of the LISTEN connection,
+// listenerAppName is the application_name of the LISTEN connection,
 // unless ListenConfig sets one.
-const storeListenerAppName = "chronicle-listener"
+const listenerAppName = "chronicle-listener"
 
 // Config configures a [Store]. The zero value (or a nil *Config) gives the
 // defaults.
@@ -137,7 +137,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		}
 		if c.ListenConfig.RuntimeParams["application_name"] == "" {
 			// Operators can tell the listener apart in pg_stat_activity.
-			c.ListenConfig.RuntimeParams["application_name"] = storeListenerAppName
+			c.ListenConfig.RuntimeParams["application_name"] = listenerAppName
 		}
 	}
 	s := &Store{pool: pool, cfg: c}

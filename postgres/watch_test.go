@@ -47,7 +47,7 @@ func waitListener(t testing.TB, pool *pgxpool.Pool, n int) []int32 {
 		var pids []int32
 		rows, err := pool.Query(t.Context(), `SELECT pid FROM pg_stat_activity
 			WHERE datname = current_database() AND application_name = $1 AND query = 'LISTEN '||$2`,
-			storeListenerAppName, notify.Channel)
+			listenerAppName, notify.Channel)
 		if err != nil {
 			t.Fatal(err)
 		}
