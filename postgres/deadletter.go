@@ -69,7 +69,7 @@ func (s *ProjectionStore) DeadLetters(ctx context.Context, filter projection.Dea
 // at its next poll.
 func (s *ProjectionStore) RetryDeadLetter(ctx context.Context, id int64) error {
 	return s.projTransition(ctx, id, "retry", projection.DeadLetterRetry,
-		projection.DeadLetterParked, projection.DeadLetterSkipped, projection.DeadLetterRetry)
+		projection.DeadLetterParked, projection.DeadLetterRetry)
 }
 
 // SkipDeadLetter implements [projection.DeadLetterStore].

@@ -302,11 +302,42 @@ SELECT count(*) FROM chronicle.events
 WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
   AND (transaction_id, global_position) <= ($3::xid8, $4::bigint)`
 
+// projCountStreamEventsSQL counts the events of each stream in a range:
+// the partition of an event depends on its stream only, so a partition's
+// count sums the counts of its streams, computed in Go with
+// [projection.PartitionOf].
+const projCountStreamEventsSQL = `
+SELECT stream_id, count(*) FROM chronicle.events
+WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
+  AND (transaction_id, global_position) <= ($3::xid8, $4::bigint)
+GROUP BY stream_id`
+
 // CountEvents implements [projection.EventCounter]: it counts the events
-// in (after, upTo] in SQL, for status reports.
-func (s *ProjectionStore) CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error) {
-	var n int64
-	if err := s.pool.QueryRow(ctx, projCountEventsSQL, after.Transaction, after.Global, upTo.Transaction, upTo.Global).Scan(&n); err != nil {
+// of a partition in (after, upTo] in SQL, for status reports.
+func (s *ProjectionStore) CountEvents(ctx context.Context, after, upTo eventstore.Position, partition, partitions int) (int64, error) {
+	if partitions <= 1 {
+		var n int64
+		if err := s.pool.QueryRow(ctx, projCountEventsSQL, after.Transaction, after.Global, upTo.Transaction, upTo.Global).Scan(&n); err != nil {
+			return 0, storeWrapError("count events", err)
+		}
+		return n, nil
+	}
+	rows, err := s.pool.Query(ctx, projCountStreamEventsSQL, after.Transaction, after.Global, upTo.Transaction, upTo.Global)
+	if err != nil {
+		return 0, storeWrapError("count events", err)
+	}
+	var (
+		n      int64
+		stream string
+		count  int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&stream, &count}, func() error {
+		if projection.PartitionOf(stream, partitions) == partition {
+			n += count
+		}
+		return nil
+	})
+	if err != nil {
 		return 0, storeWrapError("count events", err)
 	}
 	return n, nil

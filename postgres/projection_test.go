@@ -576,6 +576,10 @@ func TestProjectionParkRetrySkip(t *testing.T) {
 	if err := e.ps.RetryDeadLetter(ctx, dls[0].ID); !errors.Is(err, projection.ErrDeadLetterState) {
 		t.Fatalf("retry a resolved dead letter = %v", err)
 	}
+	var se *projection.DeadLetterStateError
+	if err := e.ps.RetryDeadLetter(ctx, dls[1].ID); !errors.As(err, &se) || se.Status != projection.DeadLetterSkipped {
+		t.Fatalf("retry a skipped dead letter = %v, want a DeadLetterStateError saying it is skipped", err)
+	}
 	if err := e.ps.SkipDeadLetter(ctx, 1<<40); !errors.Is(err, projection.ErrDeadLetterNotFound) {
 		t.Fatalf("skip an unknown dead letter = %v", err)
 	}
@@ -1150,6 +1154,39 @@ func TestProjectionFirstClaimsRace(t *testing.T) {
 		var counts int
 		if err := e.pool.QueryRow(ctx, `SELECT count(DISTINCT partitions) FROM chronicle.projection_checkpoints WHERE projection = $1`, name).Scan(&counts); err != nil || counts != 1 {
 			t.Fatalf("round %d: %d distinct stored partition counts (%v), want 1", round, counts, err)
+		}
+	}
+}
+
+// TestProjectionPartitionLagCountsOwnEvents checks that each partition's
+// lag, counted in SQL, counts only the events of its own streams.
+func TestProjectionPartitionLagCountsOwnEvents(t *testing.T) {
+	t.Parallel()
+	e := projSetup(t)
+	ctx := projWaitCtx(t, 30*time.Second)
+	const parts = 3
+	want := make([]int64, parts)
+	for i := range 40 {
+		s := fmt.Sprintf("acc-%d", i%7)
+		e.deposit(s, 1)
+		want[projection.PartitionOf(s, parts)]++
+	}
+	if err := e.ps.RequestRebuild(ctx, "lag", parts); err != nil { // creates the checkpoints at the start
+		t.Fatal(err)
+	}
+	sts, err := projection.Statuses(ctx, e.store, e.ps, "lag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != parts {
+		t.Fatalf("%d statuses, want %d", len(sts), parts)
+	}
+	for _, st := range sts {
+		if st.LagEvents != want[st.Partition] {
+			t.Errorf("partition %d lag = %d events, want %d", st.Partition, st.LagEvents, want[st.Partition])
+		}
+		if want[st.Partition] > 0 && st.LagTime <= 0 {
+			t.Errorf("partition %d lag time = %s, want > 0", st.Partition, st.LagTime)
 		}
 	}
 }

@@ -30,6 +30,12 @@ var (
 	// ErrDeadLetterState: the dead letter is in a state that does not allow
 	// the operation; the error is a [*DeadLetterStateError].
 	ErrDeadLetterState = errors.New("dead letter state")
+	// ErrNoProjections: [Runner.Run] was called with no projection
+	// registered.
+	ErrNoProjections = errors.New("no projection registered")
+	// ErrRunnerStarted: [Runner.Run] was called twice, or [Runner.Add]
+	// after Run.
+	ErrRunnerStarted = errors.New("projection runner already started")
 )
 
 // CheckpointConflictError reports a compare-and-set of a checkpoint that
@@ -109,6 +115,9 @@ type DeadLetterStateError struct {
 }
 
 func (e *DeadLetterStateError) Error() string {
+	if e.Op == "retry" && e.Status == DeadLetterSkipped {
+		return fmt.Sprintf("cannot retry dead letter %d: it was skipped, and a skipped dead letter stays skipped", e.ID)
+	}
 	return fmt.Sprintf("cannot %s dead letter %d: it is %s", e.Op, e.ID, e.Status)
 }
 

@@ -180,7 +180,7 @@ func (m *MemoryStorage) DeadLetters(ctx context.Context, filter DeadLetterFilter
 
 // RetryDeadLetter implements [DeadLetterStore].
 func (m *MemoryStorage) RetryDeadLetter(ctx context.Context, id int64) error {
-	return m.transition(ctx, id, "retry", DeadLetterRetry, DeadLetterParked, DeadLetterSkipped, DeadLetterRetry)
+	return m.transition(ctx, id, "retry", DeadLetterRetry, DeadLetterParked, DeadLetterRetry)
 }
 
 // SkipDeadLetter implements [DeadLetterStore].

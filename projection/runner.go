@@ -5,7 +5,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -289,19 +288,20 @@ func (r *Runner) Add(p Projection) error {
 // short grace period) and the rest will be delivered again. Leases are
 // released, so that another runner takes over at once.
 //
-// Run can be called once. It fails at once if no projection is
-// registered.
+// Run can be called once; a second call fails with an error matching
+// [ErrRunnerStarted]. It fails at once, with an error matching
+// [ErrNoProjections], if no projection is registered.
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started {
 		r.mu.Unlock()
-		return errors.New("projection runner: Run called twice")
+		return fmt.Errorf("projection runner: run called twice: %w", ErrRunnerStarted)
 	}
 	r.started = true
 	projections := slices.Clone(r.projections)
 	r.mu.Unlock()
 	if len(projections) == 0 {
-		return errors.New("projection runner: no projection registered")
+		return fmt.Errorf("projection runner: %w: add one with Runner.Add before Run", ErrNoProjections)
 	}
 
 	var wg sync.WaitGroup

@@ -516,6 +516,10 @@ func TestParkThenContinueThenRetryAndSkip(t *testing.T) {
 	if err := e.storage.RetryDeadLetter(ctx, resolved[0].ID); !errors.Is(err, projection.ErrDeadLetterState) {
 		t.Fatalf("retry resolved = %v, want ErrDeadLetterState", err)
 	}
+	var se *projection.DeadLetterStateError
+	if err := e.storage.RetryDeadLetter(ctx, dls[0].ID); !errors.As(err, &se) || se.Status != projection.DeadLetterSkipped {
+		t.Fatalf("retry skipped = %v, want a DeadLetterStateError saying it is skipped", err)
+	}
 	if err := e.storage.SkipDeadLetter(ctx, 999); !errors.Is(err, projection.ErrDeadLetterNotFound) {
 		t.Fatalf("skip unknown = %v, want ErrDeadLetterNotFound", err)
 	}
@@ -1002,5 +1006,49 @@ func TestIdleRebuildWithFrequentWakeUps(t *testing.T) {
 	}
 	if resets.Load() != 1 {
 		t.Fatalf("reset hook called %d times, want 1", resets.Load())
+	}
+}
+
+func TestRunWithoutProjectionsIsTyped(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := e.runner()
+	if err := r.Run(context.Background()); !errors.Is(err, projection.ErrNoProjections) {
+		t.Fatalf("Run with no projection = %v, want ErrNoProjections", err)
+	}
+	if err := r.Run(context.Background()); !errors.Is(err, projection.ErrRunnerStarted) {
+		t.Fatalf("second Run = %v, want ErrRunnerStarted", err)
+	}
+}
+
+// TestPartitionLagCountsOwnEvents checks that each partition's lag counts
+// only the events of its own streams.
+func TestPartitionLagCountsOwnEvents(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := waitCtx(t)
+	const parts = 3
+	want := make([]int64, parts)
+	for i := range 40 {
+		s := fmt.Sprintf("acc-%d", i%7)
+		e.deposit(s, 1)
+		want[projection.PartitionOf(s, parts)]++
+	}
+	r := e.runner(projection.Projection{Name: "p", Partitions: parts,
+		Handler: projection.HandlerFunc(func(context.Context, projection.Event) error { return nil })})
+	sts, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != parts {
+		t.Fatalf("%d statuses, want %d", len(sts), parts)
+	}
+	for _, st := range sts {
+		if st.LagEvents != want[st.Partition] {
+			t.Errorf("partition %d lag = %d events, want %d", st.Partition, st.LagEvents, want[st.Partition])
+		}
+		if want[st.Partition] > 0 && st.LagTime <= 0 {
+			t.Errorf("partition %d lag time = %s, want > 0", st.Partition, st.LagTime)
+		}
 	}
 }

@@ -232,10 +232,11 @@ type Status struct {
 	Checkpoint
 	// Head is the store's head when the status was read.
 	Head eventstore.Position
-	// LagEvents counts the events after the checkpoint, up to the head.
+	// LagEvents counts the partition's events (those of the streams
+	// [PartitionOf] maps to it) after the checkpoint, up to the head.
 	LagEvents int64
-	// LagTime is the age of the oldest event after the checkpoint: how
-	// long it has waited. It is 0 when the partition has caught up.
+	// LagTime is the age of the partition's oldest event after the
+	// checkpoint: how long it has waited. It is 0 when the partition has caught up.
 	LagTime time.Duration
 }
 
@@ -303,27 +304,32 @@ func fillLag(ctx context.Context, store eventstore.Store, storage Storage, sts [
 		if st.Position.Compare(head) >= 0 {
 			continue
 		}
+		parts := max(st.Partitions, 1)
 		if counter != nil {
-			st.LagEvents, err = counter.CountEvents(ctx, st.Position, head)
+			st.LagEvents, err = counter.CountEvents(ctx, st.Position, head, st.Partition, parts)
 		} else {
-			st.LagEvents, err = countEvents(ctx, store, st.Position, head)
+			st.LagEvents, err = countEvents(ctx, store, st.Position, head, st.Partition, parts)
 		}
 		if err != nil {
 			return err
 		}
-		next, err := store.ReadAll(ctx, st.Position, 1)
+		if st.LagEvents == 0 {
+			continue
+		}
+		oldest, err := firstOfPartition(ctx, store, st.Position, head, st.Partition, parts)
 		if err != nil {
 			return err
 		}
-		if len(next) > 0 {
-			st.LagTime = max(now.Sub(next[0].RecordedAt), 0)
+		if !oldest.IsZero() {
+			st.LagTime = max(now.Sub(oldest), 0)
 		}
 	}
 	return nil
 }
 
-// countEvents counts the events in (after, upTo] by reading them.
-func countEvents(ctx context.Context, store eventstore.Store, after, upTo eventstore.Position) (int64, error) {
+// countEvents counts the events of partition part (of parts) in
+// (after, upTo] by reading them.
+func countEvents(ctx context.Context, store eventstore.Store, after, upTo eventstore.Position, part, parts int) (int64, error) {
 	var n int64
 	for rec, err := range eventstore.ReadAllSeq(ctx, store, after, 1000) {
 		if err != nil {
@@ -332,7 +338,30 @@ func countEvents(ctx context.Context, store eventstore.Store, after, upTo events
 		if rec.Position.Compare(upTo) > 0 {
 			break
 		}
-		n++
+		if PartitionOf(rec.StreamID, parts) == part {
+			n++
+		}
 	}
 	return n, nil
+}
+
+// firstOfPartition returns the recorded-at time of the first event of
+// partition part (of parts) in (after, upTo], or the zero time.
+func firstOfPartition(ctx context.Context, store eventstore.Store, after, upTo eventstore.Position, part, parts int) (time.Time, error) {
+	page := 1
+	if parts > 1 {
+		page = 1000
+	}
+	for rec, err := range eventstore.ReadAllSeq(ctx, store, after, page) {
+		if err != nil {
+			return time.Time{}, err
+		}
+		if rec.Position.Compare(upTo) > 0 {
+			break
+		}
+		if PartitionOf(rec.StreamID, parts) == part {
+			return rec.RecordedAt, nil
+		}
+	}
+	return time.Time{}, nil
 }

@@ -52,11 +52,12 @@ type DeadLetterStore interface {
 	DeadLetters(ctx context.Context, filter DeadLetterFilter) ([]DeadLetter, error)
 
 	// RetryDeadLetter asks the holder of the dead letter's partition to
-	// handle its event again. The dead letter must be parked or skipped;
-	// it becomes [DeadLetterRetry] until the holder settles it, as
-	// resolved or parked again. It fails with an error matching
+	// handle its event again. The dead letter must be parked (or already
+	// retrying); it becomes [DeadLetterRetry] until the holder settles it,
+	// as resolved or parked again. It fails with an error matching
 	// [ErrDeadLetterNotFound] for an unknown id and with a
-	// [*DeadLetterStateError] for a resolved one.
+	// [*DeadLetterStateError] for a resolved or skipped one: skipping is
+	// final.
 	RetryDeadLetter(ctx context.Context, id int64) error
 
 	// SkipDeadLetter gives up on a parked (or retrying) dead letter: it
@@ -261,6 +262,8 @@ func (f DeadLetterFilter) EffectiveLimit() int {
 // SQL, in the same database as the events). Status reports use it for the
 // lag; without it they page through the event store.
 type EventCounter interface {
-	// CountEvents counts the events after after, up to and including upTo.
-	CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error)
+	// CountEvents counts the events after after, up to and including upTo,
+	// of partition partition out of partitions: those whose stream
+	// [PartitionOf] maps to it (every event when partitions is 1).
+	CountEvents(ctx context.Context, after, upTo eventstore.Position, partition, partitions int) (int64, error)
 }

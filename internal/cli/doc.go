@@ -7,6 +7,10 @@
 //	chronicle migrate up | down | version | force N | steps N  [--database-url URL]
 //	chronicle streams read STREAM [--from N] [--limit N] [--backward] [--json]
 //	chronicle streams head
+//	chronicle projections status [NAME] [--json]
+//	chronicle projections rebuild NAME [--no-wait]
+//	chronicle projections dead-letters list [--state parked|retry|resolved|skipped|all] [--projection NAME] [--json]
+//	chronicle projections dead-letters retry|skip ID...
 //	chronicle bench --dsn URL [--runs N] [--events N] [--workloads a,b] [--quick]
 //	chronicle version
 //	chronicle help [command]
