@@ -21,6 +21,7 @@ import (
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // projDeposit is the event of the projection tests.
@@ -532,11 +533,11 @@ func TestProjectionParkRetrySkip(t *testing.T) {
 	if err := r.WaitFor(ctx, "balances", last.Position); err != nil {
 		t.Fatal(err)
 	}
-	dls, err := e.ps.DeadLetters(ctx, projection.DeadLetterFilter{Projection: "balances"})
+	dls, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{Projection: "balances"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dls) != 2 || dls[0].StreamID != "poison-1" || dls[0].Attempts != 3 || dls[0].Status != projection.DeadLetterParked ||
+	if len(dls) != 2 || dls[0].StreamID != "poison-1" || dls[0].Attempts != 3 || dls[0].Status != projectionstore.DeadLetterParked ||
 		dls[0].Error != "cannot handle \uFFFD this" || dls[0].Type != "Deposited" || dls[1].StreamID != "poison-2" {
 		t.Fatalf("dead letters = %+v", dls)
 	}
@@ -558,7 +559,7 @@ func TestProjectionParkRetrySkip(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := e.ps.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterResolved})
+		got, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterResolved})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -577,17 +578,17 @@ func TestProjectionParkRetrySkip(t *testing.T) {
 		t.Fatalf("retry a resolved dead letter = %v", err)
 	}
 	var se *projection.DeadLetterStateError
-	if err := e.ps.RetryDeadLetter(ctx, dls[1].ID); !errors.As(err, &se) || se.Status != projection.DeadLetterSkipped {
+	if err := e.ps.RetryDeadLetter(ctx, dls[1].ID); !errors.As(err, &se) || se.Status != projectionstore.DeadLetterSkipped {
 		t.Fatalf("retry a skipped dead letter = %v, want a DeadLetterStateError saying it is skipped", err)
 	}
 	if err := e.ps.SkipDeadLetter(ctx, 1<<40); !errors.Is(err, projection.ErrDeadLetterNotFound) {
 		t.Fatalf("skip an unknown dead letter = %v", err)
 	}
-	if _, err := e.ps.DeadLetters(ctx, projection.DeadLetterFilter{Status: "bogus"}); !errors.Is(err, eventstore.ErrInvalidInput) {
+	if _, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: "bogus"}); !errors.Is(err, eventstore.ErrInvalidInput) {
 		t.Fatalf("list with a bogus status = %v", err)
 	}
-	page, err := e.ps.DeadLetters(ctx, projection.DeadLetterFilter{AfterID: dls[0].ID, Limit: 1})
-	if err != nil || len(page) != 1 || page[0].ID != dls[1].ID || page[0].Status != projection.DeadLetterSkipped {
+	page, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{AfterID: dls[0].ID, Limit: 1})
+	if err != nil || len(page) != 1 || page[0].ID != dls[1].ID || page[0].Status != projectionstore.DeadLetterSkipped {
 		t.Fatalf("second page = %+v, %v", page, err)
 	}
 	sts, err = projection.Statuses(ctx, e.store, e.ps, "balances")
@@ -645,7 +646,7 @@ func TestProjectionTxHandlerNeedsTransactionalMode(t *testing.T) {
 	if err := r.WaitFor(ctx, "p", last.Position); err != nil {
 		t.Fatal(err)
 	}
-	dls, err := e.ps.DeadLetters(ctx, projection.DeadLetterFilter{})
+	dls, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{})
 	if err != nil || len(dls) != 1 || dls[0].Attempts != 1 || !strings.Contains(dls[0].Error, "no projection transaction") || calls.Load() != 0 {
 		t.Fatalf("dead letters = %+v, %v; calls = %d", dls, err, calls.Load())
 	}
@@ -771,7 +772,7 @@ func TestProjectionLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := projection.Key{Projection: "p", Partition: 1}
+	key := projectionstore.Key{Projection: "p", Partition: 1}
 	l1, err := e.ps.Acquire(ctx, key, 2, "one")
 	if err != nil || l1 == nil {
 		t.Fatalf("Acquire = %v, %v", l1, err)
@@ -779,13 +780,13 @@ func TestProjectionLeases(t *testing.T) {
 	if l2, err := other.Acquire(ctx, key, 2, "two"); err != nil || l2 != nil {
 		t.Fatalf("second Acquire = %v, %v; want nil, nil", l2, err)
 	}
-	if l, err := other.Acquire(ctx, projection.Key{Projection: "p", Partition: 0}, 3, "two"); !errors.Is(err, projection.ErrPartitionsMismatch) || l != nil {
+	if l, err := other.Acquire(ctx, projectionstore.Key{Projection: "p", Partition: 0}, 3, "two"); !errors.Is(err, projection.ErrPartitionsMismatch) || l != nil {
 		t.Fatalf("Acquire with another partition count = %v, %v", l, err)
 	}
-	if _, err := e.ps.Acquire(ctx, projection.Key{Projection: "p", Partition: 2}, 2, "one"); !errors.Is(err, eventstore.ErrInvalidInput) {
+	if _, err := e.ps.Acquire(ctx, projectionstore.Key{Projection: "p", Partition: 2}, 2, "one"); !errors.Is(err, eventstore.ErrInvalidInput) {
 		t.Fatalf("Acquire partition out of range = %v", err)
 	}
-	if _, err := e.ps.Acquire(ctx, projection.Key{Projection: ""}, 1, "one"); !errors.Is(err, eventstore.ErrInvalidInput) {
+	if _, err := e.ps.Acquire(ctx, projectionstore.Key{Projection: ""}, 1, "one"); !errors.Is(err, eventstore.ErrInvalidInput) {
 		t.Fatalf("Acquire without a name = %v", err)
 	}
 	cp, err := l1.Checkpoint(ctx)
@@ -793,15 +794,15 @@ func TestProjectionLeases(t *testing.T) {
 		t.Fatalf("checkpoint = %+v, %v", cp, err)
 	}
 	to := eventstore.Position{Transaction: 5, Global: 7}
-	if cp, err = l1.Commit(ctx, projection.Commit{To: to}); err != nil || cp.Position != to {
+	if cp, err = l1.Commit(ctx, projectionstore.Commit{To: to}); err != nil || cp.Position != to {
 		t.Fatalf("commit = %+v, %v", cp, err)
 	}
 	var ce *projection.CheckpointConflictError
-	if _, err := l1.Commit(ctx, projection.Commit{To: to}); !errors.As(err, &ce) || ce.Actual != to {
+	if _, err := l1.Commit(ctx, projectionstore.Commit{To: to}); !errors.As(err, &ce) || ce.Actual != to {
 		t.Fatalf("commit from a stale position = %v, want a conflict", err)
 	}
 	workErr := errors.New("work failed")
-	if _, err := l1.Commit(ctx, projection.Commit{From: to, To: eventstore.Position{Transaction: 9, Global: 9}, Work: func(ctx context.Context) error {
+	if _, err := l1.Commit(ctx, projectionstore.Commit{From: to, To: eventstore.Position{Transaction: 9, Global: 9}, Work: func(ctx context.Context) error {
 		tx, ok := postgres.ProjectionTx(ctx)
 		if !ok {
 			return errors.New("no tx")
@@ -814,7 +815,7 @@ func TestProjectionLeases(t *testing.T) {
 		t.Fatalf("commit with failing work = %v", err)
 	}
 	// Handlers cannot end the batch's transaction themselves.
-	if _, err := l1.Commit(ctx, projection.Commit{From: to, To: to, Work: func(ctx context.Context) error {
+	if _, err := l1.Commit(ctx, projectionstore.Commit{From: to, To: to, Work: func(ctx context.Context) error {
 		tx, _ := postgres.ProjectionTx(ctx)
 		if err := tx.Rollback(ctx); err == nil || !strings.Contains(err.Error(), "runner commits") {
 			return fmt.Errorf("Rollback = %v", err)
@@ -842,7 +843,7 @@ func TestProjectionLeases(t *testing.T) {
 	default:
 		t.Fatal("Done not closed after Release")
 	}
-	if _, err := l1.Commit(ctx, projection.Commit{From: to, To: to}); !errors.Is(err, projection.ErrLeaseLost) {
+	if _, err := l1.Commit(ctx, projectionstore.Commit{From: to, To: to}); !errors.Is(err, projection.ErrLeaseLost) {
 		t.Fatalf("commit after release = %v", err)
 	}
 	cps, err = other.Checkpoints(ctx, "p")
@@ -1075,11 +1076,11 @@ func TestProjectionBatchTimeoutInStatementParks(t *testing.T) {
 	if err := r.WaitFor(ctx, "balances", last.Position); err != nil {
 		t.Fatalf("WaitFor: %v (the slow handler ran %d times)", err, slowRuns.Load())
 	}
-	dls, err := e.ps.DeadLetters(ctx, projection.DeadLetterFilter{Projection: "balances"})
+	dls, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{Projection: "balances"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dls) != 1 || dls[0].StreamID != "slow" || dls[0].Position != slow.Position || dls[0].Attempts != 2 || dls[0].Status != projection.DeadLetterParked ||
+	if len(dls) != 1 || dls[0].StreamID != "slow" || dls[0].Position != slow.Position || dls[0].Attempts != 2 || dls[0].Status != projectionstore.DeadLetterParked ||
 		!strings.Contains(dls[0].Error, "batch timeout") {
 		t.Fatalf("dead letters = %+v; want the slow event parked after 2 timed-out attempts", dls)
 	}
@@ -1115,7 +1116,7 @@ func TestProjectionFirstClaimsRace(t *testing.T) {
 	for round := range 60 {
 		name := fmt.Sprintf("race-%d", round)
 		var (
-			leases [2]projection.Lease
+			leases [2]projectionstore.Lease
 			errs   [2]error
 			ready  sync.WaitGroup
 			done   sync.WaitGroup
@@ -1126,7 +1127,7 @@ func TestProjectionFirstClaimsRace(t *testing.T) {
 			done.Go(func() {
 				ready.Done()
 				<-start
-				leases[i], errs[i] = stores[i].Acquire(ctx, projection.Key{Projection: name, Partition: c.partition}, c.partitions, "r")
+				leases[i], errs[i] = stores[i].Acquire(ctx, projectionstore.Key{Projection: name, Partition: c.partition}, c.partitions, "r")
 			})
 		}
 		ready.Wait()

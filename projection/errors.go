@@ -3,6 +3,7 @@ package projection
 import (
 	"errors"
 	"fmt"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 )
@@ -42,7 +43,7 @@ var (
 // found another position stored. It matches [ErrCheckpointConflict].
 type CheckpointConflictError struct {
 	// Key is the partition.
-	Key Key
+	Key projectionstore.Key
 	// Expected is the position the writer expected; Actual is the stored
 	// one (the zero Position when the checkpoint does not exist).
 	Expected, Actual eventstore.Position
@@ -79,7 +80,7 @@ func (e *PartitionsMismatchError) Is(target error) bool { return target == ErrPa
 // unwraps to the handler's error.
 type StoppedError struct {
 	// Key is the stopped partition.
-	Key Key
+	Key projectionstore.Key
 	// EventID identifies the event that failed (zero when the partition
 	// stopped for another reason, such as a partition count mismatch).
 	EventID eventstore.EventID
@@ -109,13 +110,13 @@ type DeadLetterStateError struct {
 	// ID is the dead letter.
 	ID int64
 	// Status is its state.
-	Status DeadLetterStatus
+	Status projectionstore.DeadLetterStatus
 	// Op is the refused operation ("retry" or "skip").
 	Op string
 }
 
 func (e *DeadLetterStateError) Error() string {
-	if e.Op == "retry" && e.Status == DeadLetterSkipped {
+	if e.Op == "retry" && e.Status == projectionstore.DeadLetterSkipped {
 		return fmt.Sprintf("cannot retry dead letter %d: it was skipped, and a skipped dead letter stays skipped", e.ID)
 	}
 	return fmt.Sprintf("cannot %s dead letter %d: it is %s", e.Op, e.ID, e.Status)

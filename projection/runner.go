@@ -6,6 +6,7 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -125,7 +126,7 @@ type Projection struct {
 // projections with [Runner.Add], then call [Runner.Run].
 type Runner struct {
 	store   eventstore.Store
-	storage Storage
+	storage projectionstore.Storage
 	cfg     Config
 	log     *slog.Logger
 
@@ -167,7 +168,7 @@ func (s *partState) get() (holding bool, pos eventstore.Position, err error) {
 
 // New returns a runner that reads events from store and keeps its state in
 // storage. A nil cfg means the defaults.
-func New(store eventstore.Store, storage Storage, cfg *Config) (*Runner, error) {
+func New(store eventstore.Store, storage projectionstore.Storage, cfg *Config) (*Runner, error) {
 	if store == nil {
 		return nil, invalid("store", "must not be nil")
 	}
@@ -313,7 +314,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	})
 	for _, p := range projections {
 		for i := range p.Partitions {
-			w := &worker{r: r, p: p, key: Key{Projection: p.Name, Partition: i}, state: p.parts[i]}
+			w := &worker{r: r, p: p, key: projectionstore.Key{Projection: p.Name, Partition: i}, state: p.parts[i]}
 			w.log = r.log.With("projection", p.Name, "partition", i)
 			wg.Go(func() { w.run(ctx) })
 		}

@@ -15,7 +15,9 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/memory"
+	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,7 +36,7 @@ type Withdrawn struct {
 type env struct {
 	t       *testing.T
 	store   *memory.Store
-	storage *projection.MemoryStorage
+	storage *chmemory.ProjectionStore
 	reg     *eventstore.Registry
 }
 
@@ -43,7 +45,11 @@ func setup(t *testing.T) *env {
 	reg := eventstore.NewRegistry(nil)
 	eventstore.MustRegister[Deposited](reg, "Deposited")
 	eventstore.MustRegister[Withdrawn](reg, "Withdrawn")
-	return &env{t: t, store: memory.New(nil), storage: projection.NewMemoryStorage(), reg: reg}
+	storage, err := chmemory.NewProjectionStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, store: memory.New(nil), storage: storage, reg: reg}
 }
 
 // quietLogger discards logs unless the test runs verbosely.
@@ -332,11 +338,15 @@ func TestAddValidation(t *testing.T) {
 
 func TestNewValidation(t *testing.T) {
 	t.Parallel()
-	store, storage := memory.New(nil), projection.NewMemoryStorage()
+	store := memory.New(nil)
+	storage, err := chmemory.NewProjectionStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		store   eventstore.Store
-		storage projection.Storage
+		storage projectionstore.Storage
 		cfg     *projection.Config
 	}{
 		{"nil store", nil, storage, nil},
@@ -448,7 +458,7 @@ func TestTransientFailureIsRetried(t *testing.T) {
 			t.Errorf("%s handled %d times, want 1", s, n)
 		}
 	}
-	dls, err := e.storage.DeadLetters(context.Background(), projection.DeadLetterFilter{})
+	dls, err := e.storage.DeadLetters(context.Background(), projectionstore.DeadLetterFilter{})
 	if err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters = %v, %v; want none", dls, err)
 	}
@@ -478,7 +488,7 @@ func TestParkThenContinueThenRetryAndSkip(t *testing.T) {
 	if got := fmt.Sprint(f.attemptsOf(poison)); got != "[1 2 3]" {
 		t.Fatalf("attempts of poison = %s, want [1 2 3]", got)
 	}
-	dls, err := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Projection: "p", Status: projection.DeadLetterParked})
+	dls, err := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Projection: "p", Status: projectionstore.DeadLetterParked})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,10 +510,10 @@ func TestParkThenContinueThenRetryAndSkip(t *testing.T) {
 	}
 	waitUntil(t, func() bool { return f.handledCount(poison) == 1 })
 	waitUntil(t, func() bool {
-		dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Projection: "p", Status: projection.DeadLetterResolved})
+		dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Projection: "p", Status: projectionstore.DeadLetterResolved})
 		return len(dls) == 1 && dls[0].EventID == poison && dls[0].Attempts == 4
 	})
-	dls, _ = e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterSkipped})
+	dls, _ = e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterSkipped})
 	if len(dls) != 1 || dls[0].EventID != poison2 {
 		t.Fatalf("skipped = %+v", dls)
 	}
@@ -512,12 +522,12 @@ func TestParkThenContinueThenRetryAndSkip(t *testing.T) {
 	}
 
 	// Settled dead letters refuse further transitions.
-	resolved, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterResolved})
+	resolved, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterResolved})
 	if err := e.storage.RetryDeadLetter(ctx, resolved[0].ID); !errors.Is(err, projection.ErrDeadLetterState) {
 		t.Fatalf("retry resolved = %v, want ErrDeadLetterState", err)
 	}
 	var se *projection.DeadLetterStateError
-	if err := e.storage.RetryDeadLetter(ctx, dls[0].ID); !errors.As(err, &se) || se.Status != projection.DeadLetterSkipped {
+	if err := e.storage.RetryDeadLetter(ctx, dls[0].ID); !errors.As(err, &se) || se.Status != projectionstore.DeadLetterSkipped {
 		t.Fatalf("retry skipped = %v, want a DeadLetterStateError saying it is skipped", err)
 	}
 	if err := e.storage.SkipDeadLetter(ctx, 999); !errors.Is(err, projection.ErrDeadLetterNotFound) {
@@ -538,7 +548,7 @@ func TestRetriedDeadLetterFailingAgainIsParkedAgain(t *testing.T) {
 	if err := r.WaitForHead(ctx, "p"); err != nil {
 		t.Fatal(err)
 	}
-	dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{})
+	dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{})
 	if len(dls) != 1 {
 		t.Fatalf("dead letters = %+v", dls)
 	}
@@ -546,7 +556,7 @@ func TestRetriedDeadLetterFailingAgainIsParkedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, func() bool {
-		dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterParked})
+		dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterParked})
 		return len(dls) == 1 && dls[0].Attempts == 4
 	})
 }
@@ -594,7 +604,7 @@ func TestStopPolicyDoesNotBlockOthers(t *testing.T) {
 			}
 		}
 	}
-	dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{})
+	dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{})
 	if len(dls) != 0 {
 		t.Fatalf("stop policy parked %v", dls)
 	}
@@ -644,7 +654,7 @@ func TestCorruptPayloadIsParkedWithoutRetry(t *testing.T) {
 	if err := r.WaitFor(ctx, "p", res.Position); err != nil {
 		t.Fatal(err)
 	}
-	dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{})
+	dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{})
 	if len(dls) != 1 || dls[0].Attempts != 1 || dls[0].StreamVersion != 1 {
 		t.Fatalf("dead letters = %+v", dls)
 	}

@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"fmt"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -31,7 +32,7 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 	if pos.IsZero() {
 		return nil
 	}
-	stored := make([]*Checkpoint, p.Partitions)
+	stored := make([]*projectionstore.Checkpoint, p.Partitions)
 	var lastRead time.Time
 	for {
 		changed := r.commits.wait()
@@ -67,7 +68,7 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 
 // reached reports whether every partition of p is at pos or beyond, using
 // this process's state for held partitions and stored for the others.
-func (r *Runner) reached(p *proj, pos eventstore.Position, stored []*Checkpoint) (done, needRead bool, err error) {
+func (r *Runner) reached(p *proj, pos eventstore.Position, stored []*projectionstore.Checkpoint) (done, needRead bool, err error) {
 	done = true
 	for i, st := range p.parts {
 		holding, at, stopErr := st.get()
@@ -75,7 +76,7 @@ func (r *Runner) reached(p *proj, pos eventstore.Position, stored []*Checkpoint)
 			cp := stored[i]
 			if cp == nil {
 				if stopErr != nil {
-					return false, false, &StoppedError{Key: Key{Projection: p.Name, Partition: i}, Err: stopErr}
+					return false, false, &StoppedError{Key: projectionstore.Key{Projection: p.Name, Partition: i}, Err: stopErr}
 				}
 				done, needRead = false, true
 				continue
@@ -92,7 +93,7 @@ func (r *Runner) reached(p *proj, pos eventstore.Position, stored []*Checkpoint)
 			if se, ok := stopErr.(*StoppedError); ok {
 				return false, false, se
 			}
-			return false, false, &StoppedError{Key: Key{Projection: p.Name, Partition: i}, Position: at, Err: stopErr}
+			return false, false, &StoppedError{Key: projectionstore.Key{Projection: p.Name, Partition: i}, Position: at, Err: stopErr}
 		}
 		done = false
 		if !holding {
@@ -175,11 +176,11 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 }
 
 // WaitRebuild waits until a rebuild requested with
-// [Storage.RequestRebuild] has started in every partition and caught up
+// [projectionstore.Storage.RequestRebuild] has started in every partition and caught up
 // with the head, calling progress (when not nil) about every 200ms and at
 // the end. It is the waiting half of [Runner.Rebuild], for tools that
 // request a rebuild of a projection run by another process.
-func WaitRebuild(ctx context.Context, store eventstore.Store, storage Storage, name string, progress func(Progress)) error {
+func WaitRebuild(ctx context.Context, store eventstore.Store, storage projectionstore.Storage, name string, progress func(Progress)) error {
 	const tick = 200 * time.Millisecond
 	pr := Progress{Projection: name}
 	for {
@@ -210,7 +211,7 @@ func WaitRebuild(ctx context.Context, store eventstore.Store, storage Storage, n
 					if progress != nil {
 						progress(pr)
 					}
-					return &StoppedError{Key: Key{Projection: name, Partition: cp.Partition}, Position: cp.Position, Err: storedError(cp.Error)}
+					return &StoppedError{Key: projectionstore.Key{Projection: name, Partition: cp.Partition}, Position: cp.Position, Err: storedError(cp.Error)}
 				}
 			}
 			pr.Done = low.Compare(pr.Head) >= 0
@@ -229,7 +230,7 @@ func WaitRebuild(ctx context.Context, store eventstore.Store, storage Storage, n
 
 // Status is the state of one partition of a projection, with its lag.
 type Status struct {
-	Checkpoint
+	projectionstore.Checkpoint
 	// Head is the store's head when the status was read.
 	Head eventstore.Position
 	// LagEvents counts the partition's events (those of the streams
@@ -253,14 +254,14 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 		if err != nil {
 			return nil, err
 		}
-		byPart := make(map[int]Checkpoint, len(cps))
+		byPart := make(map[int]projectionstore.Checkpoint, len(cps))
 		for _, cp := range cps {
 			byPart[cp.Partition] = cp
 		}
 		for i := range p.Partitions {
 			cp, ok := byPart[i]
 			if !ok {
-				cp = Checkpoint{Projection: p.Name, Partition: i, Partitions: p.Partitions}
+				cp = projectionstore.Checkpoint{Projection: p.Name, Partition: i, Partitions: p.Partitions}
 			}
 			if _, _, err := p.parts[i].get(); err != nil && cp.Error == "" {
 				cp.Error = err.Error()
@@ -276,7 +277,7 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 // the lag of each: the events after the checkpoint up to the store's head,
 // and the age of the oldest of them. It is what `chronicle projections
 // status` prints.
-func Statuses(ctx context.Context, store eventstore.Store, storage Storage, projection string) ([]Status, error) {
+func Statuses(ctx context.Context, store eventstore.Store, storage projectionstore.Storage, projection string) ([]Status, error) {
 	cps, err := storage.Checkpoints(ctx, projection)
 	if err != nil {
 		return nil, err
@@ -288,7 +289,7 @@ func Statuses(ctx context.Context, store eventstore.Store, storage Storage, proj
 	return out, fillLag(ctx, store, storage, out)
 }
 
-func fillLag(ctx context.Context, store eventstore.Store, storage Storage, sts []Status) error {
+func fillLag(ctx context.Context, store eventstore.Store, storage projectionstore.Storage, sts []Status) error {
 	if len(sts) == 0 {
 		return nil
 	}
@@ -297,7 +298,7 @@ func fillLag(ctx context.Context, store eventstore.Store, storage Storage, sts [
 		return err
 	}
 	now := time.Now()
-	counter, _ := storage.(EventCounter)
+	counter, _ := storage.(projectionstore.EventCounter)
 	for i := range sts {
 		st := &sts[i]
 		st.Head = head

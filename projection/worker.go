@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 	"log/slog"
 	"runtime/debug"
 	"slices"
@@ -20,7 +21,7 @@ const shutdownGrace = 5 * time.Second
 type worker struct {
 	r     *Runner
 	p     *proj
-	key   Key
+	key   projectionstore.Key
 	state *partState
 	log   *slog.Logger
 
@@ -70,7 +71,7 @@ func (w *worker) batchSize() int {
 // that a transaction never stays open longer: an open transaction holds
 // back the transaction horizon of every tailing reader of the cluster.
 // A timeout makes the next batches smaller.
-func (w *worker) commit(ctx context.Context, lease Lease, c Commit) (Checkpoint, error) {
+func (w *worker) commit(ctx context.Context, lease projectionstore.Lease, c projectionstore.Commit) (projectionstore.Checkpoint, error) {
 	bctx, cancel := context.WithTimeout(ctx, w.r.cfg.BatchTimeout)
 	defer cancel()
 	cp, err := lease.Commit(bctx, c)
@@ -146,7 +147,7 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-func (w *worker) release(ctx context.Context, lease Lease) {
+func (w *worker) release(ctx context.Context, lease projectionstore.Lease) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
 	if err := lease.Release(rctx); err != nil {
@@ -159,7 +160,7 @@ func (w *worker) release(ctx context.Context, lease Lease) {
 
 // lead processes the partition while the lease holds. It returns nil when
 // ctx is done, and an error when the lease or the storage failed.
-func (w *worker) lead(parent context.Context, lease Lease) error {
+func (w *worker) lead(parent context.Context, lease projectionstore.Lease) error {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	go func() {
@@ -282,7 +283,7 @@ func (w *worker) lead(parent context.Context, lease Lease) error {
 			stopped = err
 			w.state.set(func(s *partState) { s.err = err })
 			w.r.commits.notify()
-			next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: cp.Position, Error: err.Error()})
+			next, err := w.commit(ctx, lease, projectionstore.Commit{From: cp.Position, To: cp.Position, Error: err.Error()})
 			if err != nil {
 				return leaseErr(err)
 			}
@@ -323,12 +324,12 @@ func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int) *
 
 // transactional reports whether batches run in one transaction with their
 // checkpoint.
-func (w *worker) transactional(lease Lease) bool {
+func (w *worker) transactional(lease projectionstore.Lease) bool {
 	return w.p.Mode == Transactional && lease.Transactional()
 }
 
 // committed records a successful commit.
-func (w *worker) committed(cp Checkpoint) {
+func (w *worker) committed(cp projectionstore.Checkpoint) {
 	w.progressed = true
 	w.shrink = max(w.shrink-1, 0)
 	w.state.set(func(s *partState) { s.pos = cp.Position })
@@ -337,7 +338,7 @@ func (w *worker) committed(cp Checkpoint) {
 
 // process handles one batch read after cp and checkpoints its last
 // position.
-func (w *worker) process(ctx context.Context, lease Lease, cp Checkpoint, recs []eventstore.Record) (Checkpoint, error) {
+func (w *worker) process(ctx context.Context, lease projectionstore.Lease, cp projectionstore.Checkpoint, recs []eventstore.Record) (projectionstore.Checkpoint, error) {
 	to := recs[len(recs)-1].Position
 	evs := make([]Event, 0, len(recs))
 	for _, rec := range recs {
@@ -368,16 +369,16 @@ func (w *worker) process(ctx context.Context, lease Lease, cp Checkpoint, recs [
 // delivers the events before it, and reports it as failed (with its
 // attempt count restored) without running its handler again, so that the
 // caller retries it as if it had just failed.
-func (w *worker) deliverResuming(ctx context.Context, lease Lease, cp Checkpoint, evs []Event, to eventstore.Position) (Checkpoint, int, error, error) {
+func (w *worker) deliverResuming(ctx context.Context, lease projectionstore.Lease, cp projectionstore.Checkpoint, evs []Event, to eventstore.Position) (projectionstore.Checkpoint, int, error, error) {
 	i := -1
 	if w.timedOut != nil {
 		i = slices.IndexFunc(evs, func(ev Event) bool { return ev.Position == w.timedOut.pos })
 	}
 	if i < 0 {
-		return w.deliver(ctx, lease, cp, evs, Commit{To: to})
+		return w.deliver(ctx, lease, cp, evs, projectionstore.Commit{To: to})
 	}
 	if i > 0 {
-		next, failed, herr, err := w.deliver(ctx, lease, cp, evs[:i], Commit{To: evs[i-1].Position})
+		next, failed, herr, err := w.deliver(ctx, lease, cp, evs[:i], projectionstore.Commit{To: evs[i-1].Position})
 		if err != nil || failed >= 0 {
 			return next, failed, herr, err
 		}
@@ -394,7 +395,7 @@ func (w *worker) deliverResuming(ctx context.Context, lease Lease, cp Checkpoint
 // k is -1 when every event was handled and base committed. err reports
 // anything else: a storage failure, a lost lease, a shutdown. The
 // returned checkpoint is the last one committed.
-func (w *worker) deliver(ctx context.Context, lease Lease, cp Checkpoint, evs []Event, base Commit) (Checkpoint, int, error, error) {
+func (w *worker) deliver(ctx context.Context, lease projectionstore.Lease, cp projectionstore.Checkpoint, evs []Event, base projectionstore.Commit) (projectionstore.Checkpoint, int, error, error) {
 	base.From = cp.Position
 	if !w.transactional(lease) {
 		return w.deliverEach(ctx, lease, cp, evs, base)
@@ -442,7 +443,7 @@ func (w *worker) deliver(ctx context.Context, lease Lease, cp Checkpoint, evs []
 	for i := range prefix {
 		prefix[i].Attempt++
 	}
-	next, k, herr2, err := w.deliver(ctx, lease, cp, prefix, Commit{To: prefix[failed-1].Position})
+	next, k, herr2, err := w.deliver(ctx, lease, cp, prefix, projectionstore.Commit{To: prefix[failed-1].Position})
 	if err != nil || k >= 0 {
 		return next, k, herr2, err
 	}
@@ -451,14 +452,14 @@ func (w *worker) deliver(ctx context.Context, lease Lease, cp Checkpoint, evs []
 
 // deliverEach is deliver without a transaction: events are handled one by
 // one, and the checkpoint saved after them.
-func (w *worker) deliverEach(ctx context.Context, lease Lease, cp Checkpoint, evs []Event, base Commit) (Checkpoint, int, error, error) {
+func (w *worker) deliverEach(ctx context.Context, lease projectionstore.Lease, cp projectionstore.Checkpoint, evs []Event, base projectionstore.Commit) (projectionstore.Checkpoint, int, error, error) {
 	// saveUpTo checkpoints the events before evs[i] after a failure or a
 	// shutdown, so that they are not delivered again.
-	saveUpTo := func(ctx context.Context, i int) (Checkpoint, error) {
+	saveUpTo := func(ctx context.Context, i int) (projectionstore.Checkpoint, error) {
 		if i == 0 {
 			return cp, nil
 		}
-		next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: evs[i-1].Position})
+		next, err := w.commit(ctx, lease, projectionstore.Commit{From: cp.Position, To: evs[i-1].Position})
 		if err != nil {
 			return cp, err
 		}
@@ -495,7 +496,7 @@ func (w *worker) deliverEach(ctx context.Context, lease Lease, cp Checkpoint, ev
 
 // saveOnShutdown checkpoints at-least-once progress when the runner shuts
 // down, with a short grace period; after a lost lease it cannot.
-func (w *worker) saveOnShutdown(ctx context.Context, save func(context.Context, int) (Checkpoint, error), i int) {
+func (w *worker) saveOnShutdown(ctx context.Context, save func(context.Context, int) (projectionstore.Checkpoint, error), i int) {
 	select {
 	case <-ctx.Done():
 	default:
@@ -510,7 +511,7 @@ func (w *worker) saveOnShutdown(ctx context.Context, save func(context.Context, 
 
 // interrupted returns an error when the runner shuts down or the lease was
 // lost: a handler failure then is not the event's fault.
-func (w *worker) interrupted(ctx context.Context, lease Lease) error {
+func (w *worker) interrupted(ctx context.Context, lease projectionstore.Lease) error {
 	select {
 	case <-lease.Done():
 		return ErrLeaseLost
@@ -532,7 +533,7 @@ func (w *worker) handle(ctx context.Context, ev Event) (err error) {
 
 // retry handles an event that failed, alone, with backoff, then parks it
 // or stops the partition.
-func (w *worker) retry(ctx context.Context, lease Lease, cp Checkpoint, ev Event, herr error) (Checkpoint, error) {
+func (w *worker) retry(ctx context.Context, lease projectionstore.Lease, cp projectionstore.Checkpoint, ev Event, herr error) (projectionstore.Checkpoint, error) {
 	policy := w.p.Retry
 	for !isPermanent(herr) && ev.Attempt < policy.MaxAttempts {
 		d := policy.Backoff(ev.Attempt)
@@ -542,7 +543,7 @@ func (w *worker) retry(ctx context.Context, lease Lease, cp Checkpoint, ev Event
 			return cp, ctx.Err()
 		}
 		ev.Attempt++
-		next, failed, h, err := w.deliver(ctx, lease, cp, []Event{ev}, Commit{To: ev.Position})
+		next, failed, h, err := w.deliver(ctx, lease, cp, []Event{ev}, projectionstore.Commit{To: ev.Position})
 		if err != nil || failed < 0 {
 			return next, err
 		}
@@ -551,7 +552,7 @@ func (w *worker) retry(ctx context.Context, lease Lease, cp Checkpoint, ev Event
 	if w.p.OnFailure == ParkOnFailure {
 		w.log.Error("projection handler failed; parking the event", "event_id", ev.EventID.String(), "type", ev.Type,
 			"stream", ev.StreamID, "version", ev.StreamVersion, "attempts", ev.Attempt, "error", herr)
-		next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: ev.Position, Park: &DeadLetter{
+		next, err := w.commit(ctx, lease, projectionstore.Commit{From: cp.Position, To: ev.Position, Park: &projectionstore.DeadLetter{
 			Projection:    w.p.Name,
 			Partition:     w.key.Partition,
 			EventID:       ev.EventID,
@@ -573,9 +574,9 @@ func (w *worker) retry(ctx context.Context, lease Lease, cp Checkpoint, ev Event
 
 // rebuild resets the partition: the reset hook, the checkpoint back to the
 // start and the rebuild request cleared, in one unit of work.
-func (w *worker) rebuild(ctx context.Context, lease Lease, cp Checkpoint) (Checkpoint, error) {
+func (w *worker) rebuild(ctx context.Context, lease projectionstore.Lease, cp projectionstore.Checkpoint) (projectionstore.Checkpoint, error) {
 	w.log.Info("rebuilding projection partition: resetting its read model and replaying every event", "checkpoint", cp.Position.String())
-	c := Commit{From: cp.Position, To: eventstore.Position{}, Rebuilt: true}
+	c := projectionstore.Commit{From: cp.Position, To: eventstore.Position{}, Rebuilt: true}
 	if reset := w.p.reset; reset != nil {
 		part := w.key.Partition
 		if w.transactional(lease) {
@@ -597,14 +598,14 @@ func (w *worker) rebuild(ctx context.Context, lease Lease, cp Checkpoint) (Check
 // settleRetries handles the partition's dead letters that an operator
 // asked to retry. Their events are older than the checkpoint, which does
 // not move.
-func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) (Checkpoint, error) {
+func (w *worker) settleRetries(ctx context.Context, lease projectionstore.Lease, cp projectionstore.Checkpoint) (projectionstore.Checkpoint, error) {
 	dls, err := lease.RetryRequests(ctx)
 	if err != nil {
 		return cp, err
 	}
 	for _, dl := range dls {
-		settle := func(status DeadLetterStatus, msg string, attempts int) *Settlement {
-			return &Settlement{ID: dl.ID, Status: status, Error: msg, Attempts: dl.Attempts + attempts}
+		settle := func(status projectionstore.DeadLetterStatus, msg string, attempts int) *projectionstore.Settlement {
+			return &projectionstore.Settlement{ID: dl.ID, Status: status, Error: msg, Attempts: dl.Attempts + attempts}
 		}
 		recs, err := w.r.store.ReadStream(ctx, dl.StreamID, eventstore.ReadStreamOptions{From: dl.StreamVersion, Limit: 1})
 		if err != nil {
@@ -615,7 +616,7 @@ func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) 
 			return cp, nil
 		}
 		if len(recs) == 0 || recs[0].EventID != dl.EventID {
-			next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, "event not found in the store", 0)})
+			next, err := w.commit(ctx, lease, projectionstore.Commit{From: cp.Position, To: cp.Position, Settle: settle(projectionstore.DeadLetterParked, "event not found in the store", 0)})
 			if err != nil {
 				return cp, err
 			}
@@ -628,7 +629,7 @@ func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) 
 			ev.Attempt = t.attempt
 			if isPermanent(t.err) || ev.Attempt >= w.p.Retry.MaxAttempts {
 				w.log.Warn("retried dead letter failed again; parked", "dead_letter", dl.ID, "event_id", dl.EventID.String(), "error", t.err)
-				next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, t.err.Error(), ev.Attempt)})
+				next, err := w.commit(ctx, lease, projectionstore.Commit{From: cp.Position, To: cp.Position, Settle: settle(projectionstore.DeadLetterParked, t.err.Error(), ev.Attempt)})
 				if err != nil {
 					return cp, err
 				}
@@ -638,7 +639,7 @@ func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) 
 		}
 		for {
 			ev.Attempt++
-			next, failed, herr, err := w.deliver(ctx, lease, cp, []Event{ev}, Commit{To: cp.Position, Settle: settle(DeadLetterResolved, "", ev.Attempt)})
+			next, failed, herr, err := w.deliver(ctx, lease, cp, []Event{ev}, projectionstore.Commit{To: cp.Position, Settle: settle(projectionstore.DeadLetterResolved, "", ev.Attempt)})
 			cp = next
 			if err != nil {
 				return cp, err
@@ -649,7 +650,7 @@ func (w *worker) settleRetries(ctx context.Context, lease Lease, cp Checkpoint) 
 			}
 			if isPermanent(herr) || ev.Attempt >= w.p.Retry.MaxAttempts {
 				w.log.Warn("retried dead letter failed again; parked", "dead_letter", dl.ID, "event_id", dl.EventID.String(), "error", herr)
-				next, err := w.commit(ctx, lease, Commit{From: cp.Position, To: cp.Position, Settle: settle(DeadLetterParked, herr.Error(), ev.Attempt)})
+				next, err := w.commit(ctx, lease, projectionstore.Commit{From: cp.Position, To: cp.Position, Settle: settle(projectionstore.DeadLetterParked, herr.Error(), ev.Attempt)})
 				if err != nil {
 					return cp, err
 				}

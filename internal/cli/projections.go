@@ -17,6 +17,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func projectionsCommand() command {
@@ -61,8 +62,8 @@ See docs/projections.md.`,
 			fs.BoolVar(&jsonOut, "json", false, "print JSON (status, dead-letters list)")
 			fs.BoolVar(&noWait, "no-wait", false, "rebuild: return once the rebuild is requested")
 			fs.StringVar(&projName, "projection", "", "dead-letters list: only the dead letters of projection `name`")
-			fs.StringVar(&status, "state", string(projection.DeadLetterParked), "dead-letters list: the dead letters in `state` parked, retry, resolved, skipped or all")
-			fs.StringVar(&status, "status", string(projection.DeadLetterParked), "dead-letters list: the same as --state (deprecated)")
+			fs.StringVar(&status, "state", string(projectionstore.DeadLetterParked), "dead-letters list: the dead letters in `state` parked, retry, resolved, skipped or all")
+			fs.StringVar(&status, "status", string(projectionstore.DeadLetterParked), "dead-letters list: the same as --state (deprecated)")
 			fs.IntVar(&limit, "limit", 0, "dead-letters list: at most `n` dead letters (default 100)")
 			fs.Int64Var(&afterID, "after", 0, "dead-letters list: the dead letters with an ID above `id`")
 		},
@@ -101,13 +102,13 @@ See docs/projections.md.`,
 					if limit < 0 || afterID < 0 {
 						return usagef("--limit and --after must not be negative")
 					}
-					st := projection.DeadLetterStatus(status)
+					st := projectionstore.DeadLetterStatus(status)
 					if status == "all" {
 						st = ""
 					} else if !st.Valid() {
 						return usagef("--state %q is not parked, retry, resolved, skipped or all", status)
 					}
-					filter := projection.DeadLetterFilter{Projection: projName, Status: st, Limit: limit, AfterID: afterID}
+					filter := projectionstore.DeadLetterFilter{Projection: projName, Status: st, Limit: limit, AfterID: afterID}
 					run = func(ctx context.Context, pc *projContext) error {
 						return projListDeadLetters(ctx, env.Stdout, pc, filter, jsonOut)
 					}
@@ -367,7 +368,7 @@ type projDeadLetterJSON struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
-func projListDeadLetters(ctx context.Context, w io.Writer, pc *projContext, filter projection.DeadLetterFilter, jsonOut bool) error {
+func projListDeadLetters(ctx context.Context, w io.Writer, pc *projContext, filter projectionstore.DeadLetterFilter, jsonOut bool) error {
 	dls, err := pc.ps.DeadLetters(ctx, filter)
 	if err != nil {
 		return err

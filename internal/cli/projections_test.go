@@ -17,6 +17,7 @@ import (
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func TestProjectionsArguments(t *testing.T) {
@@ -168,7 +169,7 @@ func TestProjectionsCommands(t *testing.T) {
 	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "retry", id, "--database-url", db)
 	wantContains(t, "retry", out, "retry requested")
 	waitFor(t, func() bool {
-		dls, err := ps.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterResolved})
+		dls, err := ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterResolved})
 		return err == nil && len(dls) == 1
 	})
 	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--state", "all", "--database-url", db)
