@@ -5,7 +5,7 @@ package projections
 // (migration 2), chronicle.projection_instances (migration 5).
 
 // checkpointsSQL lists the checkpoints of one projection ($1), or of every
-// projection when $1 is '', with each partition's count of open dead
+// projection when $1 is ”, with each partition's count of open dead
 // letters.
 const checkpointsSQL = `
 SELECT c.projection, c.partition, c.partitions, c.transaction_id, c.global_position,
@@ -179,8 +179,8 @@ WHERE projection = $1 AND partition = $2 AND status = 'retry'
 ORDER BY id
 LIMIT 100`
 
-// deadLettersSQL lists dead letters by projection ($1, '' for all) and
-// status ($2, '' for all), after id $3, at most $4.
+// deadLettersSQL lists dead letters by projection ($1, ” for all) and
+// status ($2, ” for all), after id $3, at most $4.
 const deadLettersSQL = `
 SELECT id, projection, partition, event_id, stream_id, stream_version, transaction_id,
        global_position, event_type, error, attempts, status, parked_at, updated_at
