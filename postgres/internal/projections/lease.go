@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/lazytx"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
@@ -188,9 +188,11 @@ func (l *lease) conflict(ctx context.Context, q interface {
 	return &projection.CheckpointConflictError{Key: l.key, Expected: c.From, Actual: actual}
 }
 
-// Commit implements [projectionstore.Lease]. A checkpoint alone is one
-// statement; anything else runs in a transaction on the lease's
-// connection, which c.Work finds in its ctx ([TxFromContext]).
+// Commit implements [projectionstore.Lease]. c.Work finds the batch's
+// transaction in its ctx ([TxFromContext]): a [lazytx.Tx] on the lease's
+// connection, begun at its first use. A commit whose work never used it,
+// with nothing else to write, is the checkpoint's compare-and-set alone,
+// one statement; anything else commits in the transaction.
 func (l *lease) Commit(ctx context.Context, c projectionstore.Commit) (projectionstore.Checkpoint, error) {
 	if err := l.alive(); err != nil {
 		return projectionstore.Checkpoint{}, err
@@ -198,41 +200,33 @@ func (l *lease) Commit(ctx context.Context, c projectionstore.Commit) (projectio
 	if st := c.Settle; st != nil && !st.Status.Valid() {
 		return projectionstore.Checkpoint{}, &eventstore.ValidationError{Field: "settlement status", Reason: fmt.Sprintf("%q is not a status", st.Status)}
 	}
-	if c.Work == nil && c.Park == nil && c.Settle == nil && !c.Rebuilt {
-		cp, err := scanCheckpoint(l.conn.QueryRow(ctx, casSQL, l.casArgs(c)...))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return projectionstore.Checkpoint{}, l.conflict(ctx, l.conn, c)
-		}
-		if err != nil {
-			return projectionstore.Checkpoint{}, l.lost(l.s.wrap("commit projection checkpoint", err))
-		}
-		cp.Holder = l.holder
-		return cp, nil
-	}
 	if err := l.setIdleTimeout(ctx); err != nil {
 		return projectionstore.Checkpoint{}, l.lost(err)
 	}
-	tx, err := l.conn.Begin(ctx)
-	if err != nil {
-		return projectionstore.Checkpoint{}, l.lost(l.s.wrap("begin projection transaction", err))
-	}
-	var open atomic.Bool
-	open.Store(true)
-	defer l.watch(ctx, &open)()
+	lazy := lazytx.New(ctx, l.conn, func(err error) error { return l.s.wrap("begin projection transaction", err) })
+	defer l.watch(ctx, lazy.Open)()
 	committed := false
 	defer func() {
-		if !committed {
+		if tx := lazy.Begun(); tx != nil && !committed {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 			defer cancel()
 			_ = tx.Rollback(rctx) // fails only when the connection is gone, which rolls back too
-			open.Store(false)
+			lazy.Ended()
 			l.lost(nil)
 		}
 	}()
 	if c.Work != nil {
-		if err := c.Work(withTx(ctx, tx)); err != nil {
+		if err := c.Work(context.WithValue(ctx, txKey{}, pgx.Tx(lazy))); err != nil {
 			return projectionstore.Checkpoint{}, l.lost(err)
 		}
+	}
+	tx := lazy.Begun()
+	if tx == nil && c.Park == nil && c.Settle == nil && !c.Rebuilt {
+		return l.casAlone(ctx, c)
+	}
+	tx, err := lazy.BeginNow(ctx)
+	if err != nil {
+		return projectionstore.Checkpoint{}, l.lost(err)
 	}
 	cp, err := l.commitIn(ctx, tx, c)
 	if err != nil {
@@ -242,7 +236,20 @@ func (l *lease) Commit(ctx context.Context, c projectionstore.Commit) (projectio
 		return projectionstore.Checkpoint{}, l.lost(l.s.wrap("commit projection transaction", err))
 	}
 	committed = true
-	open.Store(false)
+	lazy.Ended()
+	cp.Holder = l.holder
+	return cp, nil
+}
+
+// casAlone moves the checkpoint in one statement, outside a transaction.
+func (l *lease) casAlone(ctx context.Context, c projectionstore.Commit) (projectionstore.Checkpoint, error) {
+	cp, err := scanCheckpoint(l.conn.QueryRow(ctx, casSQL, l.casArgs(c)...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return projectionstore.Checkpoint{}, l.conflict(ctx, l.conn, c)
+	}
+	if err != nil {
+		return projectionstore.Checkpoint{}, l.lost(l.s.wrap("commit projection checkpoint", err))
+	}
 	cp.Holder = l.holder
 	return cp, nil
 }
@@ -322,7 +329,7 @@ const watchGrace = time.Second
 // server roll the transaction back and release the advisory lock; the
 // lease is lost. The returned func stops watching; call it when Commit
 // returns.
-func (l *lease) watch(ctx context.Context, open *atomic.Bool) (stop func()) {
+func (l *lease) watch(ctx context.Context, open func() bool) (stop func()) {
 	var (
 		mu       sync.Mutex
 		finished = make(chan struct{})
@@ -342,8 +349,8 @@ func (l *lease) watch(ctx context.Context, open *atomic.Bool) (stop func()) {
 			return
 		default:
 		}
-		if !open.Load() {
-			return
+		if !open() {
+			return // no transaction: nothing holds the horizon back
 		}
 		// net.Conn.Close is safe to call concurrently with the Commit's
 		// goroutine, whose next use of the connection fails.
