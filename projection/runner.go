@@ -144,6 +144,7 @@ type proj struct {
 	Projection
 	reset func(ctx context.Context, partition int) error
 	parts []*partState
+	share *share // this runner's share of the partitions
 }
 
 // partState is what this process knows of a partition.
@@ -151,7 +152,8 @@ type partState struct {
 	mu      sync.Mutex
 	holding bool
 	pos     eventstore.Position
-	err     error // non-nil while stopped
+	err     error         // non-nil while stopped
+	shed    chan struct{} // a request to give the partition up (see balance.go)
 }
 
 func (s *partState) set(fn func(*partState)) {
@@ -256,14 +258,14 @@ func (r *Runner) Add(p Projection) error {
 	if p.Retry.MaxAttempts == 0 {
 		p.Retry.MaxAttempts = 1
 	}
-	pr := &proj{Projection: p, reset: p.Reset}
+	pr := &proj{Projection: p, reset: p.Reset, share: newShare()}
 	if pr.reset == nil {
 		if rs, ok := p.Handler.(Resetter); ok {
 			pr.reset = rs.Reset
 		}
 	}
 	for range p.Partitions {
-		pr.parts = append(pr.parts, &partState{})
+		pr.parts = append(pr.parts, &partState{shed: make(chan struct{}, 1)})
 	}
 
 	r.mu.Lock()
@@ -313,6 +315,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	})
 	for _, p := range projections {
+		if p.balancerNeeded() {
+			wg.Go(func() { r.balance(ctx, p) })
+		}
 		for i := range p.Partitions {
 			w := &worker{r: r, p: p, key: projectionstore.Key{Projection: p.Name, Partition: i}, state: p.parts[i]}
 			w.log = r.log.With("projection", p.Name, "partition", i)
