@@ -452,6 +452,9 @@ func (l *projectionLease) RetryRequests(ctx context.Context) ([]projectionstore.
 	}
 	l.m.mu.Lock()
 	defer l.m.mu.Unlock()
+	if _, err := l.rowLocked(); err != nil {
+		return nil, err
+	}
 	var out []projectionstore.DeadLetter
 	for _, dl := range l.m.dls {
 		if dl.Projection == l.key.Projection && dl.Partition == l.key.Partition && dl.Status == projectionstore.DeadLetterRetry {

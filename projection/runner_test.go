@@ -1062,3 +1062,80 @@ func TestPartitionLagCountsOwnEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionalRedeliveryOnMemory runs a transactional projection on
+// the transactional memory storage: an event failing in the middle of a
+// batch rolls the batch back, the events before it are delivered again in
+// a transaction of their own, and the read model (written through the
+// transaction) still applies each event exactly once.
+func TestTransactionalRedeliveryOnMemory(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := waitCtx(t)
+	storage, err := chmemory.NewProjectionStore(&chmemory.ProjectionStoreConfig{Transactional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.storage = storage
+	for i := range 10 {
+		e.deposit(fmt.Sprintf("acc-%d", i%3), int64(i))
+	}
+	poison := lastEventID(t, e.store, "acc-2") // the 9th event
+	var (
+		mu       sync.Mutex
+		applied  = map[eventstore.EventID]int{}
+		attempts = map[eventstore.EventID][]int{}
+		failed   bool
+	)
+	h := projection.HandlerFunc(func(ctx context.Context, ev projection.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[ev.EventID] = append(attempts[ev.EventID], ev.Attempt)
+		if ev.EventID == poison && !failed {
+			failed = true
+			return errors.New("transient")
+		}
+		tx, ok := chmemory.ProjectionTxFrom(ctx)
+		if !ok {
+			return errors.New("no transaction")
+		}
+		id := ev.EventID
+		tx.OnCommit(func() {
+			mu.Lock()
+			applied[id]++
+			mu.Unlock()
+		})
+		return nil
+	})
+	r := e.runner(projection.Projection{Name: "p", Handler: h, BatchSize: 100})
+	e.start(r)
+	if err := r.WaitForHead(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(applied) != 10 {
+		t.Fatalf("%d events applied, want 10", len(applied))
+	}
+	for id, n := range applied {
+		if n != 1 {
+			t.Fatalf("event %s applied %d times", id, n)
+		}
+	}
+	recs, err := e.store.ReadAll(ctx, eventstore.Position{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The 8 events before the poison were delivered twice (the rolled-back
+	// batch, then their own transaction); the poison was retried; the one
+	// after it was delivered once.
+	for i, rec := range recs {
+		want := "[1 2]"
+		if i == 9 {
+			want = "[1]"
+		}
+		if got := fmt.Sprint(attempts[rec.EventID]); got != want {
+			t.Errorf("event %d attempts = %s, want %s", i, got, want)
+		}
+	}
+}
