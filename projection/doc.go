@@ -59,7 +59,9 @@
 // processing, and a standby runner takes over when the holder dies. With
 // [Projection.Partitions] set, a projection is split by [PartitionOf] the
 // stream ID; each partition has its own checkpoint and holder and keeps
-// the order of each stream.
+// the order of each stream, and the runners running a projection share
+// its partitions evenly (each of k runners holds about n/k of n), moving
+// them when a runner joins, leaves or dies.
 //
 // # Rebuilds, status and waiting
 //

@@ -33,9 +33,10 @@ type Config struct {
 	// rebuilds. Defaults to [slog.Default].
 	Logger *slog.Logger
 
-	// Holder names this runner in checkpoints and status reports. Use
-	// something an operator recognises (host and process). Defaults to
-	// "<hostname>/<pid>/<random>".
+	// Holder names this runner in checkpoints, status reports and the
+	// instances sharing partitioned projections: it must be unique among
+	// the runners of a projection. Use something an operator recognises
+	// (host and process). Defaults to "<hostname>/<pid>/<random>".
 	Holder string
 
 	// BatchSize is the default number of events read, handled and
@@ -49,8 +50,11 @@ type Config struct {
 	PollInterval time.Duration
 
 	// AcquireInterval is how often a runner that does not hold a partition
-	// tries to acquire it: it bounds the time another runner takes over
-	// from a holder that died. Defaults to 1s.
+	// tries to acquire it (every three intervals when it holds its share
+	// of a partitioned projection), and how often it records itself as a
+	// live instance of its partitioned projections: it bounds the time
+	// another runner takes over from a holder that died, and the time
+	// partitions take to spread over runners. Defaults to 1s.
 	AcquireInterval time.Duration
 
 	// BatchTimeout bounds each unit of work the runner commits: in
@@ -93,9 +97,12 @@ type Projection struct {
 	Mode Mode
 
 	// Partitions splits the projection into this many partitions by
-	// [PartitionOf] the stream ID, each with its own checkpoint and
-	// holder, so that several runners (or goroutines) share the work
-	// while each stream's events stay in order. It cannot change once the
+	// [PartitionOf] the stream ID, each with its own checkpoint, holder
+	// and goroutine, so that handlers run in parallel while each stream's
+	// events stay in order. The runners running the projection share its
+	// partitions: with k runners each holds about Partitions/k, and
+	// partitions move when a runner joins, leaves or dies (see
+	// docs/projections.md for the bounds). It cannot change once the
 	// projection has checkpoints. Defaults to 1.
 	Partitions int
 
