@@ -69,7 +69,7 @@ func NewProjectionStore(pool *pgxpool.Pool, cfg *ProjectionStoreConfig) (*Projec
 	if pool == nil {
 		return nil, &eventstore.ValidationError{Field: "pool", Reason: "must not be nil"}
 	}
-	c := projections.Config{WrapError: storeWrapError}
+	c := projections.Config{WrapError: wrapError}
 	if cfg != nil {
 		c.LeaseConnConfig = cfg.LeaseConnConfig
 	}
