@@ -574,23 +574,8 @@ func TestProjectionParkRetrySkip(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, `SELECT balance FROM proj_balances WHERE account = 'poison-1'`).Scan(&bal); err != nil || bal != 10 {
 		t.Fatalf("poison-1 = %d, %v; want 10 once retried", bal, err)
 	}
-	if err := e.ps.RetryDeadLetter(ctx, dls[0].ID); !errors.Is(err, projection.ErrDeadLetterState) {
-		t.Fatalf("retry a resolved dead letter = %v", err)
-	}
-	var se *projection.DeadLetterStateError
-	if err := e.ps.RetryDeadLetter(ctx, dls[1].ID); !errors.As(err, &se) || se.Status != projectionstore.DeadLetterSkipped {
-		t.Fatalf("retry a skipped dead letter = %v, want a DeadLetterStateError saying it is skipped", err)
-	}
-	if err := e.ps.SkipDeadLetter(ctx, 1<<40); !errors.Is(err, projection.ErrDeadLetterNotFound) {
-		t.Fatalf("skip an unknown dead letter = %v", err)
-	}
-	if _, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: "bogus"}); !errors.Is(err, eventstore.ErrInvalidInput) {
-		t.Fatalf("list with a bogus status = %v", err)
-	}
-	page, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{AfterID: dls[0].ID, Limit: 1})
-	if err != nil || len(page) != 1 || page[0].ID != dls[1].ID || page[0].Status != projectionstore.DeadLetterSkipped {
-		t.Fatalf("second page = %+v, %v", page, err)
-	}
+	// The states' transitions, filters and paging are the storage's: see
+	// projectionstore/storagetest (DeadLetterStates, DeadLetterFilters).
 	sts, err = projection.Statuses(ctx, e.store, e.ps, "balances")
 	if err != nil || sts[0].Parked != 0 {
 		t.Fatalf("status = %+v, %v; want nothing parked", sts, err)

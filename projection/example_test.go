@@ -104,8 +104,10 @@ func Example_deadLetters() {
 }
 
 func ExamplePartitionOf() {
-	// Every event of a stream goes to the same partition.
-	fmt.Println(projection.PartitionOf("account-42", 8) == projection.PartitionOf("account-42", 8))
+	// Every event of a stream goes to the same partition, between 0 and
+	// the count minus one.
+	p := projection.PartitionOf("account-42", 8)
+	fmt.Println(p >= 0 && p < 8)
 	fmt.Println(projection.PartitionOf("account-42", 1))
 	// Output:
 	// true
