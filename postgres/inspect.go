@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/chronicle-go/chronicle/eventstore"
 )
 
@@ -39,8 +41,11 @@ WHERE c.oid = 'chronicle.events'::regclass`
 // which ANALYZE and autovacuum keep within a few percent, and exact is
 // false: counting millions of rows takes longer than a status page may.
 func (s *Store) EventCount(ctx context.Context) (n int64, exact bool, err error) {
-	if err := s.pool.QueryRow(ctx, inspectEventCountSQL, float64(inspectEventCountExactBelow)).Scan(&n, &exact); err != nil {
-		return 0, false, storeWrapError("count events", err)
+	err = readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, inspectEventCountSQL, float64(inspectEventCountExactBelow)).Scan(&n, &exact)
+	})
+	if err != nil {
+		return 0, false, wrapError("count events", err)
 	}
 	return n, exact, nil
 }
@@ -80,13 +85,17 @@ func (s *Store) ReadAllBackward(ctx context.Context, before eventstore.Position,
 	// xid8 is unsigned but the bind parameter is a bigint: the largest
 	// transaction id PostgreSQL hands out is far below 2^63.
 	tx := min(before.Transaction, uint64(inspectMaxPosition.Transaction))
-	rows, err := s.pool.Query(ctx, inspectReadAllBackwardSQL, tx, before.Global, int64(limit))
+	var recs []eventstore.Record
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		rows, err := conn.Query(ctx, inspectReadAllBackwardSQL, tx, before.Global, int64(limit))
+		if err != nil {
+			return err
+		}
+		recs, err = storeScanRecords(rows, &storeRecordRows, "")
+		return err
+	})
 	if err != nil {
-		return nil, storeWrapError("read all backward", err)
-	}
-	recs, err := storeScanRecords(rows, &storeRecordRows, "")
-	if err != nil {
-		return nil, storeWrapError("read all backward", err)
+		return nil, wrapError("read all backward", err)
 	}
 	return recs, nil
 }
@@ -121,8 +130,11 @@ func (s *Store) AppendRate(ctx context.Context, window time.Duration) (float64, 
 		n      int64
 		oldest *time.Time
 	)
-	if err := s.pool.QueryRow(ctx, inspectAppendRateSQL, window.Seconds(), int64(inspectAppendRateSample)).Scan(&n, &oldest); err != nil {
-		return 0, storeWrapError("read append rate", err)
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, inspectAppendRateSQL, window.Seconds(), int64(inspectAppendRateSample)).Scan(&n, &oldest)
+	})
+	if err != nil {
+		return 0, wrapError("read append rate", err)
 	}
 	if n < inspectAppendRateSample || oldest == nil {
 		return float64(n) / window.Seconds(), nil
@@ -158,8 +170,11 @@ func (s *Store) CountEventsUpTo(ctx context.Context, after, upTo eventstore.Posi
 		return 0, &eventstore.ValidationError{Field: "position", Reason: "global position is negative"}
 	}
 	var n int64
-	if err := s.pool.QueryRow(ctx, inspectCountEventsSQL, after.Transaction, after.Global, upTo.Transaction, upTo.Global, limit).Scan(&n); err != nil {
-		return 0, storeWrapError("count events", err)
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, inspectCountEventsSQL, after.Transaction, after.Global, upTo.Transaction, upTo.Global, limit).Scan(&n)
+	})
+	if err != nil {
+		return 0, wrapError("count events", err)
 	}
 	return n, nil
 }
