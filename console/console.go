@@ -30,9 +30,10 @@ const (
 )
 
 // lagCountLimit caps the lag in events the console counts per partition:
-// a partition further behind shows "100000+" instead of costing a count
-// of millions of rows on every refresh.
-const lagCountLimit = 100_000
+// a partition further behind shows an estimate from the global positions
+// ("≈ 123,456") instead of costing a count of millions of rows on every
+// refresh.
+const lagCountLimit = 10_000
 
 //go:embed templates/*.html
 var templateFS embed.FS

@@ -68,7 +68,8 @@ func TestFormatting(t *testing.T) {
 		{formatDuration(245 * time.Second), "4m05s"},
 		{formatDuration(3*time.Hour + 12*time.Minute), "3h12m"},
 		{lagText(12), "12"},
-		{lagText(lagCountLimit), "100,000+"},
+		{lagText(lagCountLimit), "≈ 10,000"},
+		{lagText(123456), "≈ 123,456"},
 		{shorten(5, "ab  cd\nef"), "ab cd…"},
 		{shorten(3, "aéb"), "aé…"},
 		{shorten(2, "aéb"), "a…"},
@@ -268,4 +269,51 @@ func TestMountedUnderAPrefix(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(css, "--accent") {
 		t.Fatalf("static/console.css: %d", status)
 	}
+}
+
+// TestLagCountedThenEstimated checks the lag of a partition: counted
+// exactly up to lagCountLimit events, estimated from the global positions
+// beyond, never below the limit.
+func TestLagCountedThenEstimated(t *testing.T) {
+	t.Parallel()
+	e := setup(t, setupOptions{})
+	ctx := t.Context()
+	if _, err := e.pool.Exec(ctx, `
+INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
+SELECT gen_random_uuid(), 'bulk', g, 'Filled', '{}' FROM generate_series(1, 12000) AS g`); err != nil {
+		t.Fatal(err)
+	}
+	// "far" has never run; "near" is 17 events behind.
+	if err := e.ps.RequestRebuild(ctx, "far", 1); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := e.store.ReadAll(ctx, eventstore.Position{}, 12000)
+	if err != nil || len(recs) != 12000 {
+		t.Fatalf("ReadAll: %d, %v", len(recs), err)
+	}
+	near := recs[len(recs)-1].Position
+	if _, err := e.pool.Exec(ctx, `INSERT INTO chronicle.projection_checkpoints (projection, partition, partitions, transaction_id, global_position)
+VALUES ('near', 0, 1, $1, $2)`, near.Transaction, near.Global); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("every event below the horizon", func() bool {
+		head, err := e.store.Head(ctx)
+		return err == nil && head.Global >= 12017
+	})
+	sts, err := e.console.statuses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lags := map[string]int64{}
+	for _, st := range sts {
+		lags[st.Projection] = st.LagEvents
+	}
+	if lags["near"] != 17 {
+		t.Errorf("near lag = %d, want 17 (counted)", lags["near"])
+	}
+	if lags["far"] < 12017 || lags["far"] > 12100 {
+		t.Errorf("far lag = %d, want about 12,017 (estimated)", lags["far"])
+	}
+	_, body := e.get("projections")
+	mustContain(t, "projections page", body, ">≈ "+formatInt(lags["far"])+"<", ">17<")
 }

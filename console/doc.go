@@ -50,6 +50,7 @@
 //
 // Every page runs a few statements that use an index or the catalog (see
 // postgres/inspect.go): the event count is the planner's estimate above
-// 100,000 events, and a projection's lag count stops at 100,000 events.
+// 100,000 events, and a projection's lag is counted up to 10,000 events and
+// estimated from the global positions beyond.
 // docs/ui.md has the measurements on a million events.
 package console

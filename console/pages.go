@@ -25,8 +25,16 @@ type cappedStorage struct {
 	store *postgres.Store
 }
 
+// CountEvents counts up to lagCountLimit events exactly; beyond, it
+// estimates the count from the global positions (an identity column: it
+// overcounts only the positions of rolled-back appends), never below the
+// limit.
 func (s cappedStorage) CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error) {
-	return s.store.CountEventsUpTo(ctx, after, upTo, lagCountLimit)
+	n, err := s.store.CountEventsUpTo(ctx, after, upTo, lagCountLimit)
+	if err != nil || n < lagCountLimit {
+		return n, err
+	}
+	return max(n, upTo.Global-after.Global), nil
 }
 
 // statuses returns the status of every partition of every projection.
@@ -39,7 +47,7 @@ type partitionView struct {
 	projection.Status
 	// Key identifies the row in live updates.
 	Key string
-	// Lag is LagEvents as text, "100,000+" when capped.
+	// Lag is LagEvents as text, "≈ 123,456" when estimated.
 	Lag string
 	// State sums the partition up in a word or two.
 	State string
@@ -53,9 +61,11 @@ func rowKey(st projection.Status) string {
 	return st.Projection + "\x1f" + strconv.Itoa(st.Partition)
 }
 
+// lagText formats a lag in events; from lagCountLimit on it is an
+// estimate.
 func lagText(n int64) string {
 	if n >= lagCountLimit {
-		return formatInt(n) + "+"
+		return "≈ " + formatInt(n)
 	}
 	return formatInt(n)
 }
