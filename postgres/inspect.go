@@ -52,10 +52,12 @@ func (s *Store) EventCount(ctx context.Context) (n int64, exact bool, err error)
 
 // inspectReadAllBackwardSQL reads the global order newest first, before
 // the position ($1, $2), below the transaction-id horizon (the same
-// horizon as storeReadAllSQL, so that every event it shows is one ReadAll
-// returns too). It scans the primary key backward.
+// horizon as eventsql.ReadAllSQL, so that every event it shows is one
+// ReadAll returns too), with the columns of storeRecordRows. It scans the
+// primary key backward.
 const inspectReadAllBackwardSQL = `
-SELECT ` + storeRecordColumns + `
+SELECT global_position, transaction_id, event_id, stream_id, stream_version,
+       event_type, schema_version, data, metadata, recorded_at
 FROM chronicle.events
 WHERE (transaction_id, global_position) < ($1::xid8, $2::bigint)
   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
