@@ -108,6 +108,8 @@ func TestBadInput(t *testing.T) {
 		{"dead-letters?status=lost", http.StatusBadRequest, "status &#34;lost&#34; is not parked, retry, resolved or skipped"},
 		{"dead-letters?after=-1", http.StatusBadRequest, "is not a positive whole number"},
 		{"no-such-page", http.StatusNotFound, "no such page"},
+		{"streams?before=x", http.StatusBadRequest, "before &#34;x&#34; is not a positive whole number"},
+		{"streams?prefix=" + strings.Repeat("p", 300), http.StatusBadRequest, "the prefix is longer than a stream id can be"},
 	}
 	for _, tc := range tests {
 		status, body := e.get(tc.path)

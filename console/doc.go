@@ -16,8 +16,7 @@
 //
 //   - overview: event count, head position, appends per second, the age
 //     of the read horizon and the projections at a glance, refreshed live;
-//   - streams: open a stream by ID (prefix listing comes with the store's
-//     stream listing);
+//   - streams: newest created first, searched by prefix, paged;
 //   - stream: its events with version, type, schema version, time,
 //     metadata and the payload as formatted JSON, paged; time travel shows
 //     the events up to a version;

@@ -81,6 +81,10 @@ FROM generate_series($1::bigint, $1::bigint + 9999) AS v`, int64(b*10000+1))
 	half.Global /= 2
 	pages := []string{
 		"",
+		"streams",
+		"streams?prefix=acct-4500",
+		"streams?prefix=nomatch",
+		"streams?before=45000",
 		"log",
 		"log?before=" + half.String(),
 		"stream?id=acct-45000",

@@ -167,13 +167,37 @@ func (c *Console) overviewPage(w http.ResponseWriter, r *http.Request) {
 // ---------------------------------------------------------------- streams
 
 type streamsPage struct {
-	Prefix string
+	Prefix  string
+	Before  int64
+	Streams []eventstore.StreamInfo
+	Next    int64 // the before of the next page, 0 when none
 }
 
 func (p *streamsPage) title() (string, string) { return "Streams", "streams" }
 
 func (c *Console) streamsPage(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, http.StatusOK, "streams", &streamsPage{Prefix: r.URL.Query().Get("prefix")})
+	ctx, cancel := pageContext(r)
+	defer cancel()
+	q := r.URL.Query()
+	p := &streamsPage{Prefix: q.Get("prefix")}
+	var err error
+	if p.Before, err = queryInt(q, "before"); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if len(p.Prefix) > eventstore.MaxStreamIDLength {
+		c.fail(w, r, badRequest("the prefix is longer than a stream id can be (%d bytes)", eventstore.MaxStreamIDLength))
+		return
+	}
+	p.Streams, err = c.store.ListStreams(ctx, eventstore.ListStreamsOptions{Prefix: p.Prefix, Before: p.Before, Limit: c.cfg.PageSize})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if len(p.Streams) == c.cfg.PageSize {
+		p.Next = p.Streams[len(p.Streams)-1].Seq
+	}
+	c.render(w, r, http.StatusOK, "streams", p)
 }
 
 // ---------------------------------------------------------------- stream

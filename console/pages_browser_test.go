@@ -42,8 +42,21 @@ func TestBrowserPages(t *testing.T) {
 			}
 		}},
 		{"streams", "streams", func(t *testing.T) {
-			if got := text(t, ctx, "h1"); got != "Streams" {
-				t.Errorf("h1 = %q", got)
+			got := run(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("table.streams tbody tr td:first-child a")).map(a => a.textContent)`))
+			want := []string{"order-7", hostileID, "account-2", "account-1", "account-0"}
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Errorf("streams listed %q, want %q (newest first)", got, want)
+			}
+		}},
+		{"streams-prefix", "streams?prefix=account-", func(t *testing.T) {
+			n := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("table.streams tbody tr").length`))
+			if n != 3 {
+				t.Errorf("prefix account- lists %d streams, want 3", n)
+			}
+		}},
+		{"streams-empty", "streams?prefix=nobody", func(t *testing.T) {
+			if got := text(t, ctx, "p.empty"); !strings.Contains(got, "No stream ID starts with nobody") {
+				t.Errorf("empty state = %q", got)
 			}
 		}},
 		{"stream", "stream?id=order-7", func(t *testing.T) {
