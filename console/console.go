@@ -258,7 +258,7 @@ func classify(err error) (int, string) {
 	case errors.Is(err, postgres.ErrSchemaMissing):
 		return http.StatusServiceUnavailable, postgres.ErrSchemaMissing.Error()
 	default:
-		return http.StatusServiceUnavailable, "the database is unavailable (" + err.Error() + "); this page works again as soon as it is back"
+		return http.StatusServiceUnavailable, "the database is unavailable (" + err.Error() + "); this page works again as soon as it is back."
 	}
 }
 
