@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"html"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -318,4 +319,55 @@ VALUES ('near', 0, 1, $1, $2)`, near.Transaction, near.Global); err != nil {
 	}
 	_, body := e.get("projections")
 	mustContain(t, "projections page", body, ">≈ "+formatInt(lags["far"])+"<", ">17<")
+}
+
+// TestRebuildAction requests a rebuild through the console: the first POST
+// asks for a confirmation, the confirmed one marks the checkpoints, and an
+// unknown projection is a 404.
+func TestRebuildAction(t *testing.T) {
+	t.Parallel()
+	e := setup(t, setupOptions{cfg: &Config{AllowActions: true}})
+	ctx := t.Context()
+	if _, err := e.pool.Exec(ctx, `INSERT INTO chronicle.projection_checkpoints (projection, partition, partitions) VALUES ('balances', 0, 2), ('balances', 1, 2)`); err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.Repeat("T", 43)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(form url.Values) (int, string, string) {
+		form.Set("csrf", tok)
+		req, _ := http.NewRequest(http.MethodPost, e.base+"rebuild", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: csrfCookie, Value: tok})
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Location"), string(b)
+	}
+	requested := func() bool {
+		cps, err := e.ps.Checkpoints(ctx, "balances")
+		if err != nil || len(cps) != 2 {
+			t.Fatalf("checkpoints: %v, %v", cps, err)
+		}
+		return cps[0].RebuildRequested && cps[1].RebuildRequested
+	}
+
+	status, _, body := post(url.Values{"projection": {"balances"}})
+	if status != http.StatusOK || !strings.Contains(body, "Rebuild projection balances?") || requested() {
+		t.Fatalf("unconfirmed rebuild: %d, requested %v", status, requested())
+	}
+	status, loc, _ := post(url.Values{"projection": {"balances"}, "confirm": {"yes"}})
+	if status != http.StatusSeeOther || loc != "projections?rebuilt=balances" || !requested() {
+		t.Fatalf("confirmed rebuild: %d to %q, requested %v", status, loc, requested())
+	}
+	_, body = e.get(loc)
+	mustContain(t, "projections after the rebuild", body, "Rebuild of balances requested", "rebuild requested")
+	if status, _, _ := post(url.Values{"projection": {"nobody"}}); status != http.StatusNotFound {
+		t.Fatalf("rebuild of an unknown projection: %d, want 404", status)
+	}
+	if status, _, _ := post(url.Values{"projection": {""}, "confirm": {"yes"}}); status != http.StatusBadRequest {
+		t.Fatalf("rebuild without a name: %d, want 400", status)
+	}
 }
