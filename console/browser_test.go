@@ -89,6 +89,9 @@ func startBrowser(path string) {
 	}
 }
 
+// tabTimeout bounds a test's use of its tab.
+const tabTimeout = 10 * time.Minute
+
 // newTab opens a tab in the shared browser for t, closed when t ends. It
 // skips t when no Chromium is found (fails under CI=true). The tab fails
 // t if the page ever opens a JavaScript dialog: the console opens none,
@@ -101,6 +104,7 @@ func newTab(t *testing.T) context.Context {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg + "; CI=true requires the browser tests to run")
 		}
+		skipOnce.Do(func() { fmt.Fprintln(os.Stderr, "console browser tests SKIPPED: "+msg) })
 		t.Skip(msg)
 	}
 	browser.once.Do(func() { startBrowser(path) })
@@ -108,7 +112,11 @@ func newTab(t *testing.T) context.Context {
 		t.Fatal(browser.err)
 	}
 	ctx, cancel := chromedp.NewContext(browser.ctx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	// A safety net against a hung browser, not a performance bound: the
+	// waits have their own 30s limits, and on a loaded machine (a load
+	// average of 25 on 2 cores was seen) a test that visits 13 pages and
+	// takes 26 full-page screenshots runs for minutes.
+	ctx, cancelTimeout := context.WithTimeout(ctx, tabTimeout)
 	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
 	var (
 		mu     sync.Mutex
@@ -202,7 +210,12 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	do(t, ctx, chromedp.EmulateViewport(1280, 800))
 }
 
-var shotsOnce sync.Once
+var (
+	shotsOnce sync.Once
+	// skipOnce prints the reason for skipping the browser tests once,
+	// even without -v.
+	skipOnce sync.Once
+)
 
 func screenshotDir(t *testing.T) string {
 	shotsOnce.Do(func() {
