@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/rowscan"
 )
 
 // This file holds the read-only queries that inspection tools (the web
@@ -53,7 +54,7 @@ func (s *Store) EventCount(ctx context.Context) (n int64, exact bool, err error)
 // inspectReadAllBackwardSQL reads the global order newest first, before
 // the position ($1, $2), below the transaction-id horizon (the same
 // horizon as eventsql.ReadAllSQL, so that every event it shows is one
-// ReadAll returns too), with the columns of storeRecordRows. It scans the
+// ReadAll returns too), with the columns of rowscan.Records. It scans the
 // primary key backward.
 const inspectReadAllBackwardSQL = `
 SELECT global_position, transaction_id, event_id, stream_id, stream_version,
@@ -93,7 +94,7 @@ func (s *Store) ReadAllBackward(ctx context.Context, before eventstore.Position,
 		if err != nil {
 			return err
 		}
-		recs, err = storeScanRecords(rows, &storeRecordRows, "")
+		recs, err = rowscan.Scan(rows, &rowscan.Records, "")
 		return err
 	})
 	if err != nil {
