@@ -502,7 +502,6 @@ func (w *secretWallet) Apply(event any) error {
 // binaryWallet is a secretWallet that implements aggregate.Snapshotter.
 type binaryWallet struct {
 	secretWallet
-	panicOnDecode bool
 }
 
 func (w *binaryWallet) MarshalSnapshot() ([]byte, error) {
