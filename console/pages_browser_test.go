@@ -255,6 +255,17 @@ func TestBrowserRetryAndSkip(t *testing.T) {
 		t.Fatalf("dead letter is %s in the database, want skipped", got)
 	}
 	screenshot(t, ctx, "dead-letter-skipped")
+
+	// Rebuild the projection from its page.
+	do(t, ctx, chromedp.Navigate(e.base+"projections"), chromedp.WaitVisible(chromedp.CSS(`button[data-rebuild="ledger"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-rebuild="ledger"]`)), chromedp.WaitVisible(chromedp.ID("question")))
+	if got := text(t, ctx, "#question"); !strings.HasPrefix(got, "Rebuild projection ledger?") {
+		t.Fatalf("confirmation asks %q", got)
+	}
+	do(t, ctx, chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.CSS("p.notice")))
+	if got := text(t, ctx, "p.notice"); !strings.HasPrefix(got, "Rebuild of ledger requested") {
+		t.Fatalf("notice = %q", got)
+	}
 }
 
 // TestBrowserLiveUpdates appends events while the overview and the log
