@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
@@ -518,9 +519,12 @@ func TestAppendInvalidInput(t *testing.T) {
 	}
 }
 
-// TestAppendDataRejectedByServer appends JSON that eventstore.ValidateAppend
-// accepts but jsonb cannot hold: the append fails with a ValidationError,
-// stores nothing, and a caller's transaction stays usable.
+// TestAppendDataRejectedByServer appends JSON that jsonb cannot hold (a
+// number beyond numeric's range). eventstore.ValidateAppend refuses it
+// before anything is sent (the memory store refuses exactly the same), so
+// a caller's transaction stays usable; and should the server still refuse
+// data (a JSON limit the client does not know), the statement's error is
+// a ValidationError on the events' data, and nothing is stored.
 func TestAppendDataRejectedByServer(t *testing.T) {
 	t.Parallel()
 	s, pool := setupStore(t, nil)
@@ -530,8 +534,8 @@ func TestAppendDataRejectedByServer(t *testing.T) {
 	check := func(what string, err error) {
 		t.Helper()
 		var ve *eventstore.ValidationError
-		if !errors.Is(err, eventstore.ErrInvalidInput) || !errors.As(err, &ve) || ve.Field != "events data" || !strings.Contains(ve.Reason, "numeric") {
-			t.Fatalf("%s: %v, want a ValidationError on events data about numeric", what, err)
+		if !errors.Is(err, eventstore.ErrInvalidInput) || !errors.As(err, &ve) || !strings.Contains(ve.Reason, "numeric") {
+			t.Fatalf("%s: %v, want a ValidationError about numeric", what, err)
 		}
 	}
 	_, err := s.Append(ctx, "s", eventstore.Any, bad())
@@ -557,6 +561,27 @@ func TestAppendDataRejectedByServer(t *testing.T) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+
+	// The server's refusal, sent past the client's validation: the
+	// statement fails as a whole and its error reads as invalid input.
+	for _, appends := range [][]eventstore.StreamAppend{
+		{{StreamID: "s", Expected: eventstore.Any, Events: []eventstore.Event{bad()}}},
+		{{StreamID: "s", Expected: eventstore.NoStream, Events: testEvents("E", 1)}, {StreamID: "t", Expected: eventstore.NoStream, Events: []eventstore.Event{bad()}}},
+	} {
+		in, err := eventsql.Flatten(appends)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, conflict, err := s.appendOnce(ctx, nil, in)
+		if conflict != nil || err == nil {
+			t.Fatalf("unvalidated append of %s: conflict %v, err %v; want the server's error", in.Op(), conflict, err)
+		}
+		err = appendError(nil, in, err, 0)
+		var ve *eventstore.ValidationError
+		if !errors.Is(err, eventstore.ErrInvalidInput) || !errors.As(err, &ve) || ve.Field != "events data" || !strings.Contains(ve.Reason, "numeric") {
+			t.Fatalf("server's refusal: %v, want a ValidationError on events data about numeric", err)
+		}
 	}
 	for _, id := range []string{"s", "t"} {
 		if ids := streamEventIDs(t, s, id); len(ids) != 0 {
