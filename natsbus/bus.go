@@ -70,6 +70,11 @@ type Config struct {
 	AckTimeout time.Duration
 	// Logger receives consumer failures. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Existing makes New use the streams as they are, failing if they are
+	// missing, instead of creating or updating them: for tools such as the
+	// CLI. Partitions and the subject prefixes are then read from the
+	// streams. Defaults to false.
+	Existing bool
 }
 
 const (
@@ -183,6 +188,9 @@ func New(ctx context.Context, nc *nats.Conn, cfg *Config) (*Bus, error) {
 	if c.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
+	if c.Existing {
+		return b.open(ctx)
+	}
 	parts := strconv.Itoa(c.Partitions)
 	if s, err := js.Stream(ctx, c.Stream); err == nil {
 		if got := s.CachedInfo().Config.Metadata[partitionsKey]; got != "" && got != parts {
@@ -226,6 +234,46 @@ func New(ctx context.Context, nc *nats.Conn, cfg *Config) (*Bus, error) {
 		b.maxSize = min(b.maxSize, int(c.MaxMsgSize))
 	}
 	return b, nil
+}
+
+// open looks the existing streams up.
+func (b *Bus) open(ctx context.Context) (*Bus, error) {
+	var err error
+	if b.stream, err = b.lookup(ctx, b.cfg.Stream); err != nil {
+		return nil, err
+	}
+	if b.dlq, err = b.lookup(ctx, b.cfg.DeadLetterStream); err != nil {
+		return nil, err
+	}
+	// The subjects are the streams' own.
+	if subj := b.stream.CachedInfo().Config.Subjects; len(subj) == 1 && strings.HasSuffix(subj[0], ".>") {
+		b.cfg.SubjectPrefix = strings.TrimSuffix(subj[0], ".>")
+	}
+	if subj := b.dlq.CachedInfo().Config.Subjects; len(subj) == 1 && strings.HasSuffix(subj[0], ".>") {
+		b.cfg.DeadLetterPrefix = strings.TrimSuffix(subj[0], ".>")
+	}
+	if n, err := strconv.Atoi(b.stream.CachedInfo().Config.Metadata[partitionsKey]); err == nil && n > 0 {
+		b.cfg.Partitions = n
+	}
+	b.maxSize = int(b.nc.MaxPayload())
+	if m := b.stream.CachedInfo().Config.MaxMsgSize; m > 0 {
+		b.maxSize = min(b.maxSize, int(m))
+	}
+	return b, nil
+}
+
+// ErrStreamNotFound: a stream the bus needs does not exist.
+var ErrStreamNotFound = errors.New("nats stream not found")
+
+func (b *Bus) lookup(ctx context.Context, name string) (jetstream.Stream, error) {
+	s, err := b.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("stream %s: %w", name, ErrStreamNotFound)
+	}
+	if err != nil {
+		return nil, brokerError("look up stream "+name, err)
+	}
+	return s, nil
 }
 
 // Config returns the bus's configuration, with its defaults.

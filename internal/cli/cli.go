@@ -59,6 +59,7 @@ func commands() []command {
 		migrateCommand(),
 		streamsCommand(),
 		projectionsCommand(),
+		busCommand(),
 		benchCommand(),
 		versionCommand(),
 		helpCommand(),

@@ -146,3 +146,14 @@ func Stop() {
 		_ = os.RemoveAll(shared.srv.opts.StoreDir)
 	}
 }
+
+// PrivateURL returns CHRONICLE_TEST_NATS_URL when set, otherwise the URL
+// of an embedded server of the test's own, shut down when the test ends
+// (for packages that check for leaked goroutines).
+func PrivateURL(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv(EnvURL); u != "" {
+		return u
+	}
+	return Start(t).URL()
+}
