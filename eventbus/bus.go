@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -76,6 +77,11 @@ type Consumer struct {
 	// then moves it to the dead letters; an error matching [ErrPermanent]
 	// (see [Permanent]) moves it there at once. Required.
 	Handler Handler
+	// Types restricts the group to these event types: other messages are
+	// never handed to it (a broker filters them on its side where it can).
+	// Defaults to the types of the handler when it tells them (a
+	// [Handlers] without a catch-all does), otherwise every type.
+	Types []string
 	// MaxDeliveries is how many times a message is delivered to the group
 	// before it is dead-lettered. Defaults to 5.
 	MaxDeliveries int
@@ -155,6 +161,16 @@ func (c Consumer) WithDefaults() (Consumer, error) {
 			return c, invalid("consumer Handler", err.Error())
 		}
 	}
+	if c.Types == nil {
+		if tt, ok := c.Handler.(interface{ Types() []string }); ok {
+			c.Types = tt.Types()
+		}
+	}
+	for i, typ := range c.Types {
+		if typ == "" {
+			return c, invalid(fmt.Sprintf("consumer Types[%d]", i), "must not be empty")
+		}
+	}
 	c.MaxDeliveries = cmp.Or(c.MaxDeliveries, defaultMaxDeliveries)
 	c.Backoff.Base = cmp.Or(c.Backoff.Base, defaultBackoffBase)
 	c.Backoff.Max = cmp.Or(c.Backoff.Max, max(defaultBackoffMax, c.Backoff.Base))
@@ -164,6 +180,11 @@ func (c Consumer) WithDefaults() (Consumer, error) {
 	c.Concurrency = cmp.Or(c.Concurrency, 1)
 	c.AckWait = cmp.Or(c.AckWait, defaultAckWait)
 	return c, nil
+}
+
+// Wants reports whether the consumer takes messages of type typ.
+func (c Consumer) Wants(typ string) bool {
+	return len(c.Types) == 0 || slices.Contains(c.Types, typ)
 }
 
 // validGroup reports whether name is safe as a broker's consumer name.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 )
@@ -80,6 +82,16 @@ func (h *Handlers) All(fn HandlerFunc) {
 		return
 	}
 	h.all = append(h.all, fn)
+}
+
+// Types returns the event types with a registered function, sorted, or
+// nil when a catch-all takes every type. [Consumer.Types] defaults to it,
+// so that a group receives only the types it handles.
+func (h *Handlers) Types() []string {
+	if len(h.all) > 0 || len(h.byType) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(h.byType))
 }
 
 // Err reports registration mistakes.

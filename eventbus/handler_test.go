@@ -45,6 +45,14 @@ func TestHandlersDispatch(t *testing.T) {
 	if err := h.Err(); err != nil {
 		t.Fatal(err)
 	}
+	if types := h.Types(); types != nil {
+		t.Fatalf("Types() = %v with a catch-all, want nil (every type)", types)
+	}
+	_, typed := setupHandlers(t)
+	eventbus.On(typed, func(context.Context, eventbus.Delivery, signedUp) error { return nil })
+	if types := typed.Types(); len(types) != 1 || types[0] != "SignedUp" {
+		t.Fatalf("Types() = %v, want [SignedUp]", types)
+	}
 	ctx := context.Background()
 	if err := h.Handle(ctx, delivery("SignedUp", `{"Email":"a@x"}`)); err != nil {
 		t.Fatal(err)

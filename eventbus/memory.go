@@ -160,6 +160,10 @@ func (b *MemoryBus) Subscribe(ctx context.Context, c Consumer) (Subscription, er
 				if it == nil {
 					return
 				}
+				if !c.Wants(it.msg.Type) {
+					b.settle(handlerCtx, g, c, it, nil) // not for this group
+					continue
+				}
 				d := Delivery{Message: it.msg, Group: c.Group, Attempt: it.attempts}
 				herr := safeHandle(handlerCtx, c.Handler, d)
 				b.settle(handlerCtx, g, c, it, herr)

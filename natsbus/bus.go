@@ -108,6 +108,7 @@ type Bus struct {
 	stream  jetstream.Stream
 	dlq     jetstream.Stream
 	maxSize int
+	byType  bool // subjects end with the type token: consumers filter on it
 
 	pubMu   sync.Mutex
 	pending []pendingPub
@@ -172,6 +173,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg *Config) (*Bus, error) {
 	c.PublishWindow = cmp.Or(c.PublishWindow, defaultWindow)
 	c.AckTimeout = cmp.Or(c.AckTimeout, defaultAckTimeout)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
+	defaultSubject := c.Subject == nil
 	if c.Subject == nil {
 		c.Subject = func(m eventbus.Message) string { return TypeToken(m.Type) }
 	}
@@ -180,7 +182,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg *Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	b := &Bus{nc: nc, js: js, cfg: c, log: c.Logger.With("component", "chronicle/natsbus")}
+	b := &Bus{nc: nc, js: js, cfg: c, byType: defaultSubject, log: c.Logger.With("component", "chronicle/natsbus")}
 	if nc.Opts.ReconnectBufSize >= 0 {
 		b.log.Warn("the nats connection buffers publications while reconnecting: per-stream order on the broker may break after a disconnection; connect with natsbus.Connect or nats.ReconnectBufSize(-1)")
 	}

@@ -34,33 +34,44 @@ func (b *Bus) Subscribe(ctx context.Context, c eventbus.Consumer) (eventbus.Subs
 	type spec struct {
 		stream  string
 		durable string
-		filter  string
+		filters []string
 		pending int
 		replay  bool
 	}
+	// filters returns the subjects of partition part ("*": all).
+	filters := func(part string) []string {
+		if len(c.Types) == 0 || !b.byType {
+			return []string{b.cfg.SubjectPrefix + "." + part + ".>"}
+		}
+		var out []string
+		for _, typ := range c.Types {
+			out = append(out, b.cfg.SubjectPrefix+"."+part+"."+TypeToken(typ))
+		}
+		return out
+	}
 	var specs []spec
 	if c.Unordered {
-		specs = append(specs, spec{b.cfg.Stream, c.Group, b.cfg.SubjectPrefix + ".>", max(1000, c.Concurrency), false})
+		specs = append(specs, spec{b.cfg.Stream, c.Group, filters("*"), max(1000, c.Concurrency), false})
 	} else {
 		for p := range b.cfg.Partitions {
-			specs = append(specs, spec{b.cfg.Stream, fmt.Sprintf("%s-p%d", c.Group, p), fmt.Sprintf("%s.%d.>", b.cfg.SubjectPrefix, p), 1, false})
+			specs = append(specs, spec{b.cfg.Stream, fmt.Sprintf("%s-p%d", c.Group, p), filters(strconv.Itoa(p)), 1, false})
 		}
 	}
-	specs = append(specs, spec{b.cfg.DeadLetterStream, c.Group + "-replay", b.replaySubject(c.Group), max(100, c.Concurrency), true})
+	specs = append(specs, spec{b.cfg.DeadLetterStream, c.Group + "-replay", []string{b.replaySubject(c.Group)}, max(100, c.Concurrency), true})
 
 	handlerCtx, cancelHandlers := context.WithCancel(ctx)
 	s := &natsSub{b: b, c: c, ctx: handlerCtx, cancel: cancelHandlers, sem: make(chan struct{}, c.Concurrency)}
 	for _, sp := range specs {
 		cons, err := b.js.CreateOrUpdateConsumer(ctx, sp.stream, jetstream.ConsumerConfig{
-			Durable:       sp.durable,
-			Description:   "chronicle consumer group " + c.Group,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       c.AckWait,
-			MaxDeliver:    -1,
-			FilterSubject: sp.filter,
-			MaxAckPending: sp.pending,
-			Replicas:      b.cfg.Replicas,
+			Durable:        sp.durable,
+			Description:    "chronicle consumer group " + c.Group,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        c.AckWait,
+			MaxDeliver:     -1,
+			FilterSubjects: sp.filters,
+			MaxAckPending:  sp.pending,
+			Replicas:       b.cfg.Replicas,
 		})
 		if err != nil {
 			s.stopAll()
@@ -150,6 +161,10 @@ func (s *natsSub) handle(msg jetstream.Msg, replay bool) {
 	m, err := decode(msg.Data(), msg.Headers())
 	if err != nil {
 		s.deadLetter(msg, eventbus.Message{Type: msg.Headers().Get(HeaderType)}, attempt, eventbus.Permanent(err), replay)
+		return
+	}
+	if !s.c.Wants(m.Type) {
+		_ = msg.Ack() // not for this group (a custom subject mapping cannot filter)
 		return
 	}
 	if attempt > s.c.MaxDeliveries {

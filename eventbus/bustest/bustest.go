@@ -513,14 +513,25 @@ func (s *suite) testDeadLetterImmediate(t *testing.T) {
 		rec.add(d)
 		return nil
 	})
-	subscribe(t, ctx, bus, eventbus.Consumer{Group: "immediate", Handler: h, MaxDeliveries: 5})
+	// The group expects a type that its registry does not know (a deploy
+	// mismatch), and ignores the types it does not name.
+	subscribe(t, ctx, bus, eventbus.Consumer{Group: "immediate", Handler: h, MaxDeliveries: 5, Types: []string{"Known", "Unknown"}})
+	filtered := newRecorder()
+	subscribe(t, ctx, bus, eventbus.Consumer{Group: "filtered", Handler: filtered.handler(), Types: []string{"Other"}})
+	other := message("imm-other", 1, "Other")
+	ignored := message("imm-ignored", 1, "Ignored")
 	unknown := message("imm", 1, "Unknown")
 	negative := message("imm-neg", 1, "Known")
 	negative.Data = []byte(`{"N":-1}`)
 	good := message("imm-good", 1, "Known")
 	good.Data = []byte(`{"N":1}`)
-	publish(t, ctx, bus, unknown, negative, good)
+	publish(t, ctx, bus, ignored, unknown, negative, good, other)
 	s.waitDistinct(t, rec, 1)
+	s.waitDistinct(t, filtered, 1)
+	settle()
+	if got, _ := filtered.snapshot(); len(got) != 1 || got[0].EventID != other.EventID {
+		t.Fatalf("a group restricted to type Other got %d messages", len(got))
+	}
 	dls := s.waitDeadLetters(t, ctx, bus, "immediate", 2)
 	reasons := map[eventstore.EventID]eventbus.DeadLetter{}
 	for _, d := range dls {
