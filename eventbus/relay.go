@@ -66,7 +66,7 @@ func NewRelay(store eventstore.Store, storage projection.Storage, pub AsyncPubli
 	c.Backoff.Base = cmp.Or(c.Backoff.Base, 100*time.Millisecond)
 	c.Backoff.Max = cmp.Or(c.Backoff.Max, max(5*time.Second, c.Backoff.Base))
 	r := &Relay{pub: pub, name: c.Name, back: c.Backoff, log: c.Logger.With("component", "chronicle/eventbus-relay", "relay", c.Name)}
-	runner, err := projection.New(store, &relayStorage{Storage: storage, r: r}, c.Runner)
+	runner, err := projection.New(store, &relayStorage{Storage: storage, store: store, r: r}, c.Runner)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,27 @@ func (r *Relay) handle(ctx context.Context, ev projection.Event) error {
 // broker's acknowledgements of what it covers.
 type relayStorage struct {
 	projection.Storage
-	r *Relay
+	store eventstore.Store
+	r     *Relay
+}
+
+// CountEvents keeps the storage's fast lag count (PostgreSQL's) visible
+// through the wrapper, and counts through the store otherwise.
+func (s *relayStorage) CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error) {
+	if c, ok := s.Storage.(projection.EventCounter); ok {
+		return c.CountEvents(ctx, after, upTo)
+	}
+	var n int64
+	for rec, err := range eventstore.ReadAllSeq(ctx, s.store, after, 1000) {
+		if err != nil {
+			return 0, err
+		}
+		if rec.Position.Compare(upTo) > 0 {
+			break
+		}
+		n++
+	}
+	return n, nil
 }
 
 func (s *relayStorage) Acquire(ctx context.Context, key projection.Key, partitions int, holder string) (projection.Lease, error) {
