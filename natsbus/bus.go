@@ -418,14 +418,31 @@ func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
 // publication is recorded; only ctx's end is returned.
 func (b *Bus) waitOldestLocked(ctx context.Context) error {
 	p := b.pending[0]
-	select {
-	case <-p.fut.Ok():
-	case err := <-p.fut.Err():
-		if b.failed == nil {
-			b.failed = publishError(p.id, err)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-p.fut.Ok():
+			break wait
+		case err := <-p.fut.Err():
+			if b.failed == nil {
+				b.failed = publishError(p.id, err)
+			}
+			break wait
+		case <-tick.C:
+			// A closed connection never acknowledges: fail what it had in
+			// flight at once instead of after the ack timeout.
+			if b.nc.IsClosed() {
+				if b.failed == nil {
+					b.failed = fmt.Errorf("publish event %s: %w: %w", p.id, eventbus.ErrPublishFailed, nats.ErrConnectionClosed)
+				}
+				b.pending = nil
+				return b.failed
+			}
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	b.pending = b.pending[1:]
 	if b.failed != nil {

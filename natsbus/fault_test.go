@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,9 @@ import (
 )
 
 func quiet() *slog.Logger {
+	if os.Getenv("CHRONICLE_TEST_LOG") != "" {
+		return slog.Default()
+	}
 	return slog.New(slog.NewTextHandler(discard{}, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 }
 
