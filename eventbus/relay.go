@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -45,7 +44,6 @@ type Relay struct {
 	name   string
 	log    *slog.Logger
 	back   Backoff
-	leases atomic.Int64
 }
 
 // NewRelay returns a relay publishing the events of store to pub, keeping
@@ -160,7 +158,6 @@ func (s *relayStorage) Acquire(ctx context.Context, key projection.Key, partitio
 	if err := s.r.pub.Flush(ctx); err != nil {
 		s.r.log.Info("publications of the previous lease failed; they are published again", "error", err)
 	}
-	s.r.leases.Add(1)
 	return &relayLease{Lease: l, flush: s.r.pub.Flush}, nil
 }
 

@@ -50,7 +50,6 @@ func setup(t *testing.T, url string, cfg *natsbus.Config) (*natsbus.Bus, *nats.C
 	if c.Partitions == 0 {
 		c.Partitions = 4
 	}
-	c.MemoryStorage = c.MemoryStorage || url == ""
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	bus, err := natsbus.New(ctx, nc, &c)
