@@ -38,14 +38,14 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // appender appends events to streams streams of store until stop is
 // closed or n events were appended, and returns their IDs.
-func appendEvents(t *testing.T, ctx context.Context, store eventstore.Store, streams, n int, pause time.Duration) []eventstore.EventID {
+func appendEvents(t *testing.T, ctx context.Context, store eventstore.Store, prefix string, streams, n int, pause time.Duration) []eventstore.EventID {
 	t.Helper()
 	ids := make([]eventstore.EventID, 0, n)
 	versions := make([]int64, streams)
 	for i := range n {
 		s := rand.IntN(streams)
 		ev := eventstore.Event{ID: eventstore.NewEventID(), Type: "Thing", SchemaVersion: 1, Data: fmt.Appendf(nil, `{"i":%d}`, i)}
-		if _, err := store.Append(ctx, fmt.Sprintf("s-%d", s), eventstore.Exact(versions[s]), ev); err != nil {
+		if _, err := store.Append(ctx, fmt.Sprintf("%s-%d", prefix, s), eventstore.Exact(versions[s]), ev); err != nil {
 			t.Error(err)
 			return ids
 		}
@@ -134,7 +134,7 @@ func TestFaultRelayKilled(t *testing.T) {
 	appended := make(chan struct{})
 	go func() {
 		defer close(appended)
-		ids = appendEvents(t, ctx, store, 20, 1500, time.Millisecond)
+		ids = appendEvents(t, ctx, store, "s", 20, 1500, time.Millisecond)
 	}()
 	kills := 0
 	for kills < 25 {
@@ -210,7 +210,7 @@ func TestFaultNATSRestart(t *testing.T) {
 	appended := make(chan struct{})
 	go func() {
 		defer close(appended)
-		ids = appendEvents(t, ctx, store, 10, 1500, 2*time.Millisecond)
+		ids = appendEvents(t, ctx, store, "s", 10, 1500, 2*time.Millisecond)
 	}()
 	time.Sleep(100 * time.Millisecond)
 	srv.Restart(t, 500*time.Millisecond)
@@ -319,4 +319,77 @@ func subscribeMember(t *testing.T, ctx context.Context, bus eventbus.Subscriber,
 		defer cancel()
 		_ = sub.Close(cctx)
 	})
+}
+
+// TestFaultRelayTakeover runs two relays on one storage: one publishes,
+// the other stands by; killing the active one hands over, and the stream
+// still holds every event once, in order.
+func TestFaultRelayTakeover(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	url := natstest.URL(t)
+	bus, _ := setup(t, url, nil)
+	store := memory.New(nil)
+	storage := projection.NewMemoryStorage()
+	type instance struct {
+		relay *eventbus.Relay
+		kill  func()
+		done  chan struct{}
+	}
+	start := func() *instance {
+		nc, err := natsbus.Connect(url, "chronicle-relay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := bus.Config()
+		cfg.Logger = quiet()
+		pub, err := natsbus.New(ctx, nc, &cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		relay, err := eventbus.NewRelay(store, storage, pub, &eventbus.RelayConfig{Runner: fastRunner(), Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		in := &instance{relay: relay, done: make(chan struct{})}
+		in.kill = func() { nc.Close(); stop(); <-in.done }
+		go func() { _ = relay.Run(runCtx); close(in.done) }()
+		return in
+	}
+	a, b := start(), start()
+	ids := appendEvents(t, ctx, store, "before", 5, 300, 0)
+	if err := a.relay.Runner().WaitForHead(ctx, a.relay.Name()); err != nil {
+		t.Fatal(err)
+	}
+	var active, standby *instance
+	for _, in := range []*instance{a, b} {
+		sts, err := in.relay.Runner().Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range sts {
+			if st.Holder == in.relay.Runner().Holder() {
+				if active != nil {
+					t.Fatal("both relays hold the lease")
+				}
+				active = in
+			}
+		}
+	}
+	if active == nil {
+		t.Fatal("no relay holds the lease")
+	}
+	standby = a
+	if active == a {
+		standby = b
+	}
+	active.kill()
+	ids = append(ids, appendEvents(t, ctx, store, "after", 5, 300, 0)...)
+	if err := standby.relay.Runner().WaitForHead(ctx, standby.relay.Name()); err != nil {
+		t.Fatal(err)
+	}
+	standby.kill()
+	requireStreamHolds(t, ctx, url, bus, ids)
 }
