@@ -3,6 +3,7 @@ package eventstore
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Stores and the codec return typed errors (below) that
@@ -113,17 +114,35 @@ func (e *DuplicateEventError) Is(target error) bool { return target == ErrDuplic
 
 // DecodeError reports a stored event that could not be decoded.
 type DecodeError struct {
+	// StreamID and StreamVersion locate the event, when known: a record
+	// read from a store always carries them.
+	StreamID      string
+	StreamVersion int64
 	// Type and SchemaVersion identify the payload.
 	Type          string
 	SchemaVersion int
-	// EventID identifies the event, when known.
+	// EventID identifies the event, when known. It is zero when the event
+	// was read without its ID, as [PayloadReader] reads do.
 	EventID EventID
 	// Err is the cause.
 	Err error
 }
 
+// Error says where the event is (stream and version), its ID when known,
+// its type and schema version, and the cause.
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("cannot decode event %s (type %q, schema version %d): %v", e.EventID, e.Type, e.SchemaVersion, e.Err)
+	var b strings.Builder
+	b.WriteString("cannot decode event")
+	if e.StreamID != "" {
+		fmt.Fprintf(&b, " at version %d of stream %q", e.StreamVersion, e.StreamID)
+	}
+	if !e.EventID.IsZero() {
+		fmt.Fprintf(&b, " (id %s, type %q, schema version %d)", e.EventID, e.Type, e.SchemaVersion)
+	} else {
+		fmt.Fprintf(&b, " (type %q, schema version %d)", e.Type, e.SchemaVersion)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
 }
 
 // Unwrap returns the cause.
@@ -131,3 +150,66 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Is matches [ErrDecode].
 func (e *DecodeError) Is(target error) bool { return target == ErrDecode }
+
+// ErrTransactionConflict: an append inside the caller's transaction cannot
+// succeed in that transaction (a deadlock, a serialization failure, or the
+// global order would be broken); the caller must roll back and retry the
+// whole transaction. The error is a [*TransactionConflictError]. It also
+// matches [ErrConcurrencyConflict].
+var ErrTransactionConflict = errors.New("transaction conflict")
+
+// TransactionConflictError reports an append inside the caller's
+// transaction that no retry inside that transaction can complete. Roll
+// the transaction back and run it again from the start: a new transaction
+// re-reads what it decides on and gets a new transaction id.
+type TransactionConflictError struct {
+	// StreamID is the stream appended to (the first one of a multi-stream
+	// append, when the database does not say which).
+	StreamID string
+	// Reason says what happened, lowercase.
+	Reason string
+	// Err is the database error, if any.
+	Err error
+}
+
+func (e *TransactionConflictError) Error() string {
+	msg := fmt.Sprintf("transaction conflict on stream %q: %s: roll back and retry the whole transaction", e.StreamID, e.Reason)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the database error.
+func (e *TransactionConflictError) Unwrap() error { return e.Err }
+
+// Is matches [ErrTransactionConflict] and [ErrConcurrencyConflict].
+func (e *TransactionConflictError) Is(target error) bool {
+	return target == ErrTransactionConflict || target == ErrConcurrencyConflict
+}
+
+// ErrOutcomeUnknown: the connection to the database broke while an append
+// was in flight, so it may or may not have been committed (all of its
+// events or none). Retrying it with the same event IDs is safe: an append
+// whose events are already stored is a no-op that returns the original
+// result. The error is an [*OutcomeUnknownError].
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// OutcomeUnknownError reports an append whose outcome is unknown; see
+// [ErrOutcomeUnknown].
+type OutcomeUnknownError struct {
+	// Op describes the append, e.g. `append to stream "account-42"`.
+	Op string
+	// Err is the cause: the connection error.
+	Err error
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return e.Op + ": outcome unknown, retrying with the same event ids is safe: " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
+
+// Is matches [ErrOutcomeUnknown].
+func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/notify"
 )
 
 // The defaults of [Config].
@@ -23,9 +22,9 @@ const (
 	defaultNotifyDebounce = 10 * time.Millisecond
 )
 
-// storeListenerAppName is the application_name of the LISTEN connection,
+// listenerAppName is the application_name of the LISTEN connection,
 // unless ListenConfig sets one.
-const storeListenerAppName = "chronicle-listener"
+const listenerAppName = "chronicle-listener"
 
 // Config configures a [Store]. The zero value (or a nil *Config) gives the
 // defaults.
@@ -102,27 +101,15 @@ type Store struct {
 	pool *pgxpool.Pool
 	cfg  Config
 
-	// plans holds the text of the size-dependent statements, see
-	// store_plans.go.
-	plans atomic.Pointer[storePlanSet]
-
-	// Watch and notify machinery, see store_watch.go. The goroutines start
-	// lazily and stop on Close.
-	watchMu         sync.Mutex
-	watchers        map[chan struct{}]struct{}
-	watchClosed     bool
-	watchStarted    bool // dispatcher (and listener) running
-	notifierStarted bool // notifier running
-	watchCtx        context.Context
-	watchCancel     context.CancelFunc
-	watchWG         sync.WaitGroup
-	watchNotify     chan struct{} // notifications and local appends, to the dispatcher
-	notifyRequest   chan struct{} // committed local appends, to the notifier
+	// watch wakes watchers (see Store.Watch); its goroutines start lazily
+	// and stop on Close.
+	watch *notify.Hub
 }
 
 var (
 	_ eventstore.Store         = (*Store)(nil)
 	_ eventstore.PayloadReader = (*Store)(nil)
+	_ eventstore.StreamLister  = (*Store)(nil)
 )
 
 // New returns a Store that runs its queries on pool. A nil cfg means the
@@ -150,20 +137,24 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		}
 		if c.ListenConfig.RuntimeParams["application_name"] == "" {
 			// Operators can tell the listener apart in pg_stat_activity.
-			c.ListenConfig.RuntimeParams["application_name"] = storeListenerAppName
+			c.ListenConfig.RuntimeParams["application_name"] = listenerAppName
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{
-		pool:          pool,
-		cfg:           c,
-		watchers:      make(map[chan struct{}]struct{}),
-		watchCtx:      ctx,
-		watchCancel:   cancel,
-		watchNotify:   make(chan struct{}, 1),
-		notifyRequest: make(chan struct{}, 1),
+	s := &Store{pool: pool, cfg: c}
+	var listen *pgx.ConnConfig
+	if !c.PollOnly {
+		listen = c.ListenConfig
 	}
-	s.plans.Store(storeNewPlanSet(0))
+	s.watch = notify.New(notify.Config{
+		Logger:       c.Logger,
+		Listen:       listen,
+		PollInterval: c.PollInterval,
+		Debounce:     c.NotifyDebounce,
+		Notify: func(ctx context.Context) error {
+			_, err := pool.Exec(ctx, notify.SQL)
+			return err
+		},
+	})
 	return s, nil
 }
 
@@ -173,21 +164,13 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 // closing the pool. Appends and reads keep working after Close, without
 // notifying other processes; Watch returns closed channels.
 func (s *Store) Close() {
-	s.watchMu.Lock()
-	s.watchClosed = true
-	for ch := range s.watchers {
-		delete(s.watchers, ch)
-		close(ch)
-	}
-	s.watchMu.Unlock()
-	s.watchCancel()
-	s.watchWG.Wait()
+	s.watch.Close()
 }
 
-// storeDBTX is what the store's statements run on: a *pgxpool.Pool, a
+// dbtx is what the store's statements run on: a *pgxpool.Pool, a
 // *pgx.Conn or a pgx.Tx all satisfy it. Other files of this package may use
 // it for their own queries.
-type storeDBTX interface {
+type dbtx interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -195,34 +178,25 @@ type storeDBTX interface {
 }
 
 var (
-	_ storeDBTX = (*pgxpool.Pool)(nil)
-	_ storeDBTX = (*pgx.Conn)(nil)
-	_ storeDBTX = (pgx.Tx)(nil)
+	_ dbtx = (*pgxpool.Pool)(nil)
+	_ dbtx = (*pgx.Conn)(nil)
+	_ dbtx = (pgx.Tx)(nil)
 )
 
 // SQLSTATE codes the store handles.
 const (
-	storeCodeUniqueViolation      = "23505"
-	storeCodeDeadlock             = "40P01"
-	storeCodeSerializationFailure = "40001"
-	storeCodeUndefinedTable       = "42P01"
-	storeCodeInvalidSchemaName    = "3F000"
+	codeUndefinedTable    = "42P01"
+	codeInvalidSchemaName = "3F000"
 
 	// Data the server refuses to store as jsonb.
-	storeCodeNumericOutOfRange         = "22003"
-	storeCodeInvalidTextRepresentation = "22P02"
-	storeCodeCharacterNotInRepertoire  = "22021"
-	storeCodeUntranslatableCharacter   = "22P05"
+	codeNumericOutOfRange         = "22003"
+	codeInvalidTextRepresentation = "22P02"
+	codeCharacterNotInRepertoire  = "22021"
+	codeUntranslatableCharacter   = "22P05"
 )
 
-// Constraint names from migrations/000001_events.up.sql.
-const (
-	storeStreamVersionKey = "events_stream_version_key"
-	storeEventIDKey       = "events_event_id_key"
-)
-
-// storePgError returns the *pgconn.PgError in err's chain, or nil.
-func storePgError(err error) *pgconn.PgError {
+// pgError returns the *pgconn.PgError in err's chain, or nil.
+func pgError(err error) *pgconn.PgError {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr
@@ -235,18 +209,18 @@ func storePgError(err error) *pgconn.PgError {
 // (see package migrations, or run `chronicle migrate up`).
 var ErrSchemaMissing = errors.New("chronicle schema missing: apply the migrations first (chronicle migrate up)")
 
-// storeWrapError translates a driver error at the package boundary: a
+// wrapError translates a driver error at the package boundary: a
 // missing schema becomes [ErrSchemaMissing] (with the driver error kept in
 // the chain), context errors stay matchable with errors.Is, and every other
 // error is wrapped with op for context. Other files of this package may use
 // it.
-func storeWrapError(op string, err error) error {
+func wrapError(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if pgErr := storePgError(err); pgErr != nil {
+	if pgErr := pgError(err); pgErr != nil {
 		switch pgErr.Code {
-		case storeCodeUndefinedTable, storeCodeInvalidSchemaName:
+		case codeUndefinedTable, codeInvalidSchemaName:
 			return fmt.Errorf("%s: %w: %w", op, ErrSchemaMissing, err)
 		}
 	}
