@@ -67,7 +67,7 @@ func (h *idempotent) Handle(ctx context.Context, d eventbus.Delivery) error {
 	return pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, idempotentMarkSQL, h.consumer, pgtype.UUID{Bytes: d.EventID, Valid: true})
 		if err != nil {
-			return storeWrapError("record processed event", err)
+			return wrapError("record processed event", err)
 		}
 		if tag.RowsAffected() == 0 {
 			return nil // handled before: nothing to do
@@ -81,7 +81,7 @@ func (h *idempotent) Handle(ctx context.Context, d eventbus.Delivery) error {
 func Processed(ctx context.Context, pool *pgxpool.Pool, consumer string, eventID eventstore.EventID) (bool, error) {
 	var ok bool
 	if err := pool.QueryRow(ctx, idempotentCheckSQL, consumer, pgtype.UUID{Bytes: eventID, Valid: true}).Scan(&ok); err != nil {
-		return false, storeWrapError("check processed event", err)
+		return false, wrapError("check processed event", err)
 	}
 	return ok, nil
 }
