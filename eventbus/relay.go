@@ -9,6 +9,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // RelayConfig configures a [Relay].
@@ -48,7 +49,7 @@ type Relay struct {
 
 // NewRelay returns a relay publishing the events of store to pub, keeping
 // its state in storage.
-func NewRelay(store eventstore.Store, storage projection.Storage, pub AsyncPublisher, cfg *RelayConfig) (*Relay, error) {
+func NewRelay(store eventstore.Store, storage projectionstore.Storage, pub AsyncPublisher, cfg *RelayConfig) (*Relay, error) {
 	if pub == nil {
 		return nil, invalid("publisher", "must not be nil")
 	}
@@ -124,16 +125,16 @@ func (r *Relay) handle(ctx context.Context, ev projection.Event) error {
 // relayStorage makes every checkpoint commit of the relay wait for the
 // broker's acknowledgements of what it covers.
 type relayStorage struct {
-	projection.Storage
+	projectionstore.Storage
 	store eventstore.Store
 	r     *Relay
 }
 
 // CountEvents keeps the storage's fast lag count (PostgreSQL's) visible
 // through the wrapper, and counts through the store otherwise.
-func (s *relayStorage) CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error) {
-	if c, ok := s.Storage.(projection.EventCounter); ok {
-		return c.CountEvents(ctx, after, upTo)
+func (s *relayStorage) CountEvents(ctx context.Context, after, upTo eventstore.Position, partition, partitions int) (int64, error) {
+	if c, ok := s.Storage.(projectionstore.EventCounter); ok {
+		return c.CountEvents(ctx, after, upTo, partition, partitions)
 	}
 	var n int64
 	for rec, err := range eventstore.ReadAllSeq(ctx, s.store, after, 1000) {
@@ -143,12 +144,14 @@ func (s *relayStorage) CountEvents(ctx context.Context, after, upTo eventstore.P
 		if rec.Position.Compare(upTo) > 0 {
 			break
 		}
-		n++
+		if projection.PartitionOf(rec.StreamID, partitions) == partition {
+			n++
+		}
 	}
 	return n, nil
 }
 
-func (s *relayStorage) Acquire(ctx context.Context, key projection.Key, partitions int, holder string) (projection.Lease, error) {
+func (s *relayStorage) Acquire(ctx context.Context, key projectionstore.Key, partitions int, holder string) (projectionstore.Lease, error) {
 	l, err := s.Storage.Acquire(ctx, key, partitions, holder)
 	if err != nil || l == nil {
 		return l, err
@@ -162,13 +165,13 @@ func (s *relayStorage) Acquire(ctx context.Context, key projection.Key, partitio
 }
 
 type relayLease struct {
-	projection.Lease
+	projectionstore.Lease
 	flush func(ctx context.Context) error
 }
 
-func (l *relayLease) Commit(ctx context.Context, c projection.Commit) (projection.Checkpoint, error) {
+func (l *relayLease) Commit(ctx context.Context, c projectionstore.Commit) (projectionstore.Checkpoint, error) {
 	if err := l.flush(ctx); err != nil {
-		return projection.Checkpoint{}, err
+		return projectionstore.Checkpoint{}, err
 	}
 	return l.Lease.Commit(ctx, c)
 }

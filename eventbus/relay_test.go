@@ -13,7 +13,9 @@ import (
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/memory"
+	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // lossyPublisher models a broker connection that drops messages: once a
@@ -92,7 +94,7 @@ func TestRelayCheckpointOnlyOverAcknowledged(t *testing.T) {
 	store := memory.New(nil)
 	ids := appendStreams(t, ctx, store, 5, 40)
 	pub := &lossyPublisher{rng: rand.New(rand.NewPCG(1, 2)), lossP: 0.02, ids: map[eventstore.EventID]int{}}
-	relay, err := eventbus.NewRelay(store, projection.NewMemoryStorage(), pub, &eventbus.RelayConfig{
+	relay, err := eventbus.NewRelay(store, mustProjectionStore(), pub, &eventbus.RelayConfig{
 		Runner: &projection.Config{Logger: quietLogger(), BatchSize: 17, PollInterval: 10 * time.Millisecond, AcquireInterval: 10 * time.Millisecond},
 		Logger: quietLogger(),
 	})
@@ -132,7 +134,7 @@ func TestRelayParksMessagesTooLarge(t *testing.T) {
 	store := memory.New(nil)
 	ids := appendStreams(t, ctx, store, 2, 5)
 	pub := &lossyPublisher{rng: rand.New(rand.NewPCG(1, 2)), ids: map[eventstore.EventID]int{}, tooBig: ids[3]}
-	storage := projection.NewMemoryStorage()
+	storage := mustProjectionStore()
 	relay, err := eventbus.NewRelay(store, storage, pub, &eventbus.RelayConfig{
 		Runner: &projection.Config{Logger: quietLogger(), PollInterval: 10 * time.Millisecond, AcquireInterval: 10 * time.Millisecond},
 	})
@@ -147,7 +149,7 @@ func TestRelayParksMessagesTooLarge(t *testing.T) {
 	}
 	stop()
 	<-done
-	dls, err := storage.DeadLetters(ctx, projection.DeadLetterFilter{Projection: relay.Name()})
+	dls, err := storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Projection: relay.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ func TestRelayEndToEndMemory(t *testing.T) {
 	defer cancel()
 	store := memory.New(nil)
 	bus := eventbus.NewMemoryBus(&eventbus.MemoryConfig{Logger: quietLogger()})
-	relay, err := eventbus.NewRelay(store, projection.NewMemoryStorage(), bus, &eventbus.RelayConfig{
+	relay, err := eventbus.NewRelay(store, mustProjectionStore(), bus, &eventbus.RelayConfig{
 		Runner: &projection.Config{Logger: quietLogger(), PollInterval: 10 * time.Millisecond, AcquireInterval: 10 * time.Millisecond},
 	})
 	if err != nil {
@@ -206,4 +208,13 @@ func TestRelayEndToEndMemory(t *testing.T) {
 	if _, err := eventbus.NewRelay(store, nil, bus, nil); !errors.Is(err, eventstore.ErrInvalidInput) {
 		t.Fatalf("relay without storage: %v, want ErrInvalidInput", err)
 	}
+}
+
+// mustProjectionStore returns an in-memory projection storage.
+func mustProjectionStore() *chmemory.ProjectionStore {
+	s, err := chmemory.NewProjectionStore(nil)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/memory"
+	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/natsbus/natstest"
 	"github.com/chronicle-go/chronicle/projection"
@@ -45,7 +46,11 @@ func Example() {
 	reg := eventstore.NewRegistry(nil)
 	eventstore.MustRegister[OrderPlaced](reg, "OrderPlaced")
 	store := memory.New(nil)
-	relay, err := eventbus.NewRelay(store, projection.NewMemoryStorage(), bus, nil)
+	storage, err := chmemory.NewProjectionStore(nil)
+	if err != nil {
+		panic(err)
+	}
+	relay, err := eventbus.NewRelay(store, storage, bus, nil)
 	if err != nil {
 		panic(err)
 	}

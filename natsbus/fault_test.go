@@ -18,6 +18,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/memory"
+	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/natsbus/natstest"
 	"github.com/chronicle-go/chronicle/postgres"
@@ -128,7 +129,7 @@ func TestFaultRelayKilled(t *testing.T) {
 	url := natstest.URL(t)
 	bus, _ := setup(t, url, nil)
 	store := memory.New(nil)
-	storage := projection.NewMemoryStorage()
+	storage := mustProjectionStore()
 
 	var ids []eventstore.EventID
 	appended := make(chan struct{})
@@ -197,7 +198,7 @@ func TestFaultNATSRestart(t *testing.T) {
 	srv := natstest.Start(t)
 	bus, _ := setup(t, srv.URL(), &natsbus.Config{Stream: "RESTART", SubjectPrefix: "restart.events", DeadLetterPrefix: "restart.dead", Logger: quiet()})
 	store := memory.New(nil)
-	relay, err := eventbus.NewRelay(store, projection.NewMemoryStorage(), bus, &eventbus.RelayConfig{Runner: fastRunner(), Logger: quiet(),
+	relay, err := eventbus.NewRelay(store, mustProjectionStore(), bus, &eventbus.RelayConfig{Runner: fastRunner(), Logger: quiet(),
 		Backoff: eventbus.Backoff{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +332,7 @@ func TestFaultRelayTakeover(t *testing.T) {
 	url := natstest.URL(t)
 	bus, _ := setup(t, url, nil)
 	store := memory.New(nil)
-	storage := projection.NewMemoryStorage()
+	storage := mustProjectionStore()
 	type instance struct {
 		relay *eventbus.Relay
 		kill  func()
@@ -392,4 +393,13 @@ func TestFaultRelayTakeover(t *testing.T) {
 	}
 	standby.kill()
 	requireStreamHolds(t, ctx, url, bus, ids)
+}
+
+// mustProjectionStore returns an in-memory projection storage.
+func mustProjectionStore() *chmemory.ProjectionStore {
+	s, err := chmemory.NewProjectionStore(nil)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

@@ -21,10 +21,12 @@ import (
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/memory"
+	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/migrations"
 	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func main() {
@@ -43,7 +45,7 @@ func main() {
 // world is what the service runs on.
 type world struct {
 	store   eventstore.Store
-	storage projection.Storage
+	storage projectionstore.Storage
 	bus     eventbus.Bus
 	pool    *pgxpool.Pool // nil in memory
 	suffix  string        // this run's names, on shared servers
@@ -59,7 +61,11 @@ func (w *world) shutdown() {
 func open(ctx context.Context, dsn, natsURL string, log *slog.Logger) (*world, error) {
 	w := &world{suffix: eventstore.NewEventID().String()[24:]}
 	if dsn == "" {
-		w.store, w.storage = memory.New(nil), projection.NewMemoryStorage()
+		storage, err := chmemory.NewProjectionStore(nil)
+		if err != nil {
+			return nil, err
+		}
+		w.store, w.storage = memory.New(nil), storage
 	} else {
 		if err := migrations.Up(ctx, dsn); err != nil {
 			return nil, fmt.Errorf("migrate: %w", err)

@@ -1,4 +1,4 @@
-package projection
+package projectionstore
 
 import (
 	"context"
@@ -7,11 +7,11 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 )
 
-// Storage keeps the runner's state: checkpoints, leadership and dead
-// letters. [MemoryStorage] keeps it in memory, for the in-memory event
-// store; package postgres implements it in PostgreSQL, next to the events,
-// so that a read model, its checkpoint and its dead letters commit in one
-// transaction.
+// Storage keeps the runner's state: checkpoints, leadership, instances
+// and dead letters. memory.ProjectionStore keeps it in memory, for the
+// in-memory event store; postgres.ProjectionStore keeps it in PostgreSQL,
+// next to the events, so that a read model, its checkpoint and its dead
+// letters commit in one transaction.
 //
 // Every write a runner makes goes through a [Lease], so leadership,
 // checkpoints and the unit of work share one seam: an implementation can
@@ -23,7 +23,7 @@ type Storage interface {
 	// projection. It returns a nil Lease and a nil error when another
 	// holder has it. It creates the partition's checkpoint (at the zero
 	// Position) if it does not exist yet, and fails with a
-	// [*PartitionsMismatchError] when the stored partition count differs
+	// [*projection.PartitionsMismatchError] when the stored partition count differs
 	// from partitions.
 	Acquire(ctx context.Context, key Key, partitions int, holder string) (Lease, error)
 
@@ -33,12 +33,23 @@ type Storage interface {
 	Checkpoints(ctx context.Context, projection string) ([]Checkpoint, error)
 
 	// RequestRebuild marks every partition of a projection for rebuild;
-	// each partition's holder then resets it (see [Runner.Rebuild]). When
+	// each partition's holder then resets it (see [projection.Runner.Rebuild]). When
 	// partitions > 0, partitions 0..partitions-1 that have no checkpoint
 	// yet are created, marked; when it is 0 and the projection has no
 	// checkpoint at all, it fails with an error matching
-	// [ErrUnknownProjection].
+	// [projection.ErrUnknownProjection].
 	RequestRebuild(ctx context.Context, projection string, partitions int) error
+
+	// Heartbeat records holder as a live instance running projection
+	// until ttl from now, and returns the live instances of projection
+	// (holder included), sorted. Runners call it about every acquire
+	// interval, to share the partitions evenly between the instances; an
+	// instance that stops calling it drops out of the list after ttl.
+	Heartbeat(ctx context.Context, projection, holder string, ttl time.Duration) ([]string, error)
+
+	// Leave removes holder from the live instances of projection, so that
+	// the others take its share of the partitions at once.
+	Leave(ctx context.Context, projection, holder string) error
 
 	DeadLetterStore
 }
@@ -52,11 +63,12 @@ type DeadLetterStore interface {
 	DeadLetters(ctx context.Context, filter DeadLetterFilter) ([]DeadLetter, error)
 
 	// RetryDeadLetter asks the holder of the dead letter's partition to
-	// handle its event again. The dead letter must be parked or skipped;
-	// it becomes [DeadLetterRetry] until the holder settles it, as
-	// resolved or parked again. It fails with an error matching
-	// [ErrDeadLetterNotFound] for an unknown id and with a
-	// [*DeadLetterStateError] for a resolved one.
+	// handle its event again. The dead letter must be parked (or already
+	// retrying); it becomes [DeadLetterRetry] until the holder settles it,
+	// as resolved or parked again. It fails with an error matching
+	// [projection.ErrDeadLetterNotFound] for an unknown id and with a
+	// [*projection.DeadLetterStateError] for a resolved or skipped one: skipping is
+	// final.
 	RetryDeadLetter(ctx context.Context, id int64) error
 
 	// SkipDeadLetter gives up on a parked (or retrying) dead letter: it
@@ -76,10 +88,10 @@ type Lease interface {
 	// c.From (compare-and-set). On success it returns the checkpoint as
 	// committed. If c.Work fails, nothing is committed and its error is
 	// returned. If the checkpoint is not at c.From, nothing is committed and
-	// the error is a [*CheckpointConflictError]. With a storage that is not
+	// the error is a [*projection.CheckpointConflictError]. With a storage that is not
 	// [Lease.Transactional], c.Work's own effects are not rolled back.
 	//
-	// ctx's deadline (see [Config.BatchTimeout]) bounds the unit of work: a
+	// ctx's deadline (see [projection.Config.BatchTimeout]) bounds the unit of work: a
 	// transactional storage must not keep its transaction open past it,
 	// nor past ctx's cancellation, even while c.Work ignores ctx; losing
 	// the lease is an acceptable way to end it.
@@ -114,7 +126,7 @@ type Key struct {
 // Commit is one atomic update of a partition, made through [Lease.Commit].
 type Commit struct {
 	// From is the checkpoint the holder last saw; the commit fails with a
-	// [*CheckpointConflictError] when the stored checkpoint differs.
+	// [*projection.CheckpointConflictError] when the stored checkpoint differs.
 	From eventstore.Position
 	// To is the new checkpoint. It may equal From.
 	To eventstore.Position
@@ -201,7 +213,7 @@ func (s DeadLetterStatus) Valid() bool {
 }
 
 // DeadLetter is an event a projection failed to handle and set aside, so
-// that the projection could continue past it (see [ParkOnFailure]).
+// that the projection could continue past it (see [projection.ParkOnFailure]).
 type DeadLetter struct {
 	// ID identifies the dead letter.
 	ID int64
@@ -247,6 +259,10 @@ type DeadLetterFilter struct {
 // defaultDeadLetterLimit is the default [DeadLetterFilter.Limit].
 const defaultDeadLetterLimit = 100
 
+// MaxPartitions bounds the partition count of a projection. Storages
+// refuse larger counts (PostgreSQL by a check constraint).
+const MaxPartitions = 1024
+
 // EffectiveLimit returns f.Limit, or its default when it is not positive.
 // Storage implementations call it.
 func (f DeadLetterFilter) EffectiveLimit() int {
@@ -261,6 +277,8 @@ func (f DeadLetterFilter) EffectiveLimit() int {
 // SQL, in the same database as the events). Status reports use it for the
 // lag; without it they page through the event store.
 type EventCounter interface {
-	// CountEvents counts the events after after, up to and including upTo.
-	CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error)
+	// CountEvents counts the events after after, up to and including upTo,
+	// of partition partition out of partitions: those whose stream
+	// [projection.PartitionOf] maps to it (every event when partitions is 1).
+	CountEvents(ctx context.Context, after, upTo eventstore.Position, partition, partitions int) (int64, error)
 }
