@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // csrfCookie holds the browser's anti-forgery token; every action form
@@ -59,7 +60,7 @@ type confirmPage struct {
 	Button   string
 	Fields   [][2]string // hidden fields besides csrf and confirm
 	Cancel   string      // the link back
-	Letter   *projection.DeadLetter
+	Letter   *projectionstore.DeadLetter
 }
 
 func (p *confirmPage) title() (string, string) { return "Confirm", "" }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func TestNewConfig(t *testing.T) {
@@ -184,7 +184,7 @@ func TestReadOnly(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("POST retry on a read-only console: %d, want 403", resp.StatusCode)
 	}
-	if got := e.deadLetter("account-1"); got.Status != projection.DeadLetterParked {
+	if got := e.deadLetter("account-1"); got.Status != projectionstore.DeadLetterParked {
 		t.Fatalf("dead letter is %s after a refused retry, want parked", got.Status)
 	}
 }
@@ -234,14 +234,14 @@ func TestActionsNeedTokenAndSameOrigin(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", tc.name, got, tc.want)
 		}
 	}
-	if got := e.deadLetter("account-1"); got.Status != projection.DeadLetterParked {
+	if got := e.deadLetter("account-1"); got.Status != projectionstore.DeadLetterParked {
 		t.Fatalf("dead letter is %s after refused skips, want parked", got.Status)
 	}
 	// The same request, confirmed with the right token, works.
 	if got := post("id="+id+"&confirm=yes&csrf="+tok, tok, nil); got != http.StatusOK {
 		t.Fatalf("confirmed skip: status %d (after the redirect), want 200", got)
 	}
-	if got := e.deadLetter("account-1"); got.Status != projection.DeadLetterSkipped {
+	if got := e.deadLetter("account-1"); got.Status != projectionstore.DeadLetterSkipped {
 		t.Fatalf("dead letter is %s after a confirmed skip, want skipped", got.Status)
 	}
 	// Skipping it again is a state error, shown as such.

@@ -12,6 +12,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // appendRateWindow is the window of the overview's appends per second.
@@ -382,16 +383,16 @@ func (c *Console) projectionsPage(w http.ResponseWriter, r *http.Request) {
 
 // ---------------------------------------------------------------- dead letters
 
-var deadLetterStates = []projection.DeadLetterStatus{
-	projection.DeadLetterParked, projection.DeadLetterRetry, projection.DeadLetterResolved, projection.DeadLetterSkipped,
+var deadLetterStates = []projectionstore.DeadLetterStatus{
+	projectionstore.DeadLetterParked, projectionstore.DeadLetterRetry, projectionstore.DeadLetterResolved, projectionstore.DeadLetterSkipped,
 }
 
 type deadLettersPage struct {
 	Projection  string
 	Status      string
 	Projections []string
-	States      []projection.DeadLetterStatus
-	Letters     []projection.DeadLetter
+	States      []projectionstore.DeadLetterStatus
+	Letters     []projectionstore.DeadLetter
 	After       int64
 	Next        int64 // the after of the next page, 0 when none
 	Done        string
@@ -401,12 +402,12 @@ func (p *deadLettersPage) title() (string, string) { return "Dead letters", "dea
 
 // canRetry and canSkip tell which actions a dead letter's state allows,
 // as postgres.ProjectionStore enforces them.
-func canRetry(s projection.DeadLetterStatus) bool {
-	return s == projection.DeadLetterParked || s == projection.DeadLetterSkipped
+func canRetry(s projectionstore.DeadLetterStatus) bool {
+	return s == projectionstore.DeadLetterParked || s == projectionstore.DeadLetterSkipped
 }
 
-func canSkip(s projection.DeadLetterStatus) bool {
-	return s == projection.DeadLetterParked || s == projection.DeadLetterRetry
+func canSkip(s projectionstore.DeadLetterStatus) bool {
+	return s == projectionstore.DeadLetterParked || s == projectionstore.DeadLetterRetry
 }
 
 // doneNotice is the notice after an action, from the redirect's query.
@@ -429,7 +430,7 @@ func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	q := r.URL.Query()
 	p := &deadLettersPage{Projection: q.Get("projection"), Status: q.Get("status"), States: deadLetterStates, Done: doneNotice(q)}
-	if p.Status != "" && !projection.DeadLetterStatus(p.Status).Valid() {
+	if p.Status != "" && !projectionstore.DeadLetterStatus(p.Status).Valid() {
 		c.fail(w, r, badRequest("status %q is not parked, retry, resolved or skipped", p.Status))
 		return
 	}
@@ -454,8 +455,8 @@ func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
 			p.Projections = append(p.Projections, cp.Projection)
 		}
 	}
-	p.Letters, err = c.ps.DeadLetters(ctx, projection.DeadLetterFilter{
-		Projection: p.Projection, Status: projection.DeadLetterStatus(p.Status), AfterID: p.After, Limit: c.cfg.PageSize,
+	p.Letters, err = c.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{
+		Projection: p.Projection, Status: projectionstore.DeadLetterStatus(p.Status), AfterID: p.After, Limit: c.cfg.PageSize,
 	})
 	if err != nil {
 		c.fail(w, r, err)
@@ -468,7 +469,7 @@ func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
 }
 
 type deadLetterPage struct {
-	Letter projection.DeadLetter
+	Letter projectionstore.DeadLetter
 	Event  *eventView // nil when the event is gone
 	Done   string
 }
@@ -478,13 +479,13 @@ func (p *deadLetterPage) title() (string, string) {
 }
 
 // deadLetter returns the dead letter id.
-func (c *Console) deadLetter(ctx context.Context, id int64) (projection.DeadLetter, error) {
-	dls, err := c.ps.DeadLetters(ctx, projection.DeadLetterFilter{AfterID: id - 1, Limit: 1})
+func (c *Console) deadLetter(ctx context.Context, id int64) (projectionstore.DeadLetter, error) {
+	dls, err := c.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{AfterID: id - 1, Limit: 1})
 	if err != nil {
-		return projection.DeadLetter{}, err
+		return projectionstore.DeadLetter{}, err
 	}
 	if len(dls) == 0 || dls[0].ID != id {
-		return projection.DeadLetter{}, notFound("dead letter %d not found", id)
+		return projectionstore.DeadLetter{}, notFound("dead letter %d not found", id)
 	}
 	return dls[0], nil
 }

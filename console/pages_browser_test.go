@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // TestBrowserPages opens every page in Chromium, checks what it shows,
@@ -214,7 +214,7 @@ func TestBrowserRetryAndSkip(t *testing.T) {
 	}
 	screenshot(t, ctx, "confirm-retry")
 	// Nothing happens before the confirmation.
-	if got := e.deadLetter("account-1").Status; got != projection.DeadLetterParked {
+	if got := e.deadLetter("account-1").Status; got != projectionstore.DeadLetterParked {
 		t.Fatalf("dead letter is %s before confirming, want parked", got)
 	}
 	do(t, ctx, chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("notice")))
@@ -224,7 +224,7 @@ func TestBrowserRetryAndSkip(t *testing.T) {
 	if loc := run(t, ctx, chromedp.Location()); !strings.Contains(loc, mountPath+"/dead-letters?") {
 		t.Fatalf("after the retry the browser is at %s, not under %s", loc, mountPath)
 	}
-	e.waitFor("the retried dead letter resolved", func() bool { return e.deadLetter("account-1").Status == projection.DeadLetterResolved })
+	e.waitFor("the retried dead letter resolved", func() bool { return e.deadLetter("account-1").Status == projectionstore.DeadLetterResolved })
 	do(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("table.dead-letters")))
 	if got := text(t, ctx, "#dl-"+strconv.FormatInt(retried.ID, 10)+" [data-status]"); got != "resolved" {
 		t.Fatalf("retried dead letter shows %q, want resolved", got)
@@ -251,7 +251,7 @@ func TestBrowserRetryAndSkip(t *testing.T) {
 	if got := text(t, ctx, "[data-status]"); got != "skipped" {
 		t.Fatalf("skipped dead letter shows %q", got)
 	}
-	if got := e.deadLetter(hostileID).Status; got != projection.DeadLetterSkipped {
+	if got := e.deadLetter(hostileID).Status; got != projectionstore.DeadLetterSkipped {
 		t.Fatalf("dead letter is %s in the database, want skipped", got)
 	}
 	screenshot(t, ctx, "dead-letter-skipped")

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // pages lists the templates of templates/, each parsed with layout.html.
@@ -29,7 +29,7 @@ var funcs = template.FuncMap{
 	"ptable": func(rows []partitionView, actions bool, csrf string) partitionTable {
 		return partitionTable{Rows: rows, Actions: actions, CSRF: csrf}
 	},
-	"dlform": func(dl projection.DeadLetter, csrf, back string) deadLetterForm {
+	"dlform": func(dl projectionstore.DeadLetter, csrf, back string) deadLetterForm {
 		return deadLetterForm{Letter: dl, CSRF: csrf, Back: back, CanRetry: canRetry(dl.Status), CanSkip: canSkip(dl.Status)}
 	},
 }
@@ -43,7 +43,7 @@ type partitionTable struct {
 
 // deadLetterForm is what the "dlactions" template renders.
 type deadLetterForm struct {
-	Letter            projection.DeadLetter
+	Letter            projectionstore.DeadLetter
 	CSRF, Back        string
 	CanRetry, CanSkip bool
 }

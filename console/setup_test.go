@@ -19,6 +19,7 @@ import (
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // mountPath is where the tests mount the console, to check that every
@@ -181,7 +182,7 @@ func (e *testEnv) startRunner() {
 		}
 	})
 	e.waitFor("two parked dead letters", func() bool {
-		dls, err := e.ps.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterParked})
+		dls, err := e.ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterParked})
 		return err == nil && len(dls) == 2
 	})
 }
@@ -194,9 +195,9 @@ func (e *testEnv) heal() {
 }
 
 // deadLetters returns the dead letters of the stream, in ID order.
-func (e *testEnv) deadLetter(stream string) projection.DeadLetter {
+func (e *testEnv) deadLetter(stream string) projectionstore.DeadLetter {
 	e.t.Helper()
-	dls, err := e.ps.DeadLetters(context.Background(), projection.DeadLetterFilter{})
+	dls, err := e.ps.DeadLetters(context.Background(), projectionstore.DeadLetterFilter{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func (e *testEnv) deadLetter(stream string) projection.DeadLetter {
 		}
 	}
 	e.t.Fatalf("no dead letter for stream %q", stream)
-	return projection.DeadLetter{}
+	return projectionstore.DeadLetter{}
 }
 
 // waitFor polls cond for up to 30s.
