@@ -12,7 +12,6 @@ import (
 	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/natsbus/natstest"
-	"github.com/chronicle-go/chronicle/projection"
 )
 
 type OrderPlaced struct {
