@@ -12,8 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
-	chmemory "github.com/chronicle-go/chronicle/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
@@ -211,8 +210,8 @@ func TestRelayEndToEndMemory(t *testing.T) {
 }
 
 // mustProjectionStore returns an in-memory projection storage.
-func mustProjectionStore() *chmemory.ProjectionStore {
-	s, err := chmemory.NewProjectionStore(nil)
+func mustProjectionStore() *memory.ProjectionStore {
+	s, err := memory.NewProjectionStore(nil)
 	if err != nil {
 		panic(err)
 	}

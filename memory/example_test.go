@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	eventmemory "github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
 )
@@ -19,7 +18,7 @@ import (
 func ExampleNewProjectionStore_transactional() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	store := eventmemory.New(nil)
+	store := memory.New(nil)
 	storage, err := memory.NewProjectionStore(&memory.ProjectionStoreConfig{Transactional: true})
 	if err != nil {
 		panic(err)

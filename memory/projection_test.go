@@ -6,13 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection/projectionstore/storagetest"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestProjectionStoreConformance(t *testing.T) {
 	t.Parallel()

@@ -8,8 +8,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
-	chmemory "github.com/chronicle-go/chronicle/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/natsbus/natstest"
 )
@@ -45,7 +44,7 @@ func Example() {
 	reg := eventstore.NewRegistry(nil)
 	eventstore.MustRegister[OrderPlaced](reg, "OrderPlaced")
 	store := memory.New(nil)
-	storage, err := chmemory.NewProjectionStore(nil)
+	storage, err := memory.NewProjectionStore(nil)
 	if err != nil {
 		panic(err)
 	}

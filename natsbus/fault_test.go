@@ -17,8 +17,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
-	chmemory "github.com/chronicle-go/chronicle/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/natsbus/natstest"
 	"github.com/chronicle-go/chronicle/postgres"
@@ -396,8 +395,8 @@ func TestFaultRelayTakeover(t *testing.T) {
 }
 
 // mustProjectionStore returns an in-memory projection storage.
-func mustProjectionStore() *chmemory.ProjectionStore {
-	s, err := chmemory.NewProjectionStore(nil)
+func mustProjectionStore() *memory.ProjectionStore {
+	s, err := memory.NewProjectionStore(nil)
 	if err != nil {
 		panic(err)
 	}

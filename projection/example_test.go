@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/projectionstore"

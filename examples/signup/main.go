@@ -20,8 +20,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
-	chmemory "github.com/chronicle-go/chronicle/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/migrations"
 	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/postgres"
@@ -61,7 +60,7 @@ func (w *world) shutdown() {
 func open(ctx context.Context, dsn, natsURL string, log *slog.Logger) (*world, error) {
 	w := &world{suffix: eventstore.NewEventID().String()[24:]}
 	if dsn == "" {
-		storage, err := chmemory.NewProjectionStore(nil)
+		storage, err := memory.NewProjectionStore(nil)
 		if err != nil {
 			return nil, err
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 // The payload of every benchmark event (docs: shared BENCH.md).

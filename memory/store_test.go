@@ -10,8 +10,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/eventstore/storetest"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 func TestMain(m *testing.M) {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 func deposit(amount int) eventstore.Event {
