@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 	"github.com/chronicle-go/chronicle/projection"
@@ -63,6 +64,27 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// waitVisible waits until ReadAll can return the event at pos: a writing
+// transaction that another test (or anything else on the server) keeps
+// open holds the read horizon back until it ends.
+func (f *fixture) waitVisible(t *testing.T, pos eventstore.Position) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		head, err := f.pg.Head(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head.Compare(pos) >= 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("head %s has not reached %s after 10s", head, pos)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // collect reads the metrics.
@@ -162,12 +184,14 @@ func TestStoreAppendAndReadTelemetry(t *testing.T) {
 	if !errors.Is(err, eventstore.ErrConcurrencyConflict) {
 		t.Fatalf("second append: %v, want a conflict", err)
 	}
-	if _, err := f.store.AppendStreams(ctx,
+	multi, err := f.store.AppendStreams(ctx,
 		eventstore.StreamAppend{StreamID: "acc-2", Expected: eventstore.NoStream, Events: []eventstore.Event{event("Opened", `{}`)}},
 		eventstore.StreamAppend{StreamID: "acc-3", Expected: eventstore.NoStream, Events: []eventstore.Event{event("Opened", `{}`)}},
-	); err != nil {
+	)
+	if err != nil {
 		t.Fatal(err)
 	}
+	f.waitVisible(t, multi[1].Position)
 	recs, err := f.store.ReadStream(ctx, "acc-1", eventstore.ReadStreamOptions{})
 	if err != nil || len(recs) != 2 {
 		t.Fatalf("ReadStream: %d records, %v", len(recs), err)
@@ -346,3 +370,5 @@ func TestCausationChainIsOneTrace(t *testing.T) {
 		t.Errorf("handle duration count %d, want 2", p.count)
 	}
 }
+
+func memoryStore() eventstore.Store { return memory.New(nil) }
