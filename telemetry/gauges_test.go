@@ -61,7 +61,7 @@ func TestGauges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.waitVisible(t, first.Position) // else WaitForHead may find an empty head
+	f.waitVisible(t, first.Position)                    // else WaitForHead may find an empty head
 	g, err := telemetry.NewGauges(f.store, f.ps, f.cfg) // the wrapped store: its reads are not traced
 	if err != nil {
 		t.Fatal(err)
