@@ -59,6 +59,7 @@ func commands() []command {
 		migrateCommand(),
 		streamsCommand(),
 		projectionsCommand(),
+		doctorCommand(),
 		benchCommand(),
 		versionCommand(),
 		helpCommand(),
