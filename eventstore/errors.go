@@ -131,3 +131,66 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Is matches [ErrDecode].
 func (e *DecodeError) Is(target error) bool { return target == ErrDecode }
+
+// ErrTransactionConflict: an append inside the caller's transaction cannot
+// succeed in that transaction (a deadlock, a serialization failure, or the
+// global order would be broken); the caller must roll back and retry the
+// whole transaction. The error is a [*TransactionConflictError]. It also
+// matches [ErrConcurrencyConflict].
+var ErrTransactionConflict = errors.New("transaction conflict")
+
+// TransactionConflictError reports an append inside the caller's
+// transaction that no retry inside that transaction can complete. Roll
+// the transaction back and run it again from the start: a new transaction
+// re-reads what it decides on and gets a new transaction id.
+type TransactionConflictError struct {
+	// StreamID is the stream appended to (the first one of a multi-stream
+	// append, when the database does not say which).
+	StreamID string
+	// Reason says what happened, lowercase.
+	Reason string
+	// Err is the database error, if any.
+	Err error
+}
+
+func (e *TransactionConflictError) Error() string {
+	msg := fmt.Sprintf("transaction conflict on stream %q: %s: roll back and retry the whole transaction", e.StreamID, e.Reason)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the database error.
+func (e *TransactionConflictError) Unwrap() error { return e.Err }
+
+// Is matches [ErrTransactionConflict] and [ErrConcurrencyConflict].
+func (e *TransactionConflictError) Is(target error) bool {
+	return target == ErrTransactionConflict || target == ErrConcurrencyConflict
+}
+
+// ErrOutcomeUnknown: the connection to the database broke while an append
+// was in flight, so it may or may not have been committed (all of its
+// events or none). Retrying it with the same event IDs is safe: an append
+// whose events are already stored is a no-op that returns the original
+// result. The error is an [*OutcomeUnknownError].
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// OutcomeUnknownError reports an append whose outcome is unknown; see
+// [ErrOutcomeUnknown].
+type OutcomeUnknownError struct {
+	// Op describes the append, e.g. `append to stream "account-42"`.
+	Op string
+	// Err is the cause: the connection error.
+	Err error
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return e.Op + ": outcome unknown, retrying with the same event ids is safe: " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
+
+// Is matches [ErrOutcomeUnknown].
+func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }

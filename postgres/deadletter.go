@@ -55,11 +55,11 @@ func (s *ProjectionStore) DeadLetters(ctx context.Context, filter projection.Dea
 	}
 	rows, err := s.pool.Query(ctx, projDeadLettersSQL, filter.Projection, string(filter.Status), filter.AfterID, filter.EffectiveLimit())
 	if err != nil {
-		return nil, storeWrapError("list dead letters", err)
+		return nil, wrapError("list dead letters", err)
 	}
 	dls, err := pgx.CollectRows(rows, projScanDeadLetter)
 	if err != nil {
-		return nil, storeWrapError("list dead letters", err)
+		return nil, wrapError("list dead letters", err)
 	}
 	return dls, nil
 }
@@ -85,7 +85,7 @@ func (s *ProjectionStore) projTransition(ctx context.Context, id int64, op strin
 	}
 	tag, err := s.pool.Exec(ctx, projTransitionSQL, id, string(to), states)
 	if err != nil {
-		return storeWrapError(op+" dead letter", err)
+		return wrapError(op+" dead letter", err)
 	}
 	if tag.RowsAffected() == 1 {
 		return nil
@@ -96,7 +96,7 @@ func (s *ProjectionStore) projTransition(ctx context.Context, id int64, op strin
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%w: %d", projection.ErrDeadLetterNotFound, id)
 	case err != nil:
-		return storeWrapError(op+" dead letter", err)
+		return wrapError(op+" dead letter", err)
 	}
 	return &projection.DeadLetterStateError{ID: id, Status: projection.DeadLetterStatus(status), Op: op}
 }

@@ -84,7 +84,7 @@ func (s *Store) OpenTransactions(ctx context.Context, limit int) ([]OpenTransact
 	limit = max(limit, 1)
 	rows, err := s.pool.Query(ctx, healthOpenTransactionsSQL, limit, OpenTransactionQueryLen)
 	if err != nil {
-		return nil, storeWrapError("read open transactions", err)
+		return nil, wrapError("read open transactions", err)
 	}
 	txs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OpenTransaction, error) {
 		var (
@@ -100,7 +100,7 @@ func (s *Store) OpenTransactions(ctx context.Context, limit int) ([]OpenTransact
 		return tx, err
 	})
 	if err != nil {
-		return nil, storeWrapError("read open transactions", err)
+		return nil, wrapError("read open transactions", err)
 	}
 	return txs, nil
 }
@@ -133,7 +133,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (SchemaVersion, error) {
 	case errors.Is(err, pgx.ErrNoRows):
 		return SchemaVersion{}, nil
 	case err != nil:
-		return SchemaVersion{}, storeWrapError("read schema version", err)
+		return SchemaVersion{}, wrapError("read schema version", err)
 	case v < 0: // golang-migrate's "nil version"
 		return SchemaVersion{Dirty: dirty}, nil
 	}
@@ -190,7 +190,7 @@ ORDER BY pg_total_relation_size(c.oid) DESC, c.relname`
 func (s *Store) TableSizes(ctx context.Context) ([]TableSize, error) {
 	rows, err := s.pool.Query(ctx, healthTableSizesSQL)
 	if err != nil {
-		return nil, storeWrapError("read table sizes", err)
+		return nil, wrapError("read table sizes", err)
 	}
 	sizes, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TableSize, error) {
 		var (
@@ -210,7 +210,7 @@ func (s *Store) TableSizes(ctx context.Context) ([]TableSize, error) {
 		return ts, nil
 	})
 	if err != nil {
-		return nil, storeWrapError("read table sizes", err)
+		return nil, wrapError("read table sizes", err)
 	}
 	if len(sizes) == 0 {
 		return nil, fmt.Errorf("read table sizes: %w", ErrSchemaMissing)
@@ -221,7 +221,7 @@ func (s *Store) TableSizes(ctx context.Context) ([]TableSize, error) {
 // Ping checks that the database answers, through the store's pool.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
-		return storeWrapError("ping database", err)
+		return wrapError("ping database", err)
 	}
 	return nil
 }

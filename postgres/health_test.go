@@ -12,6 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/migrations"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 )
 
 // holdWritingTransaction opens a transaction on a connection of its own
@@ -168,8 +169,8 @@ func TestTableSizes(t *testing.T) {
 	for _, idx := range ev.Indexes {
 		sum += idx.Bytes
 	}
-	if sum != ev.IndexBytes || !slices.ContainsFunc(ev.Indexes, func(x IndexSize) bool { return x.Name == storeStreamVersionKey }) {
-		t.Errorf("indexes %+v: want %s among them, sizes summing to %d", ev.Indexes, storeStreamVersionKey, ev.IndexBytes)
+	if sum != ev.IndexBytes || !slices.ContainsFunc(ev.Indexes, func(x IndexSize) bool { return x.Name == eventsql.StreamVersionKey }) {
+		t.Errorf("indexes %+v: want %s among them, sizes summing to %d", ev.Indexes, eventsql.StreamVersionKey, ev.IndexBytes)
 	}
 	for j := 1; j < len(sizes); j++ {
 		if sizes[j].TotalBytes() > sizes[j-1].TotalBytes() {

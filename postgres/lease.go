@@ -120,7 +120,7 @@ func (s *ProjectionStore) Acquire(ctx context.Context, key projection.Key, parti
 		conn = pooled.Conn()
 	}
 	if err != nil {
-		return nil, storeWrapError("acquire projection lease: connect", err)
+		return nil, wrapError("acquire projection lease: connect", err)
 	}
 	// giveBack returns the connection to the pool only when it certainly
 	// holds no lock of ours; otherwise it closes it.
@@ -150,7 +150,7 @@ func (s *ProjectionStore) Acquire(ctx context.Context, key projection.Key, parti
 	var locked bool
 	if err := conn.QueryRow(ctx, projTryLockSQL, lockKey).Scan(&locked); err != nil {
 		giveBack(true)
-		return nil, storeWrapError("acquire projection lease", err)
+		return nil, wrapError("acquire projection lease", err)
 	}
 	if !locked {
 		giveBack(false)
@@ -189,7 +189,7 @@ func projClaim(ctx context.Context, conn *pgx.Conn, key projection.Key, partitio
 		return err
 	})
 	if pe := (*projection.PartitionsMismatchError)(nil); err != nil && !errors.As(err, &pe) {
-		return storeWrapError("acquire projection lease", err)
+		return wrapError("acquire projection lease", err)
 	}
 	return err
 }
@@ -237,7 +237,7 @@ func (l *projLease) Checkpoint(ctx context.Context) (projection.Checkpoint, erro
 	}
 	cp, err := projScanCheckpoint(l.conn.QueryRow(ctx, projCheckpointSQL, l.key.Projection, l.key.Partition))
 	if err != nil {
-		return projection.Checkpoint{}, l.lost(storeWrapError("read projection checkpoint", err))
+		return projection.Checkpoint{}, l.lost(wrapError("read projection checkpoint", err))
 	}
 	cp.Holder = l.holder
 	return cp, nil
@@ -249,11 +249,11 @@ func (l *projLease) casArgs(c projection.Commit) []any {
 }
 
 // conflict builds the error of a compare-and-set that matched no row.
-func (l *projLease) conflict(ctx context.Context, db storeDBTX, c projection.Commit) error {
+func (l *projLease) conflict(ctx context.Context, db dbtx, c projection.Commit) error {
 	var actual eventstore.Position
 	err := db.QueryRow(ctx, projPositionSQL, l.key.Projection, l.key.Partition).Scan(&actual.Transaction, &actual.Global)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return l.lost(storeWrapError("commit projection checkpoint", err))
+		return l.lost(wrapError("commit projection checkpoint", err))
 	}
 	return &projection.CheckpointConflictError{Key: l.key, Expected: c.From, Actual: actual}
 }
@@ -288,7 +288,7 @@ func (l *projLease) Commit(ctx context.Context, c projection.Commit) (projection
 			return projection.Checkpoint{}, l.conflict(ctx, l.conn, c)
 		}
 		if err != nil {
-			return projection.Checkpoint{}, l.lost(storeWrapError("commit projection checkpoint", err))
+			return projection.Checkpoint{}, l.lost(wrapError("commit projection checkpoint", err))
 		}
 		cp.Holder = l.holder
 		return cp, nil
@@ -318,7 +318,7 @@ func (l *projLease) Commit(ctx context.Context, c projection.Commit) (projection
 	for range b.Len() - 1 {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
-			return projection.Checkpoint{}, l.lost(storeWrapError("commit projection checkpoint", err))
+			return projection.Checkpoint{}, l.lost(wrapError("commit projection checkpoint", err))
 		}
 	}
 	cp, err := projScanCheckpoint(br.QueryRow())
@@ -327,10 +327,10 @@ func (l *projLease) Commit(ctx context.Context, c projection.Commit) (projection
 		return projection.Checkpoint{}, l.conflict(ctx, tx, c)
 	}
 	if err = cmpErr(err, closeErr); err != nil {
-		return projection.Checkpoint{}, l.lost(storeWrapError("commit projection checkpoint", err))
+		return projection.Checkpoint{}, l.lost(wrapError("commit projection checkpoint", err))
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return projection.Checkpoint{}, l.lost(storeWrapError("commit projection transaction", err))
+		return projection.Checkpoint{}, l.lost(wrapError("commit projection transaction", err))
 	}
 	committed = true
 	cp.Holder = l.holder
@@ -401,11 +401,11 @@ func (l *projLease) RetryRequests(ctx context.Context) ([]projection.DeadLetter,
 	}
 	rows, err := l.conn.Query(ctx, projRetryRequestsSQL, l.key.Projection, l.key.Partition)
 	if err != nil {
-		return nil, l.lost(storeWrapError("read dead letter retries", err))
+		return nil, l.lost(wrapError("read dead letter retries", err))
 	}
 	dls, err := pgx.CollectRows(rows, projScanDeadLetter)
 	if err != nil {
-		return nil, l.lost(storeWrapError("read dead letter retries", err))
+		return nil, l.lost(wrapError("read dead letter retries", err))
 	}
 	return dls, nil
 }
@@ -423,7 +423,7 @@ func (l *projLease) Release(ctx context.Context) error {
 				err = cerr
 			}
 			if err != nil {
-				l.relErr = storeWrapError("release projection lease", err)
+				l.relErr = wrapError("release projection lease", err)
 			}
 		}
 		l.doneOnce.Do(func() { close(l.done) })

@@ -213,22 +213,22 @@ func (s *ProjectionStore) Checkpoints(ctx context.Context, name string) ([]proje
 	}
 	rows, err := s.pool.Query(ctx, projCheckpointsSQL, name)
 	if err != nil {
-		return nil, storeWrapError("read projection checkpoints", err)
+		return nil, wrapError("read projection checkpoints", err)
 	}
 	cps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (projection.Checkpoint, error) { return projScanCheckpoint(row) })
 	if err != nil {
-		return nil, storeWrapError("read projection checkpoints", err)
+		return nil, wrapError("read projection checkpoints", err)
 	}
 	if len(cps) == 0 {
 		return nil, nil
 	}
 	rows, err = s.pool.Query(ctx, projHeldLocksSQL)
 	if err != nil {
-		return nil, storeWrapError("read projection locks", err)
+		return nil, wrapError("read projection locks", err)
 	}
 	keys, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, storeWrapError("read projection locks", err)
+		return nil, wrapError("read projection locks", err)
 	}
 	held := make(map[int64]bool, len(keys))
 	for _, k := range keys {
@@ -270,7 +270,7 @@ func (s *ProjectionStore) RequestRebuild(ctx context.Context, name string, parti
 		if partitions == 0 {
 			tag, err := tx.Exec(ctx, projRequestRebuildSQL, name)
 			if err != nil {
-				return storeWrapError("request rebuild", err)
+				return wrapError("request rebuild", err)
 			}
 			if tag.RowsAffected() == 0 {
 				return fmt.Errorf("%w: %q has no checkpoints", projection.ErrUnknownProjection, name)
@@ -280,7 +280,7 @@ func (s *ProjectionStore) RequestRebuild(ctx context.Context, name string, parti
 		// The same per-name lock as a first claim (lease.go), so the check
 		// and the insert cannot race a runner claiming another count.
 		if _, err := tx.Exec(ctx, projNameLockSQL, projNameLockKey(name)); err != nil {
-			return storeWrapError("request rebuild", err)
+			return wrapError("request rebuild", err)
 		}
 		var stored int
 		err := tx.QueryRow(ctx, projMismatchSQL, name, partitions).Scan(&stored)
@@ -288,10 +288,10 @@ func (s *ProjectionStore) RequestRebuild(ctx context.Context, name string, parti
 		case err == nil:
 			return &projection.PartitionsMismatchError{Projection: name, Stored: stored, Configured: partitions}
 		case !errors.Is(err, pgx.ErrNoRows):
-			return storeWrapError("request rebuild", err)
+			return wrapError("request rebuild", err)
 		}
 		if _, err := tx.Exec(ctx, projCreateRebuildSQL, name, partitions); err != nil {
-			return storeWrapError("request rebuild", err)
+			return wrapError("request rebuild", err)
 		}
 		return nil
 	})
@@ -307,7 +307,7 @@ WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
 func (s *ProjectionStore) CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error) {
 	var n int64
 	if err := s.pool.QueryRow(ctx, projCountEventsSQL, after.Transaction, after.Global, upTo.Transaction, upTo.Global).Scan(&n); err != nil {
-		return 0, storeWrapError("count events", err)
+		return 0, wrapError("count events", err)
 	}
 	return n, nil
 }

@@ -58,7 +58,7 @@ func (t *projLazyTx) begin(ctx context.Context) (pgx.Tx, error) {
 		if t.err == nil {
 			t.open.Store(true)
 		} else {
-			t.err = storeWrapError("begin projection transaction", t.err)
+			t.err = wrapError("begin projection transaction", t.err)
 		}
 	}
 	return t.tx, t.err

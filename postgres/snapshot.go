@@ -121,7 +121,7 @@ func (s *SnapshotStore) Save(ctx context.Context, snap snapshot.Snapshot) error 
 		takenAt = &t
 	}
 	if _, err := s.pool.Exec(ctx, snapshotSaveSQL, snap.StreamID, snap.Type, snap.Version, int32(snap.SchemaVersion), snap.Data, takenAt); err != nil {
-		return storeWrapError(fmt.Sprintf("save snapshot of stream %q", snap.StreamID), err)
+		return wrapError(fmt.Sprintf("save snapshot of stream %q", snap.StreamID), err)
 	}
 	return nil
 }
@@ -134,12 +134,14 @@ func (s *SnapshotStore) Load(ctx context.Context, streamID string) (snapshot.Sna
 	}
 	snap := snapshot.Snapshot{StreamID: streamID}
 	var schema int32
-	err := s.pool.QueryRow(ctx, snapshotLoadSQL, streamID).Scan(&snap.Type, &snap.Version, &schema, &snap.Data, &snap.TakenAt)
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, snapshotLoadSQL, streamID).Scan(&snap.Type, &snap.Version, &schema, &snap.Data, &snap.TakenAt)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return snapshot.Snapshot{}, fmt.Errorf("stream %q: %w", streamID, snapshot.ErrNotFound)
 	}
 	if err != nil {
-		return snapshot.Snapshot{}, storeWrapError(fmt.Sprintf("load snapshot of stream %q", streamID), err)
+		return snapshot.Snapshot{}, wrapError(fmt.Sprintf("load snapshot of stream %q", streamID), err)
 	}
 	snap.SchemaVersion = int(schema)
 	snap.TakenAt = snap.TakenAt.UTC()
@@ -152,7 +154,7 @@ func (s *SnapshotStore) Delete(ctx context.Context, streamID string) error {
 		return err
 	}
 	if _, err := s.pool.Exec(ctx, snapshotDeleteSQL, streamID); err != nil {
-		return storeWrapError(fmt.Sprintf("delete snapshot of stream %q", streamID), err)
+		return wrapError(fmt.Sprintf("delete snapshot of stream %q", streamID), err)
 	}
 	return nil
 }
@@ -174,11 +176,11 @@ func (s *SnapshotStore) LoadStream(ctx context.Context, events eventstore.Store,
 	op := fmt.Sprintf("load snapshot and events of stream %q", streamID)
 	rows, err := s.pool.Query(ctx, snapshotLoadStreamSQL, streamID, typ, int32(schemaVersion), int64(limit))
 	if err != nil {
-		return snapshot.StreamLoad{}, storeWrapError(op, err)
+		return snapshot.StreamLoad{}, wrapError(op, err)
 	}
 	res, err := scanStreamLoad(rows, streamID, limit)
 	if err != nil {
-		return snapshot.StreamLoad{}, storeWrapError(op, err)
+		return snapshot.StreamLoad{}, wrapError(op, err)
 	}
 	return res, nil
 }

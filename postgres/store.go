@@ -184,10 +184,10 @@ func (s *Store) Close() {
 	s.watchWG.Wait()
 }
 
-// storeDBTX is what the store's statements run on: a *pgxpool.Pool, a
+// dbtx is what the store's statements run on: a *pgxpool.Pool, a
 // *pgx.Conn or a pgx.Tx all satisfy it. Other files of this package may use
 // it for their own queries.
-type storeDBTX interface {
+type dbtx interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -195,34 +195,25 @@ type storeDBTX interface {
 }
 
 var (
-	_ storeDBTX = (*pgxpool.Pool)(nil)
-	_ storeDBTX = (*pgx.Conn)(nil)
-	_ storeDBTX = (pgx.Tx)(nil)
+	_ dbtx = (*pgxpool.Pool)(nil)
+	_ dbtx = (*pgx.Conn)(nil)
+	_ dbtx = (pgx.Tx)(nil)
 )
 
 // SQLSTATE codes the store handles.
 const (
-	storeCodeUniqueViolation      = "23505"
-	storeCodeDeadlock             = "40P01"
-	storeCodeSerializationFailure = "40001"
-	storeCodeUndefinedTable       = "42P01"
-	storeCodeInvalidSchemaName    = "3F000"
+	codeUndefinedTable    = "42P01"
+	codeInvalidSchemaName = "3F000"
 
 	// Data the server refuses to store as jsonb.
-	storeCodeNumericOutOfRange         = "22003"
-	storeCodeInvalidTextRepresentation = "22P02"
-	storeCodeCharacterNotInRepertoire  = "22021"
-	storeCodeUntranslatableCharacter   = "22P05"
+	codeNumericOutOfRange         = "22003"
+	codeInvalidTextRepresentation = "22P02"
+	codeCharacterNotInRepertoire  = "22021"
+	codeUntranslatableCharacter   = "22P05"
 )
 
-// Constraint names from migrations/000001_events.up.sql.
-const (
-	storeStreamVersionKey = "events_stream_version_key"
-	storeEventIDKey       = "events_event_id_key"
-)
-
-// storePgError returns the *pgconn.PgError in err's chain, or nil.
-func storePgError(err error) *pgconn.PgError {
+// pgError returns the *pgconn.PgError in err's chain, or nil.
+func pgError(err error) *pgconn.PgError {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr
@@ -235,18 +226,18 @@ func storePgError(err error) *pgconn.PgError {
 // (see package migrations, or run `chronicle migrate up`).
 var ErrSchemaMissing = errors.New("chronicle schema missing: apply the migrations first (chronicle migrate up)")
 
-// storeWrapError translates a driver error at the package boundary: a
+// wrapError translates a driver error at the package boundary: a
 // missing schema becomes [ErrSchemaMissing] (with the driver error kept in
 // the chain), context errors stay matchable with errors.Is, and every other
 // error is wrapped with op for context. Other files of this package may use
 // it.
-func storeWrapError(op string, err error) error {
+func wrapError(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if pgErr := storePgError(err); pgErr != nil {
+	if pgErr := pgError(err); pgErr != nil {
 		switch pgErr.Code {
-		case storeCodeUndefinedTable, storeCodeInvalidSchemaName:
+		case codeUndefinedTable, codeInvalidSchemaName:
 			return fmt.Errorf("%s: %w: %w", op, ErrSchemaMissing, err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 )
 
 // The benchmarks measure the store against a raw pgx baseline in the same
@@ -246,16 +247,16 @@ func benchAppend(b *testing.B, perOp, writers int) {
 			for j := range events {
 				events[j] = eventstore.Event{ID: eventstore.NewEventID(), Type: "Deposited", SchemaVersion: 1, Data: benchPayload(a)}
 			}
-			in, err := storeFlattenAppends([]eventstore.StreamAppend{{StreamID: stream(5, w, a), Expected: eventstore.Exact(wr.versions[a]), Events: events}})
+			in, err := eventsql.Flatten([]eventstore.StreamAppend{{StreamID: stream(5, w, a), Expected: eventstore.Exact(wr.versions[a]), Events: events}})
 			if err != nil {
 				return err
 			}
-			sql, args := in.statement(s.plans.Load())
+			sql, args := in.Statement()
 			rows, err := pool.Query(ctx, sql, args...)
 			if err != nil {
 				return err
 			}
-			res, ok, err := storeScanAppend(rows, in)
+			res, ok, err := in.ScanResult(rows)
 			if err != nil || !ok {
 				return fmt.Errorf("statement: %v, inserted %t", err, ok)
 			}
@@ -328,17 +329,17 @@ func BenchmarkAppendTx(b *testing.B) {
 		}},
 		benchVariant{"no-savepoint", func(ctx context.Context, i int) (int, error) {
 			id, a := streamOf("nosp", i)
-			in, err := s.storePrepareAppend([]eventstore.StreamAppend{{StreamID: id, Expected: eventstore.Exact(withoutSP[a]), Events: []eventstore.Event{event(a)}}})
+			in, err := s.prepareAppend([]eventstore.StreamAppend{{StreamID: id, Expected: eventstore.Exact(withoutSP[a]), Events: []eventstore.Event{event(a)}}})
 			if err != nil {
 				return 0, err
 			}
 			return 1, inTx(ctx, func(tx pgx.Tx) error {
-				sql, args := in.statement(s.plans.Load())
+				sql, args := in.Statement()
 				rows, err := tx.Query(ctx, sql, args...)
 				if err != nil {
 					return err
 				}
-				res, ok, err := storeScanAppend(rows, in)
+				res, ok, err := in.ScanResult(rows)
 				if err == nil && !ok {
 					err = fmt.Errorf("conflict")
 				}

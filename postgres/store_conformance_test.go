@@ -24,16 +24,6 @@ func TestConformance(t *testing.T) {
 			return s
 		}, nil)
 	})
-	t.Run("large-table-statements", func(t *testing.T) {
-		t.Parallel()
-		// The statements a store uses once its table is past
-		// storeProbeEqualityFrom events: the equality probes.
-		storetest.Run(t, func(t *testing.T) eventstore.Store {
-			s, _ := setupStore(t, nil)
-			s.plans.Store(storeNewPlanSet(storeProbeEqualityFrom))
-			return s
-		}, nil)
-	})
 	t.Run("small-limit", func(t *testing.T) {
 		t.Parallel()
 		// A store with a small size limit, so that the suite checks both

@@ -22,7 +22,8 @@ import (
 // role. Keep the two in sync.
 const storeAppGrants = `
 GRANT USAGE ON SCHEMA chronicle TO %[1]s;
-GRANT SELECT, INSERT ON chronicle.events TO %[1]s;`
+GRANT SELECT, INSERT ON chronicle.events TO %[1]s;
+GRANT SELECT, INSERT, UPDATE ON chronicle.streams TO %[1]s;`
 
 // TestLeastPrivilegeRole runs the store as a role that has only the grants
 // the documentation lists: appends, reads, LISTEN/NOTIFY and TailLag work,

@@ -13,15 +13,11 @@ import (
 // cached plan keeps it until autovacuum's next ANALYZE, a minute or more
 // away. The store keeps its statements off that path in two ways.
 //
-// Appends (and the conflict check's version read) probe the stream's last
-// event. While the table is small (global positions below
-// storeProbeEqualityFrom) they use a row-comparison probe that the planner
-// sends through the index at every size (storeLastEventParamSQL); past it,
-// where the planner picks the index anyway, they switch once to the
-// cheaper equality probe (storeProbeEquality).
+// Appends never look events up by stream: they lock and move the stream's
+// head row in chronicle.streams, through ON CONFLICT, which uses the
+// primary key whatever the plan (see internal/eventsql).
 //
-// Stream reads (and StreamVersion) return many rows and cannot be written
-// that way. Their text names a table-size class instead: a comment that
+// Stream reads (and StreamVersion) name a table-size class instead: a comment that
 // changes each time the global positions the store's appends return pass
 // the next power of two from storePlanFirst to storePlanLast. pgx prepares
 // a statement per distinct text, so each connection prepares the new text
@@ -36,11 +32,7 @@ type storeStmt int
 
 // The statements whose text depends on the table's size.
 const (
-	storeStmtAppend storeStmt = iota
-	storeStmtAppendOne
-	storeStmtAppendOneEvent
-	storeStmtCurrentVersions
-	storeStmtReadForward
+	storeStmtReadForward storeStmt = iota
 	storeStmtReadBackward
 	storeStmtReadPayloadsForward
 	storeStmtReadPayloadsBackward
@@ -51,10 +43,6 @@ const (
 // storeStmtSQL is the text of each storeStmt for a small table, without
 // the size class.
 var storeStmtSQL = [storeStmtCount]string{
-	storeStmtAppend:               storeAppendSQL,
-	storeStmtAppendOne:            storeAppendOneSQL,
-	storeStmtAppendOneEvent:       storeAppendOneEventSQL,
-	storeStmtCurrentVersions:      storeCurrentVersionsSQL,
 	storeStmtReadForward:          storeReadForwardSQL,
 	storeStmtReadBackward:         storeReadBackwardSQL,
 	storeStmtReadPayloadsForward:  storeReadPayloadsForwardSQL,
@@ -62,18 +50,11 @@ var storeStmtSQL = [storeStmtCount]string{
 	storeStmtStreamVersion:        storeStreamVersionSQL,
 }
 
-// storeStmtProbes reports whether st probes a stream's last event (it
-// switches probe form instead of carrying a size class).
-func storeStmtProbes(st storeStmt) bool { return st <= storeStmtCurrentVersions }
-
 // The first and the last global position at which the store changes the
-// read statements' size class, and the position from which appends use
-// the equality probe. storeProbeEqualityFrom is a power of two at least
-// storePlanFirst, so that it starts a size class.
+// read statements' size class.
 const (
-	storePlanFirst         int64 = 128
-	storePlanLast          int64 = 1 << 24
-	storeProbeEqualityFrom int64 = 4096
+	storePlanFirst int64 = 128
+	storePlanLast  int64 = 1 << 24
 )
 
 // storePlanSet is the statements' text for one size class.
@@ -97,14 +78,7 @@ func storeNewPlanSet(pos int64) *storePlanSet {
 		p.next, class = 0, "-- chronicle: table size class large"
 	}
 	for st, sql := range storeStmtSQL {
-		switch {
-		case !storeStmtProbes(storeStmt(st)):
-			p.sql[st] = sql + "\n" + class
-		case pos >= storeProbeEqualityFrom:
-			p.sql[st] = storeProbeEquality(sql)
-		default:
-			p.sql[st] = sql
-		}
+		p.sql[st] = sql + "\n" + class
 	}
 	return p
 }

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 )
 
 // seedTinyAnalyzedTable stores one event in each of 50 streams and
@@ -25,7 +24,7 @@ func seedTinyAnalyzedTable(t *testing.T, s *Store) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.pool.Exec(ctx, "ANALYZE chronicle.events"); err != nil {
+	if _, err := s.pool.Exec(ctx, "ANALYZE chronicle.events, chronicle.streams"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -69,11 +68,11 @@ func deallocate(t *testing.T, conn *pgx.Conn, name string) {
 	}
 }
 
-// The append statements find a stream's current version through the
-// (stream_id, stream_version) index even when their plan is made on a
-// tiny analyzed table: a cached sequential scan would make every append
-// scan the whole table as it grows.
-func TestAppendProbeUsesIndexOnTinyTable(t *testing.T) {
+// The append statements reach a stream's head row through the primary key
+// even when their plan is made on tiny analyzed tables: a cached
+// sequential scan would make every append scan chronicle.streams as it
+// grows.
+func TestAppendLookupsUseIndexOnTinyTable(t *testing.T) {
 	t.Parallel()
 	s, _ := setupStore(t, nil)
 	seedTinyAnalyzedTable(t, s)
@@ -82,31 +81,21 @@ func TestAppendProbeUsesIndexOnTinyTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	small := storeNewPlanSet(50)
-	for _, c := range storeProbeCases() {
-		plan := explainGeneric(t, conn.Conn(), small.sql[c.stmt], c.args...)
-		if strings.Contains(plan, "Seq Scan on events") || !strings.Contains(plan, "events_stream_version_key") {
-			t.Errorf("%s: the probe does not use events_stream_version_key:\n%s", c.name, plan)
-		}
-	}
-}
-
-// storeProbeCases are the statements that probe a stream's last event,
-// with arguments for EXPLAIN EXECUTE.
-// storeProbeCase is a probing statement with literal arguments for EXPLAIN.
-type storeProbeCase struct {
-	name string
-	stmt storeStmt
-	args []string
-}
-
-func storeProbeCases() []storeProbeCase {
 	id := `'00000000-0000-7000-8000-000000000001'`
-	return []storeProbeCase{
-		{"one event", storeStmtAppendOneEvent, []string{`'tiny-07'`, `1`, id, `'T'`, `1`, `'{}'`, `NULL`}},
-		{"one stream", storeStmtAppendOne, []string{`'tiny-07'`, `1`, `ARRAY[` + id + `]::uuid[]`, `'{T}'`, `'{1}'`, `'{"{}"}'`, `'{NULL}'`}},
-		{"several streams", storeStmtAppend, []string{`'{tiny-07,tiny-08}'`, `'{1,1}'`, `'{1,2}'`, `'{1,1}'`, `ARRAY[` + id + `, '00000000-0000-7000-8000-000000000002']::uuid[]`, `'{T,T}'`, `'{1,1}'`, `'{"{}","{}"}'`, `'{NULL,NULL}'`}},
-		{"current versions", storeStmtCurrentVersions, []string{`'{tiny-07,tiny-08}'`}},
+	for _, c := range []struct {
+		name string
+		sql  string
+		args []string
+	}{
+		{"one event", eventsql.AppendOneEventSQL, []string{`'tiny-07'`, `1`, id, `'T'`, `1`, `'{}'`, `NULL`}},
+		{"one stream", eventsql.AppendOneSQL, []string{`'tiny-07'`, `1`, `ARRAY[` + id + `]::uuid[]`, `'{T}'`, `'{1}'`, `'{"{}"}'`, `'{NULL}'`}},
+		{"several streams", eventsql.AppendStreamsSQL, []string{`'{tiny-07,tiny-08}'`, `'{1,1}'`, `'{1,1}'`, `'{1,2}'`, `'{1,1}'`, `ARRAY[` + id + `, '00000000-0000-7000-8000-000000000002']::uuid[]`, `'{T,T}'`, `'{1,1}'`, `'{"{}","{}"}'`, `'{NULL,NULL}'`}},
+		{"current versions", eventsql.CurrentVersionsSQL, []string{`'{tiny-07,tiny-08}'`}},
+	} {
+		plan := explainGeneric(t, conn.Conn(), c.sql, c.args...)
+		if strings.Contains(plan, "Seq Scan on streams") || !strings.Contains(plan, "streams_pkey") {
+			t.Errorf("%s: the head-row lookup does not use streams_pkey:\n%s", c.name, plan)
+		}
 	}
 }
 
@@ -120,48 +109,8 @@ SELECT gen_random_uuid(), 'fill-' || g, 1, 'Filled', '{}' FROM generate_series(1
 	}
 }
 
-// Past storeProbeEqualityFrom the appends probe with an equality on
-// stream_id, which the planner sends through the index on a table that
-// size even with statistics from when it was tiny.
-func TestAppendProbeEqualityOnLargerTable(t *testing.T) {
-	t.Parallel()
-	s, _ := setupStore(t, nil)
-	seedTinyAnalyzedTable(t, s)
-	ctx := t.Context()
-	fillEvents(t, s, storeProbeEqualityFrom)
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	large := storeNewPlanSet(storeProbeEqualityFrom)
-	for _, c := range storeProbeCases() {
-		sql := large.sql[c.stmt]
-		if strings.Contains(sql, "9223372036854775807") {
-			t.Fatalf("%s: the large-table form still has the row comparison:\n%s", c.name, sql)
-		}
-		plan := explainGeneric(t, conn.Conn(), sql, c.args...)
-		if strings.Contains(plan, "Seq Scan on events") || !strings.Contains(plan, "events_stream_version_key") {
-			t.Errorf("%s: the equality probe does not use events_stream_version_key:\n%s", c.name, plan)
-		}
-	}
-	// And the form switches when an append returns such a position.
-	if _, err := s.pool.Exec(ctx, `SELECT setval(pg_get_serial_sequence('chronicle.events', 'global_position'), $1)`, storeProbeEqualityFrom); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Append(ctx, "switch", eventstore.NoStream, testEvents("Opened", 1)...); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.sql(storeStmtAppendOneEvent); got != large.sql[storeStmtAppendOneEvent] {
-		t.Fatalf("after an append at position %d the one-event append is not in its equality form:\n%s", storeProbeEqualityFrom+1, got)
-	}
-	if _, err := s.Append(ctx, "switch", eventstore.Exact(1), testEvents("Deposited", 2)...); err != nil {
-		t.Fatalf("append with the equality probe: %v", err)
-	}
-}
-
-// The probe reads the index entry at or before (stream, max version):
-// when the stream is empty that entry belongs to a neighbouring stream,
+// The head-row lookups read the first key at or after the stream id: when
+// the stream does not exist that entry belongs to a neighbouring stream,
 // which must not count.
 func TestAppendProbeNeighbouringStreams(t *testing.T) {
 	t.Parallel()
@@ -213,18 +162,6 @@ func TestPlanSizeClasses(t *testing.T) {
 	}
 	a, b := storeNewPlanSet(100), storeNewPlanSet(200)
 	for st := range storeStmtCount {
-		if storeStmtProbes(st) {
-			// Appends change form once, not at every size class: each
-			// change costs every connection a prepare.
-			if a.sql[st] != storeStmtSQL[st] || b.sql[st] != storeStmtSQL[st] || storeNewPlanSet(storeProbeEqualityFrom - 1).sql[st] != storeStmtSQL[st] {
-				t.Errorf("statement %d changes below storeProbeEqualityFrom", st)
-			}
-			eq := storeNewPlanSet(storeProbeEqualityFrom).sql[st]
-			if eq == storeStmtSQL[st] || eq != storeNewPlanSet(1 << 40).sql[st] {
-				t.Errorf("statement %d: want one equality form from storeProbeEqualityFrom on:\n%s", st, eq)
-			}
-			continue
-		}
 		if a.sql[st] == b.sql[st] || !strings.HasPrefix(a.sql[st], storeStmtSQL[st]) || !strings.HasPrefix(b.sql[st], storeStmtSQL[st]) {
 			t.Errorf("statement %d: size classes must differ in a comment only:\n%s\n%s", st, a.sql[st], b.sql[st])
 		}
@@ -279,92 +216,5 @@ func TestStreamReadReplannedAsTableGrows(t *testing.T) {
 	recs, err := s.ReadStreamPayloads(ctx, "tiny-07", eventstore.ReadStreamOptions{})
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("read after the size class changed: %d records, %v", len(recs), err)
-	}
-}
-
-// The equality-probe statements of a large table keep every guarantee of
-// the row-comparison ones: conflicts in both directions, no holes (also
-// next to a gap written outside the store), idempotent retries, and
-// exactly one winner among racing writers.
-func TestAppendOnLargeTableStatements(t *testing.T) {
-	t.Parallel()
-	s, _ := setupStore(t, nil)
-	s.plans.Store(storeNewPlanSet(storeProbeEqualityFrom))
-	ctx := t.Context()
-	first := testEvents("Opened", 3)
-	if _, err := s.Append(ctx, "acc", eventstore.NoStream, first...); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		expected eventstore.ExpectedVersion
-		n        int
-	}{
-		{eventstore.NoStream, 1}, {eventstore.Exact(2), 1}, {eventstore.Exact(5), 1}, {eventstore.Exact(2), 4}, {eventstore.Exact(7), 4},
-	} {
-		_, err := s.Append(ctx, "acc", c.expected, testEvents("Deposited", c.n)...)
-		var cerr *eventstore.ConcurrencyError
-		if !errors.As(err, &cerr) || cerr.Actual != 3 {
-			t.Errorf("Append(%d events at %v) on a stream at 3: %v, want a conflict with actual 3", c.n, c.expected, err)
-		}
-	}
-	// Idempotent retries of both statements.
-	one, many := testEvents("Deposited", 1), testEvents("Deposited", 2)
-	for range 2 {
-		res, err := s.Append(ctx, "acc", eventstore.Exact(3), one...)
-		if err != nil || res.Version != 4 {
-			t.Fatalf("append (or its retry) at 3: %+v, %v", res, err)
-		}
-	}
-	for range 2 {
-		res, err := s.Append(ctx, "acc", eventstore.Exact(4), many...)
-		if err != nil || res.Version != 6 {
-			t.Fatalf("append (or its retry) of 2 at 4: %+v, %v", res, err)
-		}
-	}
-	requireStreamIDs(t, s, "acc", append(append(append([]eventstore.Event{}, first...), one...), many...))
-
-	// A stream with a gap written by hand (versions 1, 2, 4): an append at
-	// version 2 is a conflict with the last version, never a filled hole.
-	if _, err := s.pool.Exec(ctx, `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, data)
-VALUES (gen_random_uuid(), 'gap', 1, 'E', '{}'), (gen_random_uuid(), 'gap', 2, 'E', '{}'), (gen_random_uuid(), 'gap', 4, 'E', '{}')`); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int{1, 2} {
-		_, err := s.Append(ctx, "gap", eventstore.Exact(2), testEvents("E", n)...)
-		var cerr *eventstore.ConcurrencyError
-		if !errors.As(err, &cerr) || cerr.Actual != 4 {
-			t.Errorf("Append(%d events at 2) to a stream at 4 with a gap at 3: %v, want a conflict with actual 4", n, err)
-		}
-	}
-
-	// Racing writers at the same version: exactly one wins.
-	const writers = 8
-	var (
-		wg   sync.WaitGroup
-		wins atomic.Int32
-		errs = make(chan error, writers)
-	)
-	for range writers {
-		wg.Go(func() {
-			_, err := s.Append(ctx, "acc", eventstore.Exact(6), testEvents("Raced", 2)...)
-			var cerr *eventstore.ConcurrencyError
-			switch {
-			case err == nil:
-				wins.Add(1)
-			case !errors.As(err, &cerr):
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("racing append: %v, want success or a concurrency error", err)
-	}
-	if wins.Load() != 1 {
-		t.Fatalf("%d racing writers won, want 1", wins.Load())
-	}
-	if v, err := s.StreamVersion(ctx, "acc"); err != nil || v != 8 {
-		t.Fatalf("StreamVersion after the race = %d, %v; want 8", v, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 )
@@ -68,7 +69,8 @@ WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY transaction_id DESC, global_position DESC
 LIMIT 1`
 
-const storeStreamVersionSQL = `SELECT max(stream_version) FROM chronicle.events WHERE stream_id = $1`
+// storeStreamVersionSQL reads a stream's head row: its current version.
+const storeStreamVersionSQL = `SELECT version FROM chronicle.streams WHERE stream_id = $1`
 
 // storeTailLagSQL measures how long the transaction-id horizon has been
 // held back: the age of the running transaction with the oldest
@@ -137,13 +139,17 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 	case backward:
 		stmt = storeStmtReadBackward
 	}
-	rows, err := s.pool.Query(ctx, s.sql(stmt), streamID, from, limit)
+	var recs []eventstore.Record
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		rows, err := conn.Query(ctx, s.sql(stmt), streamID, from, limit)
+		if err != nil {
+			return err
+		}
+		recs, err = storeScanRecords(rows, layout, streamID)
+		return err
+	})
 	if err != nil {
-		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
-	}
-	recs, err := storeScanRecords(rows, layout, streamID)
-	if err != nil {
-		return nil, storeWrapError(fmt.Sprintf("read stream %q", streamID), err)
+		return nil, wrapError(fmt.Sprintf("read stream %q", streamID), err)
 	}
 	return recs, nil
 }
@@ -161,13 +167,17 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 	if after.Global < 0 {
 		return nil, &eventstore.ValidationError{Field: "position", Reason: fmt.Sprintf("global position %d is negative", after.Global)}
 	}
-	rows, err := s.pool.Query(ctx, storeReadAllSQL, after.Transaction, after.Global, int64(limit))
+	var recs []eventstore.Record
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		rows, err := conn.Query(ctx, storeReadAllSQL, after.Transaction, after.Global, int64(limit))
+		if err != nil {
+			return err
+		}
+		recs, err = storeScanRecords(rows, &storeRecordRows, "")
+		return err
+	})
 	if err != nil {
-		return nil, storeWrapError("read all", err)
-	}
-	recs, err := storeScanRecords(rows, &storeRecordRows, "")
-	if err != nil {
-		return nil, storeWrapError("read all", err)
+		return nil, wrapError("read all", err)
 	}
 	return recs, nil
 }
@@ -176,12 +186,14 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 // the zero Position when there is none; see [eventstore.Store.Head].
 func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	var p eventstore.Position
-	err := s.pool.QueryRow(ctx, storeHeadSQL).Scan(&p.Transaction, &p.Global)
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, storeHeadSQL).Scan(&p.Transaction, &p.Global)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return eventstore.Position{}, nil
 	}
 	if err != nil {
-		return eventstore.Position{}, storeWrapError("read head", err)
+		return eventstore.Position{}, wrapError("read head", err)
 	}
 	return p, nil
 }
@@ -192,14 +204,17 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 	if err := eventstore.ValidateStreamID(streamID); err != nil {
 		return 0, err
 	}
-	var v *int64
-	if err := s.pool.QueryRow(ctx, s.sql(storeStmtStreamVersion), streamID).Scan(&v); err != nil {
-		return 0, storeWrapError(fmt.Sprintf("read version of stream %q", streamID), err)
-	}
-	if v == nil {
+	var v int64
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, s.sql(storeStmtStreamVersion), streamID).Scan(&v)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
 	}
-	return *v, nil
+	if err != nil {
+		return 0, wrapError(fmt.Sprintf("read version of stream %q", streamID), err)
+	}
+	return v, nil
 }
 
 // TailLag returns how long the transaction-id horizon of [Store.ReadAll]
@@ -216,8 +231,10 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 // invisible and the lag is underestimated.
 func (s *Store) TailLag(ctx context.Context) (time.Duration, error) {
 	var secs float64
-	if err := s.pool.QueryRow(ctx, storeTailLagSQL).Scan(&secs); err != nil {
-		return 0, storeWrapError("read tail lag", err)
+	if err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, storeTailLagSQL).Scan(&secs)
+	}); err != nil {
+		return 0, wrapError("read tail lag", err)
 	}
 	return time.Duration(secs * float64(time.Second)), nil
 }

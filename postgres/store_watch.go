@@ -106,8 +106,8 @@ func (s *Store) watchAfterCommit() {
 	}
 }
 
-// storeNotifySQL wakes the LISTENers of every process.
-const storeNotifySQL = `SELECT pg_notify('` + storeNotifyChannel + `', '')`
+// notifySQL wakes the LISTENers of every process.
+const notifySQL = `SELECT pg_notify('` + storeNotifyChannel + `', '')`
 
 // watchNotifier sends a NOTIFY after appends committed, on its own
 // statement: at once after a quiet period, then at most once per
@@ -121,7 +121,7 @@ func (s *Store) watchNotifier(ctx context.Context) {
 	defer s.watchWG.Done()
 	failing := false
 	send := func(ctx context.Context) {
-		_, err := s.pool.Exec(ctx, storeNotifySQL)
+		_, err := s.pool.Exec(ctx, notifySQL)
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			failing = true

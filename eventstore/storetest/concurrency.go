@@ -202,6 +202,49 @@ func testRaceAny(t *testing.T, s *suite) {
 	checkRace(t, ctx, store, stream, acked.list, total)
 }
 
+// testAnyNeverConflicts has 32 writers each append 50 single events to
+// one existing stream, half of them with Any and half with StreamExists:
+// neither may ever fail with a concurrency conflict, however many writers
+// contend (a store may make them wait). Every append succeeds and is
+// stored once, at the version its result reports.
+func testAnyNeverConflicts(t *testing.T, s *suite) {
+	ctx, store := s.setup(t)
+	const stream, writers, perWriter = "hot", 32, 50
+	first := newEvent("Opened", `{}`)
+	opened, err := store.Append(ctx, stream, eventstore.NoStream, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked acks
+	acked.add(ack{writer: -1, ids: []eventstore.EventID{first.ID}, res: opened})
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := range writers {
+		expected := eventstore.Any
+		if w%2 == 1 {
+			expected = eventstore.StreamExists
+		}
+		wg.Go(func() {
+			<-start
+			for seq := range perWriter {
+				ev := racedEvent(w, seq, 0)
+				res, err := store.Append(ctx, stream, expected, ev)
+				if err != nil {
+					t.Errorf("writer %d, append %d: Append(%s): %v", w, seq, expected, err)
+					return
+				}
+				acked.add(ack{writer: w, seq: seq, ids: []eventstore.EventID{ev.ID}, res: res})
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	checkRace(t, ctx, store, stream, acked.list, 1+writers*perWriter)
+}
+
 // checkRace checks that the stream holds exactly the acknowledged events,
 // each batch at the versions its result reports, with no holes and no
 // duplicates, and that ReadAll agrees. It returns the stream.

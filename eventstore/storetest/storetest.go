@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts *Optio
 		{"ExpectedVersionExact", testExpectedExact},
 		{"RaceExactExpectedVersion", testRaceExact},
 		{"RaceAnyExpectedVersion", testRaceAny},
+		{"AnyNeverConflicts", testAnyNeverConflicts},
 		{"IdempotentRetry", testIdempotentRetry},
 		{"DuplicateEventID", testDuplicateEventID},
 		{"GeneratedEventIDs", testGeneratedIDs},

@@ -1,0 +1,43 @@
+-- Append to several streams atomically.
+--
+-- Per stream: $1 stream ids, $2 expected versions (-1 any, -2 stream
+-- exists, n >= 0 exactly n), $3 event counts. Per event: $4 the stream's
+-- 1-based index in $1, $5 the event's 1-based offset in its stream's
+-- append, $6 event id, $7 type, $8 schema version, $9 data (JSON text),
+-- $10 metadata (JSON text, NULL when empty). Events are inserted in array
+-- order, so global positions follow the caller's order.
+--
+-- The head CTE is append_one.sql's for each stream, taking the head rows'
+-- locks in stream-id order, so that two appends to the same streams cannot
+-- deadlock each other. When a stream's head row is not written (its
+-- expectation or order check failed), its events are numbered 0, which
+-- events_stream_version_check refuses: the statement fails as a whole and
+-- nothing is stored (the store reads that error as "check why", see
+-- current_versions.sql). An atomic multi-stream append needs this abort;
+-- the one-stream statements simply insert nothing.
+WITH head AS (
+    INSERT INTO chronicle.streams AS h (stream_id, version, last_transaction_id)
+    SELECT s.stream_id, s.n, pg_current_xact_id()
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(stream_id, expected, n)
+    WHERE s.expected IN (-1, 0)
+       OR (SELECT e.stream_id FROM chronicle.streams e
+           WHERE e.stream_id >= s.stream_id ORDER BY e.stream_id LIMIT 1) = s.stream_id
+    ORDER BY s.stream_id
+    ON CONFLICT (stream_id) DO UPDATE
+    SET version = h.version + excluded.version,
+        last_transaction_id = excluded.last_transaction_id,
+        updated_at = excluded.updated_at
+    WHERE h.last_transaction_id <= excluded.last_transaction_id
+      AND (($2::bigint[])[array_position($1::text[], h.stream_id)] < 0
+           OR h.version = ($2::bigint[])[array_position($1::text[], h.stream_id)])
+    RETURNING h.stream_id, h.version - ($3::bigint[])[array_position($1::text[], h.stream_id)] AS base
+)
+INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+SELECT n.event_id, s.stream_id, coalesce(head.base + n.pos, 0),
+       n.event_type, n.schema_version, n.data::jsonb, n.metadata::jsonb
+FROM unnest($4::int[], $5::bigint[], $6::uuid[], $7::text[], $8::int[], $9::text[], $10::text[])
+     WITH ORDINALITY AS n(stream_idx, pos, event_id, event_type, schema_version, data, metadata, ord)
+JOIN unnest($1::text[]) WITH ORDINALITY AS s(stream_id, idx) ON s.idx = n.stream_idx
+LEFT JOIN head ON head.stream_id = s.stream_id
+ORDER BY n.ord
+RETURNING stream_id, stream_version, global_position, transaction_id

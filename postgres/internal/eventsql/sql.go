@@ -1,0 +1,36 @@
+package eventsql
+
+import (
+	_ "embed" // the statements are embedded .sql files
+)
+
+// The statements, as their .sql files in this folder say.
+var (
+	//go:embed append_one_event.sql
+	AppendOneEventSQL string
+	//go:embed append_one.sql
+	AppendOneSQL string
+	//go:embed append_streams.sql
+	AppendStreamsSQL string
+	//go:embed current_versions.sql
+	CurrentVersionsSQL string
+	//go:embed lookup_events.sql
+	LookupEventsSQL string
+)
+
+// SQLSTATE codes and constraint names the append path interprets.
+const (
+	CodeUniqueViolation      = "23505"
+	CodeCheckViolation       = "23514"
+	CodeDeadlock             = "40P01"
+	CodeSerializationFailure = "40001"
+	CodeInFailedTransaction  = "25P02"
+
+	// StreamVersionKey is events' UNIQUE (stream_id, stream_version).
+	StreamVersionKey = "events_stream_version_key"
+	// EventIDKey is events' UNIQUE (event_id).
+	EventIDKey = "events_event_id_key"
+	// StreamVersionCheck is events' CHECK (stream_version > 0), which
+	// append_streams.sql trips on purpose when an expectation fails.
+	StreamVersionCheck = "events_stream_version_check"
+)
