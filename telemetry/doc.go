@@ -14,6 +14,8 @@
 //     in-memory store): a span per append and read, and the append and
 //     read metrics (events, bytes, conflicts, latency). The aggregate
 //     repository built on it gets spans for its loads and saves.
+//   - [NewSnapshotStore] wraps a [snapshot.Store]: a span per snapshot
+//     save, load and delete, and [MetricSnapshotDuration].
 //   - [NewHandler] wraps a [projection.Handler]: a span per handled event,
 //     continuing the trace of the append that stored the event.
 //   - [NewGauges] observes projections (lag in events and in time,
@@ -37,7 +39,8 @@
 //
 // Store: [MetricAppendDuration], [MetricAppendEvents],
 // [MetricAppendBytes], [MetricAppendConflicts], [MetricReadDuration],
-// [MetricReadEvents]. Handler: [MetricHandleDuration]. Gauges:
+// [MetricReadEvents]. Snapshot store: [MetricSnapshotDuration]. Handler:
+// [MetricHandleDuration]. Gauges:
 // [MetricProjectionLagEvents], [MetricProjectionLagAge],
 // [MetricProjectionStopped], [MetricProjectionHeld], [MetricDeadLetters],
 // [MetricReadHorizonAge]. docs/operations.md says what to alert on.
