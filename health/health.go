@@ -333,7 +333,7 @@ func (c *Checker) checkSchema(ctx context.Context, r *Report) {
 func (c *Checker) checkProjections(ctx context.Context, r *Report) {
 	sts, err := projection.Statuses(ctx, c.store, c.projections, "")
 	if err != nil {
-		msg := "cannot read the projections: " + err.Error()
+		msg := "cannot read the projections: " + describeError(err)
 		r.add(Check{Name: CheckProjections, Status: Critical, Summary: msg})
 		r.add(Check{Name: CheckDeadLetters, Status: Critical, Summary: msg})
 		return
@@ -437,7 +437,7 @@ func describeTransaction(tx postgres.OpenTransaction) string {
 func (c *Checker) checkTables(ctx context.Context, r *Report) {
 	sizes, err := c.store.TableSizes(ctx)
 	if err != nil {
-		r.add(Check{Name: CheckTables, Status: Critical, Summary: "cannot read the table sizes: " + err.Error()})
+		r.add(Check{Name: CheckTables, Status: Critical, Summary: "cannot read the table sizes: " + describeError(err)})
 		return
 	}
 	ck := Check{Name: CheckTables, Status: OK}
@@ -460,6 +460,14 @@ func (c *Checker) checkTables(ctx context.Context, r *Report) {
 	}
 	ck.Summary = fmt.Sprintf("%d table(s), %s with indexes", len(sizes), formatBytes(total))
 	r.add(ck)
+}
+
+// describeError shortens the error of a check that could not run.
+func describeError(err error) string {
+	if errors.Is(err, postgres.ErrSchemaMissing) {
+		return "the chronicle schema is missing; run chronicle migrate up"
+	}
+	return err.Error()
 }
 
 // formatBytes writes n in binary units: 512 B, 1.5 KiB, 12.0 MiB.

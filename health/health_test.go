@@ -383,3 +383,23 @@ func TestNewConfig(t *testing.T) {
 		t.Errorf("nil store: %v", err)
 	}
 }
+
+func TestMissingSchema(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	if _, err := f.pool.Exec(t.Context(), `DROP SCHEMA chronicle CASCADE; DROP TABLE chronicle_schema_migrations`); err != nil {
+		t.Fatal(err)
+	}
+	r := f.checker(t, nil).Check(t.Context())
+	mustCheck(t, r, health.CheckDatabase, health.OK)
+	mustCheck(t, r, health.CheckSchema, health.Critical)
+	for _, name := range []string{health.CheckProjections, health.CheckDeadLetters, health.CheckTables} {
+		if c := mustCheck(t, r, name, health.Critical); !strings.HasSuffix(c.Summary, "the chronicle schema is missing; run chronicle migrate up") {
+			t.Errorf("%s: %q", name, c.Summary)
+		}
+	}
+	mustCheck(t, r, health.CheckReadHorizon, health.OK)
+	if r.Problems() != 4 || r.Status != health.Critical {
+		t.Errorf("%d problems, status %s", r.Problems(), r.Status)
+	}
+}
