@@ -59,8 +59,10 @@ const (
 	// "append_streams", "read_stream", "read_stream_payloads", "read_all",
 	// "stream_version" or "head".
 	AttrOperation = attribute.Key("chronicle.operation")
-	// AttrOutcome is how an operation ended: "ok", "conflict",
-	// "duplicate", "invalid", "not_found", "canceled" or "error".
+	// AttrOutcome is how an operation ended: "ok", "conflict" (including a
+	// transaction conflict), "duplicate", "invalid", "not_found",
+	// "unknown" (the connection broke during an append, which may have
+	// been committed), "canceled" or "error".
 	AttrOutcome = attribute.Key("chronicle.outcome")
 	// AttrStreamID is the stream of a span (never of a metric: unbounded).
 	AttrStreamID = attribute.Key("chronicle.stream.id")
@@ -97,6 +99,8 @@ func outcome(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
+	case errors.Is(err, eventstore.ErrOutcomeUnknown):
+		return "unknown"
 	case errors.Is(err, eventstore.ErrConcurrencyConflict):
 		return "conflict"
 	case errors.Is(err, eventstore.ErrDuplicateEvent):
