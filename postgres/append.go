@@ -180,7 +180,6 @@ func (s *Store) appendStreams(ctx context.Context, tx pgx.Tx, appends []eventsto
 			if tx == nil {
 				s.watchAfterCommit()
 			}
-			s.notePosition(res[len(res)-1].Position.Global)
 			return res, nil
 		}
 		if err := conflict.definite(tx, in); err != nil {

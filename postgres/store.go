@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -102,10 +101,6 @@ type Store struct {
 	pool *pgxpool.Pool
 	cfg  Config
 
-	// plans holds the text of the size-dependent statements, see
-	// store_plans.go.
-	plans atomic.Pointer[storePlanSet]
-
 	// Watch and notify machinery, see store_watch.go. The goroutines start
 	// lazily and stop on Close.
 	watchMu         sync.Mutex
@@ -123,6 +118,7 @@ type Store struct {
 var (
 	_ eventstore.Store         = (*Store)(nil)
 	_ eventstore.PayloadReader = (*Store)(nil)
+	_ eventstore.StreamLister  = (*Store)(nil)
 )
 
 // New returns a Store that runs its queries on pool. A nil cfg means the
@@ -163,7 +159,6 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		watchNotify:   make(chan struct{}, 1),
 		notifyRequest: make(chan struct{}, 1),
 	}
-	s.plans.Store(storeNewPlanSet(0))
 	return s, nil
 }
 

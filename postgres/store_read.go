@@ -11,87 +11,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 )
-
-// storeRecordColumns are the columns storeScanRecords reads, in order.
-const storeRecordColumns = `global_position, transaction_id, event_id, stream_id, stream_version,
-       event_type, schema_version, data, metadata, recorded_at`
-
-// storePayloadColumns are the columns ReadStreamPayloads reads, in order:
-// what rehydrating an aggregate uses.
-const storePayloadColumns = `stream_version, event_type, schema_version, data`
-
-// storeReadForwardSQL reads a stream page forward. A NULL limit ($3) means
-// no limit.
-const storeReadForwardSQL = `SELECT ` + storeRecordColumns + storeStreamForwardSQL
-
-const storeReadBackwardSQL = `SELECT ` + storeRecordColumns + storeStreamBackwardSQL
-
-// The payload-only stream reads of ReadStreamPayloads.
-const (
-	storeReadPayloadsForwardSQL  = `SELECT ` + storePayloadColumns + storeStreamForwardSQL
-	storeReadPayloadsBackwardSQL = `SELECT ` + storePayloadColumns + storeStreamBackwardSQL
-)
-
-// The FROM, WHERE, ORDER BY and LIMIT of the stream reads: $1 stream, $2
-// first version, $3 limit (NULL: none).
-const (
-	storeStreamForwardSQL = `
-FROM chronicle.events
-WHERE stream_id = $1 AND stream_version >= $2
-ORDER BY stream_version
-LIMIT $3`
-	storeStreamBackwardSQL = `
-FROM chronicle.events
-WHERE stream_id = $1 AND stream_version <= $2
-ORDER BY stream_version DESC
-LIMIT $3`
-)
-
-// storeReadAllSQL reads the global order after a position, up to the
-// transaction-id horizon: rows written by a transaction that is older than
-// every transaction still running. Such a transaction has finished, so no
-// row can ever appear below the horizon again, and a reader that resumes
-// from its last position never skips one. See docs/postgres.md.
-const storeReadAllSQL = `
-SELECT ` + storeRecordColumns + `
-FROM chronicle.events
-WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, global_position
-LIMIT $3`
-
-// storeHeadSQL returns the last position ReadAll can return now.
-const storeHeadSQL = `
-SELECT transaction_id, global_position
-FROM chronicle.events
-WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id DESC, global_position DESC
-LIMIT 1`
-
-// storeStreamVersionSQL reads a stream's head row: its current version.
-const storeStreamVersionSQL = `SELECT version FROM chronicle.streams WHERE stream_id = $1`
-
-// storeTailLagSQL measures how long the transaction-id horizon has been
-// held back: the age of the running transaction with the oldest
-// transaction id (in any database of the cluster), or of the oldest
-// prepared transaction.
-const storeTailLagSQL = `
-SELECT greatest(
-    (SELECT extract(epoch FROM clock_timestamp() - xact_start)
-     FROM pg_stat_activity
-     WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
-     ORDER BY age(backend_xid) DESC
-     LIMIT 1),
-    (SELECT extract(epoch FROM clock_timestamp() - prepared)
-     FROM pg_prepared_xacts
-     ORDER BY age(transaction) DESC
-     LIMIT 1),
-    0)::float8`
 
 // ReadStream reads one page of a stream; see
-// [eventstore.Store.ReadStream]. It uses the (stream_id, stream_version)
-// unique index.
+// [eventstore.Store.ReadStream]. It reads a range of the
+// (stream_id, stream_version) unique index (eventsql's
+// read_stream_forward.sql, read_stream_backward.sql).
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.Record, error) {
 	return s.readStream(ctx, streamID, opts, false)
 }
@@ -130,18 +56,18 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 	default:
 		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
 	}
-	stmt, layout := storeStmtReadForward, &storeRecordRows
+	sql, layout := eventsql.ReadStreamForwardSQL, &storeRecordRows
 	switch {
 	case payloads && backward:
-		stmt, layout = storeStmtReadPayloadsBackward, &storePayloadRows
+		sql, layout = eventsql.ReadPayloadsBackwardSQL, &storePayloadRows
 	case payloads:
-		stmt, layout = storeStmtReadPayloadsForward, &storePayloadRows
+		sql, layout = eventsql.ReadPayloadsForwardSQL, &storePayloadRows
 	case backward:
-		stmt = storeStmtReadBackward
+		sql = eventsql.ReadStreamBackwardSQL
 	}
 	var recs []eventstore.Record
 	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		rows, err := conn.Query(ctx, s.sql(stmt), streamID, from, limit)
+		rows, err := conn.Query(ctx, sql, streamID, from, limit)
 		if err != nil {
 			return err
 		}
@@ -169,7 +95,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 	}
 	var recs []eventstore.Record
 	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		rows, err := conn.Query(ctx, storeReadAllSQL, after.Transaction, after.Global, int64(limit))
+		rows, err := conn.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(limit))
 		if err != nil {
 			return err
 		}
@@ -187,7 +113,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	var p eventstore.Position
 	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		return conn.QueryRow(ctx, storeHeadSQL).Scan(&p.Transaction, &p.Global)
+		return conn.QueryRow(ctx, eventsql.HeadSQL).Scan(&p.Transaction, &p.Global)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return eventstore.Position{}, nil
@@ -206,7 +132,7 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 	}
 	var v int64
 	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		return conn.QueryRow(ctx, s.sql(storeStmtStreamVersion), streamID).Scan(&v)
+		return conn.QueryRow(ctx, eventsql.StreamVersionSQL, streamID).Scan(&v)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
@@ -232,7 +158,7 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 func (s *Store) TailLag(ctx context.Context) (time.Duration, error) {
 	var secs float64
 	if err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		return conn.QueryRow(ctx, storeTailLagSQL).Scan(&secs)
+		return conn.QueryRow(ctx, eventsql.TailLagSQL).Scan(&secs)
 	}); err != nil {
 		return 0, wrapError("read tail lag", err)
 	}

@@ -39,6 +39,7 @@ type Store struct {
 	n       int                   // number of stored events
 	tx      uint64                // last commit number
 	streams map[string]*stream
+	created []*stream                  // streams in creation order: created[i].seq == i+1
 	ids     map[eventstore.EventID]int // event ID -> index in the log
 	types   map[string]string          // interned event type names
 	arena   []byte                     // free space for small payloads
@@ -47,12 +48,16 @@ type Store struct {
 	watchers map[chan struct{}]struct{}
 }
 
-var _ eventstore.Store = (*Store)(nil)
+var (
+	_ eventstore.Store        = (*Store)(nil)
+	_ eventstore.StreamLister = (*Store)(nil)
+)
 
 // stream indexes one stream's events in the global log.
 type stream struct {
 	id     string // owned copy of the stream ID, shared by its records
 	events []int  // events[v-1] is the log index of version v
+	seq    int64  // creation order, see eventstore.StreamInfo.Seq
 }
 
 const (
@@ -258,8 +263,9 @@ func (s *Store) check(streamID string, expected eventstore.ExpectedVersion, even
 func (s *Store) commit(streamID string, events []eventstore.Event, now time.Time) eventstore.AppendResult {
 	st := s.streams[streamID]
 	if st == nil {
-		st = &stream{id: strings.Clone(streamID)}
+		st = &stream{id: strings.Clone(streamID), seq: int64(len(s.created) + 1)}
 		s.streams[st.id] = st
+		s.created = append(s.created, st)
 	}
 	for i := range events {
 		e := &events[i]
@@ -543,4 +549,38 @@ func normalizeNumbers(v any) any {
 		}
 	}
 	return v
+}
+
+// ListStreams lists streams newest-created first; see
+// [eventstore.StreamLister].
+func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOptions) ([]eventstore.StreamInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	limit := opts.EffectiveLimit()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	end := len(s.created)
+	if opts.Before > 0 {
+		end = min(end, int(opts.Before-1))
+	}
+	var out []eventstore.StreamInfo
+	for i := end - 1; i >= 0 && len(out) < limit; i-- {
+		st := s.created[i]
+		if !strings.HasPrefix(st.id, opts.Prefix) {
+			continue
+		}
+		first, last := s.at(st.events[0]), s.at(st.events[len(st.events)-1])
+		out = append(out, eventstore.StreamInfo{
+			StreamID:  st.id,
+			Version:   int64(len(st.events)),
+			Seq:       st.seq,
+			CreatedAt: first.RecordedAt,
+			UpdatedAt: last.RecordedAt,
+		})
+	}
+	return out, nil
 }

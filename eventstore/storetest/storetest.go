@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts *Optio
 		{"RaceExactExpectedVersion", testRaceExact},
 		{"RaceAnyExpectedVersion", testRaceAny},
 		{"AnyNeverConflicts", testAnyNeverConflicts},
+		{"ListStreams", testListStreams},
 		{"IdempotentRetry", testIdempotentRetry},
 		{"DuplicateEventID", testDuplicateEventID},
 		{"GeneratedEventIDs", testGeneratedIDs},

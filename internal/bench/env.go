@@ -166,9 +166,24 @@ func (e *env) seed(ctx context.Context, streams []string, perStream int) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	_, err := e.pool.Exec(ctx, "ANALYZE bench_baseline.events; ANALYZE chronicle.events")
+	// The events were copied behind the store's back: give their streams
+	// the head rows the store's appends keep (see postgres/internal/eventsql).
+	if _, err := e.pool.Exec(ctx, seedHeadRowsSQL, streams); err != nil {
+		return fmt.Errorf("seed chronicle head rows: %w", err)
+	}
+	_, err := e.pool.Exec(ctx, "ANALYZE bench_baseline.events; ANALYZE chronicle.events; ANALYZE chronicle.streams")
 	return err
 }
+
+// seedHeadRowsSQL creates the head rows of seeded streams ($1) from their
+// events, as migration 000004_streams does for existing events.
+const seedHeadRowsSQL = `
+INSERT INTO chronicle.streams (stream_id, version, last_transaction_id)
+SELECT e.stream_id, max(e.stream_version), max(e.transaction_id)
+FROM chronicle.events e
+WHERE e.stream_id = ANY($1::text[])
+GROUP BY e.stream_id
+ORDER BY min(e.global_position)`
 
 // horizonWait bounds how long waitReadable waits for other sessions'
 // transactions to end.
