@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -44,6 +46,7 @@ const (
 	SpanReadAll            = "chronicle.read_all"
 	SpanStreamVersion      = "chronicle.stream_version"
 	SpanHead               = "chronicle.head"
+	SpanListStreams        = "chronicle.list_streams"
 )
 
 // Store is an [eventstore.Store] that traces and measures another one. Each
@@ -75,6 +78,7 @@ type Store struct {
 var (
 	_ eventstore.Store         = (*Store)(nil)
 	_ eventstore.PayloadReader = (*Store)(nil)
+	_ eventstore.StreamLister  = (*Store)(nil)
 )
 
 // NewStore returns a Store that traces and measures next. A nil cfg means
@@ -247,6 +251,22 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	pos, err := s.next.Head(ctx)
 	s.read(ctx, span, "head", start, err, 0)
 	return pos, err
+}
+
+// ListStreams implements [eventstore.StreamLister] with the wrapped
+// store's ListStreams, in a span named [SpanListStreams]. Both of
+// Chronicle's stores have it; a wrapped store without it fails with an
+// error matching [errors.ErrUnsupported].
+func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOptions) ([]eventstore.StreamInfo, error) {
+	lister, ok := s.next.(eventstore.StreamLister)
+	if !ok {
+		return nil, fmt.Errorf("telemetry store: %T lists no streams: %w", s.next, errors.ErrUnsupported)
+	}
+	ctx, span := s.startRead(ctx, SpanListStreams)
+	start := time.Now()
+	streams, err := lister.ListStreams(ctx, opts)
+	s.read(ctx, span, "list_streams", start, err, 0)
+	return streams, err
 }
 
 // Watch returns the wrapped store's Watch, without telemetry.

@@ -57,7 +57,7 @@ func (cfg *Config) withDefaults() Config {
 const (
 	// AttrOperation is the store operation of a metric point: "append",
 	// "append_streams", "read_stream", "read_stream_payloads", "read_all",
-	// "stream_version" or "head".
+	// "stream_version", "head" or "list_streams".
 	AttrOperation = attribute.Key("chronicle.operation")
 	// AttrOutcome is how an operation ended: "ok", "conflict" (including a
 	// transaction conflict), "duplicate", "invalid", "not_found",
