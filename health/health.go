@@ -184,12 +184,16 @@ type Schema struct {
 
 // Partition is the state of one projection partition.
 type Partition struct {
+	// Projection is the projection's name.
 	Projection string `json:"projection"`
-	Partition  int    `json:"partition"`
-	Partitions int    `json:"partitions"`
-	// Checkpoint and Head are positions as "transaction/global".
+	// Partition is the partition's index, from 0.
+	Partition int `json:"partition"`
+	// Partitions is the projection's number of partitions.
+	Partitions int `json:"partitions"`
+	// Checkpoint is the last position handled, as "transaction/global".
 	Checkpoint string `json:"checkpoint"`
-	Head       string `json:"head"`
+	// Head is the store's head when checked, as "transaction/global".
+	Head string `json:"head"`
 	// LagEvents counts the events after the checkpoint.
 	LagEvents int64 `json:"lag_events"`
 	// LagSeconds is the age of the oldest event not handled yet.
@@ -200,21 +204,30 @@ type Partition struct {
 	Parked int `json:"parked"`
 	// Error is why the partition stopped, or "".
 	Error string `json:"error,omitempty"`
-	// Stopped and Lagging are the verdicts on this partition.
+	// Stopped reports a partition stopped by a failure.
 	Stopped bool `json:"stopped"`
+	// Lagging reports a partition behind the thresholds of [Config].
 	Lagging bool `json:"lagging"`
 }
 
-// Transaction is an open transaction holding the read horizon back.
+// Transaction is an open transaction holding the read horizon back (see
+// postgres.OpenTransaction).
 type Transaction struct {
 	// PID is the backend's process id (0 for a prepared transaction).
-	PID             int     `json:"pid"`
-	Database        string  `json:"database"`
-	User            string  `json:"user"`
-	ApplicationName string  `json:"application_name"`
-	ClientAddr      string  `json:"client_addr,omitempty"`
-	State           string  `json:"state"`
-	AgeSeconds      float64 `json:"age_seconds"`
+	PID int `json:"pid"`
+	// Database is the database the transaction runs in.
+	Database string `json:"database"`
+	// User is the role running it.
+	User string `json:"user"`
+	// ApplicationName is the session's application_name.
+	ApplicationName string `json:"application_name"`
+	// ClientAddr is the client's address, "" for a local socket.
+	ClientAddr string `json:"client_addr,omitempty"`
+	// State is the backend's state, e.g. "idle in transaction".
+	State string `json:"state"`
+	// AgeSeconds is how long the transaction has been open.
+	AgeSeconds float64 `json:"age_seconds"`
+	// StateAgeSeconds is how long the backend has been in State.
 	StateAgeSeconds float64 `json:"state_age_seconds"`
 	// Query is the start of its current or last statement.
 	Query string `json:"query"`
@@ -222,18 +235,24 @@ type Transaction struct {
 
 // Table is the disk usage of one table of the chronicle schema.
 type Table struct {
+	// Name is the table's name, without the schema.
 	Name string `json:"name"`
 	// Rows is the planner's estimate (-1: never analysed).
-	Rows       int64   `json:"rows"`
-	TableBytes int64   `json:"table_bytes"`
-	IndexBytes int64   `json:"index_bytes"`
-	Indexes    []Index `json:"indexes,omitempty"`
+	Rows int64 `json:"rows"`
+	// TableBytes is the size of the table's data, TOAST included.
+	TableBytes int64 `json:"table_bytes"`
+	// IndexBytes is the size of all its indexes.
+	IndexBytes int64 `json:"index_bytes"`
+	// Indexes are its indexes, largest first.
+	Indexes []Index `json:"indexes,omitempty"`
 }
 
 // Index is the disk usage of one index.
 type Index struct {
-	Name  string `json:"name"`
-	Bytes int64  `json:"bytes"`
+	// Name is the index's name, without the schema.
+	Name string `json:"name"`
+	// Bytes is its size.
+	Bytes int64 `json:"bytes"`
 }
 
 // Checker checks the health of a Chronicle database: create it with [New]
