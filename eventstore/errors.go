@@ -3,6 +3,7 @@ package eventstore
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Stores and the codec return typed errors (below) that
@@ -113,17 +114,35 @@ func (e *DuplicateEventError) Is(target error) bool { return target == ErrDuplic
 
 // DecodeError reports a stored event that could not be decoded.
 type DecodeError struct {
+	// StreamID and StreamVersion locate the event, when known: a record
+	// read from a store always carries them.
+	StreamID      string
+	StreamVersion int64
 	// Type and SchemaVersion identify the payload.
 	Type          string
 	SchemaVersion int
-	// EventID identifies the event, when known.
+	// EventID identifies the event, when known. It is zero when the event
+	// was read without its ID, as [PayloadReader] reads do.
 	EventID EventID
 	// Err is the cause.
 	Err error
 }
 
+// Error says where the event is (stream and version), its ID when known,
+// its type and schema version, and the cause.
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("cannot decode event %s (type %q, schema version %d): %v", e.EventID, e.Type, e.SchemaVersion, e.Err)
+	var b strings.Builder
+	b.WriteString("cannot decode event")
+	if e.StreamID != "" {
+		fmt.Fprintf(&b, " at version %d of stream %q", e.StreamVersion, e.StreamID)
+	}
+	if !e.EventID.IsZero() {
+		fmt.Fprintf(&b, " (id %s, type %q, schema version %d)", e.EventID, e.Type, e.SchemaVersion)
+	} else {
+		fmt.Fprintf(&b, " (type %q, schema version %d)", e.Type, e.SchemaVersion)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
 }
 
 // Unwrap returns the cause.

@@ -323,7 +323,8 @@ func TestDecodeErrors(t *testing.T) {
 			t.Errorf("%s: Decode = %#v, %v; want a DecodeError", tt.name, v, err)
 			continue
 		}
-		if de.EventID != tt.rec.EventID || de.Type != tt.rec.Type || de.SchemaVersion != tt.rec.SchemaVersion || de.Err == nil {
+		if de.EventID != tt.rec.EventID || de.StreamID != tt.rec.StreamID || de.StreamVersion != tt.rec.StreamVersion ||
+			de.Type != tt.rec.Type || de.SchemaVersion != tt.rec.SchemaVersion || de.Err == nil {
 			t.Errorf("%s: DecodeError %+v does not identify the record", tt.name, de)
 		}
 		if tt.cause != nil && !errors.Is(err, tt.cause) {

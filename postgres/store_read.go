@@ -12,6 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
+	"github.com/chronicle-go/chronicle/postgres/internal/rowscan"
 )
 
 // ReadStream reads one page of a stream; see
@@ -30,6 +31,32 @@ func (s *Store) ReadStreamPayloads(ctx context.Context, streamID string, opts ev
 }
 
 func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions, payloads bool) ([]eventstore.Record, error) {
+	q, err := newStreamRead(streamID, opts, payloads)
+	if err != nil {
+		return nil, err
+	}
+	var recs []eventstore.Record
+	err = readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		recs, err = q.run(ctx, conn)
+		return err
+	})
+	if err != nil {
+		return nil, wrapError(fmt.Sprintf("read stream %q", streamID), err)
+	}
+	return recs, nil
+}
+
+// streamRead is a validated stream read: its statement, arguments and row
+// layout.
+type streamRead struct {
+	sql      string
+	args     []any
+	layout   *rowscan.Layout
+	streamID string
+}
+
+// newStreamRead validates a stream read and picks its statement.
+func newStreamRead(streamID string, opts eventstore.ReadStreamOptions, payloads bool) (*streamRead, error) {
 	if err := eventstore.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
@@ -56,28 +83,45 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 	default:
 		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
 	}
-	sql, layout := eventsql.ReadStreamForwardSQL, &storeRecordRows
+	q := &streamRead{sql: eventsql.ReadStreamForwardSQL, layout: &rowscan.Records, streamID: streamID, args: []any{streamID, from, limit}}
 	switch {
 	case payloads && backward:
-		sql, layout = eventsql.ReadPayloadsBackwardSQL, &storePayloadRows
+		q.sql, q.layout = eventsql.ReadPayloadsBackwardSQL, &rowscan.Payloads
 	case payloads:
-		sql, layout = eventsql.ReadPayloadsForwardSQL, &storePayloadRows
+		q.sql, q.layout = eventsql.ReadPayloadsForwardSQL, &rowscan.Payloads
 	case backward:
-		sql = eventsql.ReadStreamBackwardSQL
+		q.sql = eventsql.ReadStreamBackwardSQL
 	}
-	var recs []eventstore.Record
-	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		rows, err := conn.Query(ctx, sql, streamID, from, limit)
-		if err != nil {
-			return err
-		}
-		recs, err = storeScanRecords(rows, layout, streamID)
-		return err
-	})
+	return q, nil
+}
+
+// run runs the read on db.
+func (q *streamRead) run(ctx context.Context, db dbtx) ([]eventstore.Record, error) {
+	rows, err := db.Query(ctx, q.sql, q.args...)
 	if err != nil {
-		return nil, wrapError(fmt.Sprintf("read stream %q", streamID), err)
+		return nil, err
 	}
-	return recs, nil
+	return rowscan.Scan(rows, q.layout, q.streamID)
+}
+
+// readAll runs a validated ReadAll on db.
+func readAll(ctx context.Context, db dbtx, after eventstore.Position, limit int) ([]eventstore.Record, error) {
+	rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(limit))
+	if err != nil {
+		return nil, err
+	}
+	return rowscan.Scan(rows, &rowscan.Records, "")
+}
+
+// validateReadAll checks ReadAll's arguments.
+func validateReadAll(after eventstore.Position, limit int) error {
+	if limit <= 0 {
+		return &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is not positive", limit)}
+	}
+	if after.Global < 0 {
+		return &eventstore.ValidationError{Field: "position", Reason: fmt.Sprintf("global position %d is negative", after.Global)}
+	}
+	return nil
 }
 
 // ReadAll reads up to limit events after the position after, in global
@@ -87,19 +131,13 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 // transaction ends: a tailer never skips or repeats an event. limit must be
 // positive.
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Record, error) {
-	if limit <= 0 {
-		return nil, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is not positive", limit)}
-	}
-	if after.Global < 0 {
-		return nil, &eventstore.ValidationError{Field: "position", Reason: fmt.Sprintf("global position %d is negative", after.Global)}
+	if err := validateReadAll(after, limit); err != nil {
+		return nil, err
 	}
 	var recs []eventstore.Record
 	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		rows, err := conn.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(limit))
-		if err != nil {
-			return err
-		}
-		recs, err = storeScanRecords(rows, &storeRecordRows, "")
+		var err error
+		recs, err = readAll(ctx, conn, after, limit)
 		return err
 	})
 	if err != nil {

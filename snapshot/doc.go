@@ -16,7 +16,11 @@
 //
 // A store may also implement [StreamLoader], reading a snapshot and the
 // events after it in one round trip; the PostgreSQL store does when its
-// event store shares its connection pool.
+// event store shares its connection pool. A store that implements
+// [TxBinder] can join the transaction of an event store view, so that a
+// repository saving inside the caller's transaction writes its snapshots
+// in that transaction too; a repository in a transaction never writes
+// snapshots to a store that cannot join it.
 //
 // # Policies
 //

@@ -59,7 +59,7 @@ func TestRepositoryLoadAndSave(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := repo.Save(ctx, c); err != nil {
+	if _, err := repo.Save(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.spansNamed(telemetry.SpanAppend)) != 1 {

@@ -147,7 +147,7 @@ SELECT $1, u.version, $3, u.data FROM unnest($2::bigint[], $4::jsonb[]) AS u(ver
 						return err
 					}
 				}
-				if err := e.accounts.Save(ctx, a); err != nil {
+				if _, err := e.accounts.Save(ctx, a); err != nil {
 					return err
 				}
 			}

@@ -1,4 +1,4 @@
-package postgres
+package rowscan
 
 import (
 	"encoding/binary"
@@ -15,9 +15,10 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 )
 
-// storeRowLayout is the shape of the rows a read returns: the full
-// records of storeRecordColumns, or the payloads of storePayloadColumns.
-type storeRowLayout struct {
+// Layout is the shape of the rows a read returns: the full records of
+// postgres/internal/eventsql's read_stream_*.sql and read_all.sql, or the
+// payloads of read_payloads_*.sql.
+type Layout struct {
 	// columns is the number of columns; binary lists those that must come
 	// in binary format for decode, and jsonb the data (and metadata)
 	// columns, which must share one format.
@@ -27,18 +28,20 @@ type storeRowLayout struct {
 	// decode decodes one row of wire values into r and returns the
 	// metadata JSON (nil when NULL or not read), which aliases the row
 	// buffer and is only valid until the next row.
-	decode func(v [][]byte, r *eventstore.Record, names *storeNames, arena *storeArena, jsonbBinary bool) ([]byte, error)
+	decode func(v [][]byte, r *eventstore.Record, names *nameCache, arena *blockArena, jsonbBinary bool) ([]byte, error)
 	// scan is the generic fallback for other formats: it scans the row
 	// into r and appends the metadata JSON to md.
 	scan func(rows pgx.Rows, r *eventstore.Record, md *[]byte) error
 }
 
-// storeRecordRows is the layout of storeRecordColumns.
-var storeRecordRows = storeRowLayout{
+// Records is the layout of the record reads: global_position,
+// transaction_id, event_id, stream_id, stream_version, event_type,
+// schema_version, data, metadata, recorded_at.
+var Records = Layout{
 	columns: 10,
 	binary:  []int{0, 1, 2, 4, 6, 9},
 	jsonb:   []int{7, 8},
-	decode:  storeDecodeRecord,
+	decode:  decodeRecord,
 	scan: func(rows pgx.Rows, r *eventstore.Record, md *[]byte) error {
 		err := rows.Scan(&r.Position.Global, &r.Position.Transaction, (*[16]byte)(&r.EventID), &r.StreamID,
 			&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data, md, &r.RecordedAt)
@@ -47,50 +50,62 @@ var storeRecordRows = storeRowLayout{
 	},
 }
 
-// storePayloadRows is the layout of storePayloadColumns; the stream ID
+// Payloads is the layout of the payload reads: stream_version,
+// event_type, schema_version, data; the stream ID
 // comes from the stream hint.
-var storePayloadRows = storeRowLayout{
+var Payloads = Layout{
 	columns: 4,
 	binary:  []int{0, 2},
 	jsonb:   []int{3},
-	decode:  storeDecodePayload,
+	decode:  decodePayload,
 	scan: func(rows pgx.Rows, r *eventstore.Record, _ *[]byte) error {
 		return rows.Scan(&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data)
 	},
 }
 
-// storeScanRecords reads rows of layout. streamHint, when not empty, is
+// Scan reads rows of layout. streamHint, when not empty, is
 // the stream every row belongs to (ReadStream): its string is shared by
 // the records instead of allocated per row (and the payload layout, which
 // has no stream column, takes it from there).
 //
 // When the server sends the layout's columns in binary format (pgx's
 // default extended protocol), the rows are decoded straight from their wire
-// bytes: payloads copied into shared blocks (see storeArena) plus interned
+// bytes: payloads copied into shared blocks (see blockArena) plus interned
 // type and stream names, instead of pgx's generic per-column scanning.
 // Other query exec modes fall back to rows.Scan.
-func storeScanRecords(rows pgx.Rows, layout *storeRowLayout, streamHint string) ([]eventstore.Record, error) {
+func Scan(rows pgx.Rows, layout *Layout, streamHint string) ([]eventstore.Record, error) {
+	return scan(rows, layout, streamHint, true)
+}
+
+// ScanGeneric is [Scan] through pgx's own per-column scanning only: the
+// plain path the fast decoder is measured and fuzzed against.
+func ScanGeneric(rows pgx.Rows, layout *Layout, streamHint string) ([]eventstore.Record, error) {
+	return scan(rows, layout, streamHint, false)
+}
+
+func scan(rows pgx.Rows, layout *Layout, streamHint string, allowFast bool) ([]eventstore.Record, error) {
 	defer rows.Close()
 	// Rows are gathered in a pooled scratch slice and copied into one of
 	// the exact length at the end: a page is usually much shorter than its
 	// limit (a stream of 100 events read with a limit of 1000), and
 	// allocating (and zeroing) the limit's worth of records dominated the
 	// cost of reading it.
-	scratch := storeRecordScratch.Get().(*[]eventstore.Record)
+	scratch := recordScratch.Get().(*[]eventstore.Record)
 	recs := (*scratch)[:0]
 	defer func() {
 		clear(recs) // drop references to payloads and names
-		if cap(recs) <= storeMaxScratch {
+		if cap(recs) <= maxScratch {
 			*scratch = recs[:0]
-			storeRecordScratch.Put(scratch)
+			recordScratch.Put(scratch)
 		}
 	}()
 	fast, jsonbBinary := layout.fastFormats(rows.FieldDescriptions())
+	fast = fast && allowFast
 	var (
 		md    []byte
-		arena storeArena
+		arena blockArena
 	)
-	names := storeNames{hint: streamHint, arena: &arena}
+	names := nameCache{hint: streamHint, arena: &arena}
 	for rows.Next() {
 		// Decode in place: a local Record would escape (rows.Scan takes
 		// its fields' addresses) and cost an allocation per row.
@@ -124,35 +139,35 @@ func storeScanRecords(rows pgx.Rows, layout *storeRowLayout, streamHint string) 
 	return slices.Clone(recs), nil
 }
 
-// storeMaxScratch bounds the capacity of the scratch slices kept in
-// storeRecordScratch, so that one huge page does not pin its memory.
-const storeMaxScratch = 4096
+// maxScratch bounds the capacity of the scratch slices kept in
+// recordScratch, so that one huge page does not pin its memory.
+const maxScratch = 4096
 
-// storeRecordScratch holds *[]eventstore.Record scratch slices for
-// storeScanRecords.
-var storeRecordScratch = sync.Pool{New: func() any {
+// recordScratch holds *[]eventstore.Record scratch slices for
+// Scan.
+var recordScratch = sync.Pool{New: func() any {
 	s := make([]eventstore.Record, 0, 256)
 	return &s
 }}
 
-// storeArenaChunk is the size of the blocks storeArena carves payloads
+// arenaChunk is the size of the blocks arena carves payloads
 // from; payloads larger than a quarter of it get their own allocation.
-const storeArenaChunk = 8 << 10
+const arenaChunk = 8 << 10
 
-// storeArena copies the payloads of one page into shared blocks instead of
+// blockArena copies the payloads of one page into shared blocks instead of
 // one allocation per event. A record kept after its page is dropped keeps
 // at most one block (8 KiB) alive.
-type storeArena struct{ buf []byte }
+type blockArena struct{ buf []byte }
 
 // copy returns a copy of b whose capacity is its length, so that appending
 // to it never writes into another record's payload.
-func (a *storeArena) copy(b []byte) []byte {
+func (a *blockArena) copy(b []byte) []byte {
 	n := len(b)
-	if n > storeArenaChunk/4 {
+	if n > arenaChunk/4 {
 		return append([]byte(nil), b...)
 	}
 	if cap(a.buf)-len(a.buf) < n {
-		a.buf = make([]byte, 0, storeArenaChunk)
+		a.buf = make([]byte, 0, arenaChunk)
 	}
 	start := len(a.buf)
 	a.buf = append(a.buf, b...)
@@ -161,7 +176,7 @@ func (a *storeArena) copy(b []byte) []byte {
 
 // string returns b as a string carved from the arena. The arena never
 // writes bytes it has handed out, so the string is immutable like any other.
-func (a *storeArena) string(b []byte) string {
+func (a *blockArena) string(b []byte) string {
 	c := a.copy(b)
 	return unsafe.String(unsafe.SliceData(c), len(c))
 }
@@ -171,7 +186,7 @@ func (a *storeArena) string(b []byte) string {
 // binary (pgx asks for it), the text columns in either format (the bytes
 // are the same), and the jsonb columns in one format, reported as
 // jsonbBinary.
-func (l *storeRowLayout) fastFormats(fields []pgconn.FieldDescription) (fast, jsonbBinary bool) {
+func (l *Layout) fastFormats(fields []pgconn.FieldDescription) (fast, jsonbBinary bool) {
 	if len(fields) != l.columns {
 		return false, false
 	}
@@ -189,21 +204,21 @@ func (l *storeRowLayout) fastFormats(fields []pgconn.FieldDescription) (fast, js
 	return true, format == pgx.BinaryFormatCode
 }
 
-// storeNames turns the type names and stream IDs of one page into
+// nameCache turns the type names and stream IDs of one page into
 // strings without an allocation per row. Type names are few: they are
 // interned (map lookups by string(bytes) do not allocate). Stream IDs are
 // often all different (a catch-up page spans many streams): the expected
 // stream (hint) and a repeat of the previous row's stream share one string,
 // and any other is carved from the page's arena.
-type storeNames struct {
+type nameCache struct {
 	hint   string
-	arena  *storeArena
+	arena  *blockArena
 	last   string // the previous row's stream
 	types  map[string]string
 	lastTy string
 }
 
-func (n *storeNames) stream(b []byte) string {
+func (n *nameCache) stream(b []byte) string {
 	switch {
 	case n.hint != "" && string(b) == n.hint:
 		return n.hint
@@ -214,7 +229,7 @@ func (n *storeNames) stream(b []byte) string {
 	return n.last
 }
 
-func (n *storeNames) typ(b []byte) string {
+func (n *nameCache) typ(b []byte) string {
 	if n.lastTy != "" && string(b) == n.lastTy {
 		return n.lastTy
 	}
@@ -236,88 +251,88 @@ func (n *storeNames) typ(b []byte) string {
 // pgEpoch is PostgreSQL's timestamp epoch, 2000-01-01 UTC.
 var pgEpochMicros = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 
-// storeDecodeRecord decodes one row of binary values of storeRecordColumns
+// decodeRecord decodes one row of binary values of the Records layout
 // into r and returns the metadata JSON (nil when NULL), which aliases the
 // row buffer and is only valid until the next row.
-func storeDecodeRecord(v [][]byte, r *eventstore.Record, names *storeNames, arena *storeArena, jsonbBinary bool) (md []byte, err error) {
+func decodeRecord(v [][]byte, r *eventstore.Record, names *nameCache, arena *blockArena, jsonbBinary bool) (md []byte, err error) {
 	if len(v[0]) != 8 {
-		return nil, storeBadColumn("global_position")
+		return nil, badColumn("global_position")
 	}
 	r.Position.Global = int64(binary.BigEndian.Uint64(v[0]))
 	if len(v[1]) != 8 {
-		return nil, storeBadColumn("transaction_id")
+		return nil, badColumn("transaction_id")
 	}
 	r.Position.Transaction = binary.BigEndian.Uint64(v[1])
 	if len(v[2]) != 16 {
-		return nil, storeBadColumn("event_id")
+		return nil, badColumn("event_id")
 	}
 	copy(r.EventID[:], v[2])
 	if v[3] == nil {
-		return nil, storeBadColumn("stream_id")
+		return nil, badColumn("stream_id")
 	}
 	r.StreamID = names.stream(v[3])
 	if len(v[4]) != 8 {
-		return nil, storeBadColumn("stream_version")
+		return nil, badColumn("stream_version")
 	}
 	r.StreamVersion = int64(binary.BigEndian.Uint64(v[4]))
 	if v[5] == nil {
-		return nil, storeBadColumn("event_type")
+		return nil, badColumn("event_type")
 	}
 	r.Type = names.typ(v[5])
 	if len(v[6]) != 4 {
-		return nil, storeBadColumn("schema_version")
+		return nil, badColumn("schema_version")
 	}
 	r.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[6])))
 	// jsonb's binary form is a version byte (1) followed by the JSON text.
-	data, ok := storeJSONB(v[7], jsonbBinary)
+	data, ok := jsonbText(v[7], jsonbBinary)
 	if !ok || len(data) == 0 {
-		return nil, storeBadColumn("data")
+		return nil, badColumn("data")
 	}
 	r.Data = arena.copy(data)
 	if v[8] != nil {
-		if md, ok = storeJSONB(v[8], jsonbBinary); !ok {
-			return nil, storeBadColumn("metadata")
+		if md, ok = jsonbText(v[8], jsonbBinary); !ok {
+			return nil, badColumn("metadata")
 		}
 	}
 	if len(v[9]) != 8 {
-		return nil, storeBadColumn("recorded_at")
+		return nil, badColumn("recorded_at")
 	}
 	r.RecordedAt = time.UnixMicro(pgEpochMicros + int64(binary.BigEndian.Uint64(v[9]))).UTC()
 	return md, nil
 }
 
-// storeDecodePayload decodes one row of binary values of
-// storePayloadColumns into r; the stream is the names' hint.
-func storeDecodePayload(v [][]byte, r *eventstore.Record, names *storeNames, arena *storeArena, jsonbBinary bool) ([]byte, error) {
+// decodePayload decodes one row of binary values of
+// the Payloads layout into r; the stream is the cache's hint.
+func decodePayload(v [][]byte, r *eventstore.Record, names *nameCache, arena *blockArena, jsonbBinary bool) ([]byte, error) {
 	r.StreamID = names.hint
 	if len(v[0]) != 8 {
-		return nil, storeBadColumn("stream_version")
+		return nil, badColumn("stream_version")
 	}
 	r.StreamVersion = int64(binary.BigEndian.Uint64(v[0]))
 	if v[1] == nil {
-		return nil, storeBadColumn("event_type")
+		return nil, badColumn("event_type")
 	}
 	r.Type = names.typ(v[1])
 	if len(v[2]) != 4 {
-		return nil, storeBadColumn("schema_version")
+		return nil, badColumn("schema_version")
 	}
 	r.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[2])))
-	data, ok := storeJSONB(v[3], jsonbBinary)
+	data, ok := jsonbText(v[3], jsonbBinary)
 	if !ok || len(data) == 0 {
-		return nil, storeBadColumn("data")
+		return nil, badColumn("data")
 	}
 	r.Data = arena.copy(data)
 	return nil, nil
 }
 
-// storeBadColumn is the error for a wire value of the wrong size or a NULL
+// badColumn is the error for a wire value of the wrong size or a NULL
 // where the schema has none.
-func storeBadColumn(col string) error {
+func badColumn(col string) error {
 	return fmt.Errorf("decode column %s: unexpected binary value", col)
 }
 
-// storeJSONB returns the JSON text of a jsonb value in either wire format.
-func storeJSONB(b []byte, binaryFormat bool) ([]byte, bool) {
+// jsonbText returns the JSON text of a jsonb value in either wire format.
+func jsonbText(b []byte, binaryFormat bool) ([]byte, bool) {
 	if !binaryFormat {
 		return b, b != nil
 	}
