@@ -77,13 +77,7 @@ func NewGauges(store eventstore.Store, storage projection.Storage, cfg *Config) 
 		return nil, &eventstore.ValidationError{Field: "store", Reason: "must not be nil"}
 	}
 	// Observing through a telemetry Store would trace every collection.
-	for {
-		w, ok := store.(*Store)
-		if !ok {
-			break
-		}
-		store = w.Unwrap()
-	}
+	store = unwrapStore(store)
 	g := &Gauges{store: store, storage: storage}
 	g.horizon, _ = store.(TailLagger)
 	if storage == nil && g.horizon == nil {

@@ -50,6 +50,7 @@ type SnapshotStore struct {
 var (
 	_ snapshot.Store        = (*SnapshotStore)(nil)
 	_ snapshot.StreamLoader = (*SnapshotStore)(nil)
+	_ snapshot.TxBinder     = (*SnapshotStore)(nil)
 )
 
 // NewSnapshotStore returns a SnapshotStore that traces and measures next.
@@ -98,13 +99,7 @@ func (s *SnapshotStore) LoadStream(ctx context.Context, events eventstore.Store,
 	if !ok {
 		return snapshot.StreamLoad{}, fmt.Errorf("telemetry snapshot store: %T reads no stream with its snapshot: %w", s.next, errors.ErrUnsupported)
 	}
-	for {
-		w, ok := events.(*Store)
-		if !ok {
-			break
-		}
-		events = w.Unwrap()
-	}
+	events = unwrapStore(events)
 	ctx, span := s.start(ctx, SpanSnapshotLoadStream, AttrStreamID.String(streamID))
 	start := time.Now()
 	res, err := loader.LoadStream(ctx, events, streamID, typ, schemaVersion, limit)
@@ -113,6 +108,25 @@ func (s *SnapshotStore) LoadStream(ctx context.Context, events eventstore.Store,
 	}
 	s.done(ctx, span, "load_stream", start, err)
 	return res, err
+}
+
+// BindTx implements [snapshot.TxBinder]: the wrapped store bound to the
+// transaction view events (unwrapped from a [Store]), traced and measured
+// like s. It reports false when the wrapped store cannot bind, as the
+// wrapped store itself would: a repository then takes no snapshots in the
+// transaction.
+func (s *SnapshotStore) BindTx(events eventstore.Store) (snapshot.Store, bool) {
+	b, ok := s.next.(snapshot.TxBinder)
+	if !ok {
+		return nil, false
+	}
+	bound, ok := b.BindTx(unwrapStore(events))
+	if !ok || bound == nil {
+		return nil, false
+	}
+	w := *s
+	w.next = bound
+	return &w, true
 }
 
 // Delete deletes as the wrapped store does, in a span named

@@ -112,6 +112,30 @@ func NewStore(next eventstore.Store, cfg *Config) (*Store, error) {
 // Unwrap returns the wrapped store.
 func (s *Store) Unwrap() eventstore.Store { return s.next }
 
+// With returns a Store that traces and measures next with s's tracer,
+// instruments and propagator: wrap a transaction view with it (such as
+// postgres.Store.InTx(tx), for aggregate.Repository.With) without
+// creating instruments per transaction.
+func (s *Store) With(next eventstore.Store) (*Store, error) {
+	if next == nil {
+		return nil, &eventstore.ValidationError{Field: "store", Reason: "must not be nil"}
+	}
+	w := *s
+	w.next = next
+	return &w, nil
+}
+
+// unwrapStore returns the store under any number of [Store] wrappers.
+func unwrapStore(store eventstore.Store) eventstore.Store {
+	for {
+		w, ok := store.(*Store)
+		if !ok {
+			return store
+		}
+		store = w.next
+	}
+}
+
 // Append appends as the wrapped store does, in a span named [SpanAppend],
 // with the trace context written into each event's metadata headers.
 func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
