@@ -13,7 +13,8 @@
 //   - [NewStore] wraps an [eventstore.Store] (the PostgreSQL or the
 //     in-memory store): a span per append and read, and the append and
 //     read metrics (events, bytes, conflicts, latency). The aggregate
-//     repository built on it gets spans for its loads and saves.
+//     repository built on it gets spans for its loads and saves;
+//     [Store.With] wraps a transaction view the same way.
 //   - [NewSnapshotStore] wraps a [snapshot.Store]: a span per snapshot
 //     save, load and delete, and [MetricSnapshotDuration].
 //   - [NewHandler] wraps a [projection.Handler]: a span per handled event,
