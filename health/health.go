@@ -327,7 +327,7 @@ func (c *Checker) checkSchema(ctx context.Context, r *Report) {
 	switch {
 	case errors.Is(err, postgres.ErrSchemaMissing):
 		r.add(Check{Name: CheckSchema, Status: Critical, Summary: fmt.Sprintf(
-			"no migration applied (no chronicle_schema_migrations table in the search path); latest is %d: run chronicle migrate up", latest)})
+			"no migration applied (no chronicle.schema_migrations table); latest is %d: run chronicle migrate up", latest)})
 		return
 	case err != nil:
 		r.add(Check{Name: CheckSchema, Status: Critical, Summary: "cannot read the version: " + err.Error()})

@@ -257,11 +257,11 @@ func TestOutdatedSchema(t *testing.T) {
 		want    health.Status
 		summary string
 	}{
-		{"behind", fmt.Sprintf(`UPDATE chronicle_schema_migrations SET version = %d`, latest-1), health.Critical,
+		{"behind", fmt.Sprintf(`UPDATE chronicle.schema_migrations SET version = %d`, latest-1), health.Critical,
 			fmt.Sprintf("version %d (latest %d): 1 migration(s) not applied", latest-1, latest)},
-		{"dirty", `UPDATE chronicle_schema_migrations SET dirty = true`, health.Critical, "dirty"},
-		{"ahead", fmt.Sprintf(`UPDATE chronicle_schema_migrations SET version = %d`, latest+1), health.Warning, "newer than this build"},
-		{"never migrated", `DROP TABLE chronicle_schema_migrations`, health.Critical, "no migration applied"},
+		{"dirty", `UPDATE chronicle.schema_migrations SET dirty = true`, health.Critical, "dirty"},
+		{"ahead", fmt.Sprintf(`UPDATE chronicle.schema_migrations SET version = %d`, latest+1), health.Warning, "newer than this build"},
+		{"never migrated", `DROP TABLE chronicle.schema_migrations`, health.Critical, "no migration applied"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,7 +387,7 @@ func TestNewConfig(t *testing.T) {
 func TestMissingSchema(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	if _, err := f.pool.Exec(t.Context(), `DROP SCHEMA chronicle CASCADE; DROP TABLE chronicle_schema_migrations`); err != nil {
+	if _, err := f.pool.Exec(t.Context(), `DROP SCHEMA chronicle CASCADE`); err != nil {
 		t.Fatal(err)
 	}
 	r := f.checker(t, nil).Check(t.Context())

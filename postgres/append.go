@@ -12,6 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
+	"github.com/chronicle-go/chronicle/postgres/internal/notify"
 )
 
 // The savepoint that isolates an append inside the caller's transaction.
@@ -178,7 +179,7 @@ func (s *Store) appendStreams(ctx context.Context, tx pgx.Tx, appends []eventsto
 		}
 		if conflict == nil {
 			if tx == nil {
-				s.watchAfterCommit()
+				s.watch.AfterCommit()
 			}
 			return res, nil
 		}
@@ -386,7 +387,7 @@ func (s *Store) appendOnce(ctx context.Context, tx pgx.Tx, in *eventsql.Input) (
 	b.Queue(sql, args...)
 	// The notification is delivered when tx commits, and dropped if it
 	// rolls back; the store cannot see that commit to notify after it.
-	b.Queue(notifySQL)
+	b.Queue(notify.SQL)
 	b.Queue(releaseSavepointSQL)
 	br := tx.SendBatch(ctx, b)
 	var (

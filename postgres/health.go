@@ -106,7 +106,7 @@ func (s *Store) OpenTransactions(ctx context.Context, limit int) ([]OpenTransact
 }
 
 // SchemaVersion is the schema version recorded by the migrations (package
-// migrations, golang-migrate's table chronicle_schema_migrations).
+// migrations, golang-migrate's table chronicle.schema_migrations).
 type SchemaVersion struct {
 	// Version is the applied version, 0 when none is.
 	Version uint
@@ -114,30 +114,40 @@ type SchemaVersion struct {
 	Dirty bool
 }
 
-// healthSchemaVersionSQL reads golang-migrate's version table. Like the
-// migrations, it finds the table through the search path (the
-// connection's default schema).
-const healthSchemaVersionSQL = `SELECT version, dirty FROM chronicle_schema_migrations LIMIT 1`
+// The version table, and where Chronicle kept it before it moved into the
+// chronicle schema (found through the search path, as the migrations
+// do); the next `chronicle migrate up` moves it.
+const (
+	healthSchemaVersionSQL       = `SELECT version, dirty FROM chronicle.schema_migrations LIMIT 1`
+	healthLegacySchemaVersionSQL = `SELECT version, dirty FROM chronicle_schema_migrations LIMIT 1`
+)
 
-// SchemaVersion returns the schema version recorded by the migrations.
-// Compare it with migrations.Latest. It fails with an error matching
-// [ErrSchemaMissing] when the version table is not in the search path:
-// no migration was ever applied there.
+// SchemaVersion returns the schema version recorded by the migrations,
+// from chronicle.schema_migrations (or from the table of an older
+// Chronicle, chronicle_schema_migrations). Compare it with
+// migrations.Latest. It fails with an error matching [ErrSchemaMissing]
+// when neither table exists: no migration was ever applied.
 func (s *Store) SchemaVersion(ctx context.Context) (SchemaVersion, error) {
-	var (
-		v     int64
-		dirty bool
-	)
-	err := s.pool.QueryRow(ctx, healthSchemaVersionSQL).Scan(&v, &dirty)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return SchemaVersion{}, nil
-	case err != nil:
-		return SchemaVersion{}, wrapError("read schema version", err)
-	case v < 0: // golang-migrate's "nil version"
-		return SchemaVersion{Dirty: dirty}, nil
+	var err error
+	for _, q := range []string{healthSchemaVersionSQL, healthLegacySchemaVersionSQL} {
+		var (
+			v     int64
+			dirty bool
+		)
+		err = s.pool.QueryRow(ctx, q).Scan(&v, &dirty)
+		switch pe := pgError(err); {
+		case errors.Is(err, pgx.ErrNoRows):
+			return SchemaVersion{}, nil
+		case pe != nil && (pe.Code == codeUndefinedTable || pe.Code == codeInvalidSchemaName):
+			continue
+		case err != nil:
+			return SchemaVersion{}, wrapError("read schema version", err)
+		case v < 0: // golang-migrate's "nil version"
+			return SchemaVersion{Dirty: dirty}, nil
+		}
+		return SchemaVersion{Version: uint(v), Dirty: dirty}, nil
 	}
-	return SchemaVersion{Version: uint(v), Dirty: dirty}, nil
+	return SchemaVersion{}, wrapError("read schema version", err)
 }
 
 // TableSize is the disk usage of one table of the chronicle schema.

@@ -118,17 +118,26 @@ func TestSchemaVersion(t *testing.T) {
 		t.Errorf("fresh database: %+v, want %+v", got, want)
 	}
 
-	if _, err := pool.Exec(ctx, `UPDATE chronicle_schema_migrations SET version = 1, dirty = true`); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE chronicle.schema_migrations SET version = 1, dirty = true`); err != nil {
 		t.Fatal(err)
 	}
 	if got, err = s.SchemaVersion(ctx); err != nil || got != (SchemaVersion{Version: 1, Dirty: true}) {
 		t.Errorf("after setting version 1 dirty: %+v, %v", got, err)
 	}
-	if _, err := pool.Exec(ctx, `DELETE FROM chronicle_schema_migrations`); err != nil {
+	if _, err := pool.Exec(ctx, `DELETE FROM chronicle.schema_migrations`); err != nil {
 		t.Fatal(err)
 	}
 	if got, err = s.SchemaVersion(ctx); err != nil || got != (SchemaVersion{}) {
 		t.Errorf("empty version table: %+v, %v; want version 0", got, err)
+	}
+	// Where an older Chronicle kept the version: in the search path.
+	if _, err := pool.Exec(ctx, `DROP TABLE chronicle.schema_migrations;
+		CREATE TABLE chronicle_schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+		INSERT INTO chronicle_schema_migrations VALUES (2, false)`); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.SchemaVersion(ctx); err != nil || got != (SchemaVersion{Version: 2}) {
+		t.Errorf("legacy version table: %+v, %v; want version 2", got, err)
 	}
 	if _, err := pool.Exec(ctx, `DROP TABLE chronicle_schema_migrations`); err != nil {
 		t.Fatal(err)

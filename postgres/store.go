@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/notify"
 )
 
 // The defaults of [Config].
@@ -22,9 +22,9 @@ const (
 	defaultNotifyDebounce = 10 * time.Millisecond
 )
 
-// storeListenerAppName is the application_name of the LISTEN connection,
+// listenerAppName is the application_name of the LISTEN connection,
 // unless ListenConfig sets one.
-const storeListenerAppName = "chronicle-listener"
+const listenerAppName = "chronicle-listener"
 
 // Config configures a [Store]. The zero value (or a nil *Config) gives the
 // defaults.
@@ -101,18 +101,9 @@ type Store struct {
 	pool *pgxpool.Pool
 	cfg  Config
 
-	// Watch and notify machinery, see store_watch.go. The goroutines start
-	// lazily and stop on Close.
-	watchMu         sync.Mutex
-	watchers        map[chan struct{}]struct{}
-	watchClosed     bool
-	watchStarted    bool // dispatcher (and listener) running
-	notifierStarted bool // notifier running
-	watchCtx        context.Context
-	watchCancel     context.CancelFunc
-	watchWG         sync.WaitGroup
-	watchNotify     chan struct{} // notifications and local appends, to the dispatcher
-	notifyRequest   chan struct{} // committed local appends, to the notifier
+	// watch wakes watchers (see Store.Watch); its goroutines start lazily
+	// and stop on Close.
+	watch *notify.Hub
 }
 
 var (
@@ -146,19 +137,24 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		}
 		if c.ListenConfig.RuntimeParams["application_name"] == "" {
 			// Operators can tell the listener apart in pg_stat_activity.
-			c.ListenConfig.RuntimeParams["application_name"] = storeListenerAppName
+			c.ListenConfig.RuntimeParams["application_name"] = listenerAppName
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{
-		pool:          pool,
-		cfg:           c,
-		watchers:      make(map[chan struct{}]struct{}),
-		watchCtx:      ctx,
-		watchCancel:   cancel,
-		watchNotify:   make(chan struct{}, 1),
-		notifyRequest: make(chan struct{}, 1),
+	s := &Store{pool: pool, cfg: c}
+	var listen *pgx.ConnConfig
+	if !c.PollOnly {
+		listen = c.ListenConfig
 	}
+	s.watch = notify.New(notify.Config{
+		Logger:       c.Logger,
+		Listen:       listen,
+		PollInterval: c.PollInterval,
+		Debounce:     c.NotifyDebounce,
+		Notify: func(ctx context.Context) error {
+			_, err := pool.Exec(ctx, notify.SQL)
+			return err
+		},
+	})
 	return s, nil
 }
 
@@ -168,15 +164,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 // closing the pool. Appends and reads keep working after Close, without
 // notifying other processes; Watch returns closed channels.
 func (s *Store) Close() {
-	s.watchMu.Lock()
-	s.watchClosed = true
-	for ch := range s.watchers {
-		delete(s.watchers, ch)
-		close(ch)
-	}
-	s.watchMu.Unlock()
-	s.watchCancel()
-	s.watchWG.Wait()
+	s.watch.Close()
 }
 
 // dbtx is what the store's statements run on: a *pgxpool.Pool, a

@@ -13,7 +13,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(postgrestest.ReportSkips(m))
 }
 
 func TestRunQuick(t *testing.T) {

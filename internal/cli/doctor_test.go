@@ -85,7 +85,7 @@ func TestDoctorFindsProblems(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	// An outdated schema, and a transaction that has written left open.
-	if _, err := conn.Exec(ctx, `UPDATE chronicle_schema_migrations SET version = $1`, latest-1); err != nil {
+	if _, err := conn.Exec(ctx, `UPDATE chronicle.schema_migrations SET version = $1`, latest-1); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := conn.Begin(ctx)

@@ -6,13 +6,13 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 )
 
-// storeRestoreFixSQL is the repair docs/postgres.md prescribes after a
+// restoreFixSQL is the repair docs/postgres.md prescribes after a
 // logical restore into a cluster whose transaction ids are behind the
 // source's: every restored event gets transaction id 1, below any running
 // transaction, so the restored history is readable again (in
 // global_position order) and sorts before every new event. Keep the two in
 // sync.
-const storeRestoreFixSQL = `
+const restoreFixSQL = `
 BEGIN;
 LOCK TABLE chronicle.events IN EXCLUSIVE MODE;
 UPDATE chronicle.events SET transaction_id = '1';
@@ -54,7 +54,7 @@ FROM (VALUES (1, 1), (1, 2), (2, 3)) AS r(tx, v)`); err != nil {
 	}
 
 	// The fix.
-	if _, err := pool.Exec(ctx, storeRestoreFixSQL); err != nil {
+	if _, err := pool.Exec(ctx, restoreFixSQL); err != nil {
 		t.Fatal(err)
 	}
 	later, err := s.Append(ctx, "new", eventstore.Exact(1), testEvents("New", 1)...)

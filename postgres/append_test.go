@@ -1077,16 +1077,16 @@ func TestAppendExecModes(t *testing.T) {
 	}
 }
 
-// storeTestLossyConn drops the connection, once armed, right after the
+// lossyConn drops the connection, once armed, right after the
 // server has answered an INSERT and committed (its ReadyForQuery arrived),
 // before the client sees the answer: the append is committed but the
 // caller gets an error.
-type storeTestLossyConn struct {
+type lossyConn struct {
 	net.Conn
 	armed *atomic.Bool
 }
 
-func (c *storeTestLossyConn) Read(p []byte) (int, error) {
+func (c *lossyConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if !c.armed.Load() || n == 0 {
 		return n, err
@@ -1124,7 +1124,7 @@ func TestAppendCommittedButConnectionLost(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return &storeTestLossyConn{Conn: conn, armed: &armed}, nil
+		return &lossyConn{Conn: conn, armed: &armed}, nil
 	}
 	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
 	if err != nil {

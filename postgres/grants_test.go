@@ -18,9 +18,9 @@ import (
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
-// storeAppGrants are the grants docs/postgres.md gives an application
+// appGrants are the grants docs/postgres.md gives an application
 // role. Keep the two in sync.
-const storeAppGrants = `
+const appGrants = `
 GRANT USAGE ON SCHEMA chronicle TO %[1]s;
 GRANT SELECT, INSERT ON chronicle.events TO %[1]s;
 GRANT SELECT, INSERT, UPDATE ON chronicle.streams TO %[1]s;`
@@ -133,5 +133,5 @@ func TestLeastPrivilegeRole(t *testing.T) {
 }
 
 func fmtGrants(role string) string {
-	return fmt.Sprintf(storeAppGrants, role)
+	return fmt.Sprintf(appGrants, role)
 }

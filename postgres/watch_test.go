@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/notify"
 )
 
 // wakeBound bounds every wait for a wake-up: a safety net against hangs,
@@ -46,7 +47,7 @@ func waitListener(t testing.TB, pool *pgxpool.Pool, n int) []int32 {
 		var pids []int32
 		rows, err := pool.Query(t.Context(), `SELECT pid FROM pg_stat_activity
 			WHERE datname = current_database() AND application_name = $1 AND query = 'LISTEN '||$2`,
-			storeListenerAppName, storeNotifyChannel)
+			listenerAppName, notify.Channel)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,69 +290,5 @@ func requireClosed(t testing.TB, ch <-chan struct{}, what string) {
 		case <-deadline:
 			t.Fatalf("%s: channel not closed", what)
 		}
-	}
-}
-
-// TestWatchDebounce sends a long burst of notifications: the first wakes
-// at once, and the rest cost at most one wake-up per debounce window (plus
-// the trailing one), however the goroutines are scheduled.
-func TestWatchDebounce(t *testing.T) {
-	t.Parallel()
-	const window = 50 * time.Millisecond
-	s := &Store{
-		cfg:         Config{PollInterval: time.Hour, NotifyDebounce: window},
-		watchers:    map[chan struct{}]struct{}{},
-		watchNotify: make(chan struct{}, 1),
-	}
-	ch := make(chan struct{}, 1)
-	s.watchers[ch] = struct{}{}
-	ctx, cancel := context.WithCancel(t.Context())
-	s.watchWG.Add(1)
-	go s.watchDispatch(ctx)
-	defer func() {
-		cancel()
-		s.watchWG.Wait()
-	}()
-
-	start := time.Now()
-	s.watchSignal()
-	requireWake(t, ch, "leading edge")
-	var (
-		mu    sync.Mutex
-		wakes = 1
-	)
-	counted := make(chan struct{})
-	stopCounting := make(chan struct{})
-	go func() { // count wake-ups while the burst runs
-		defer close(counted)
-		for {
-			select {
-			case <-ch:
-				mu.Lock()
-				wakes++
-				mu.Unlock()
-			case <-stopCounting:
-				return
-			}
-		}
-	}()
-	const signals = 200
-	for range signals {
-		s.watchSignal()
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(4 * window) // let the trailing wake-up come
-	close(stopCounting)
-	<-counted
-	mu.Lock()
-	defer mu.Unlock()
-	elapsed := time.Since(start)
-	maxWakes := int(elapsed/window) + 2
-	t.Logf("%d signals over %s: %d wake-ups (at most %d allowed)", signals+1, elapsed, wakes, maxWakes)
-	if wakes < 2 {
-		t.Fatalf("%d wake-ups: the burst after the leading edge was dropped", wakes)
-	}
-	if wakes > maxWakes || wakes > signals/2 {
-		t.Fatalf("%d wake-ups for %d signals in %s: not debounced", wakes, signals+1, elapsed)
 	}
 }
