@@ -13,8 +13,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
-	"github.com/chronicle-go/chronicle/snapshot"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -835,7 +834,7 @@ func TestNewRepositoryValidation(t *testing.T) {
 		{"ZeroConfig", store, reg, &aggregate.Config{}, true},
 		{"NilStore", nil, reg, nil, false},
 		{"TypedNilStore", (*memory.Store)(nil), reg, nil, false},
-		{"TypedNilSnapshots", store, reg, &aggregate.Config{Snapshots: (*snapshot.MemoryStore)(nil)}, false},
+		{"TypedNilSnapshots", store, reg, &aggregate.Config{Snapshots: (*memory.SnapshotStore)(nil)}, false},
 		{"NilRegistry", store, nil, nil, false},
 		{"NegativePageSize", store, reg, &aggregate.Config{PageSize: -1}, false},
 	} {

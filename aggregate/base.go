@@ -60,6 +60,7 @@ type pendingEvent struct {
 	event any
 }
 
+//lint:ignore U1000 it implements the unexported method of the aggregate constraint, which staticcheck does not follow through generics.
 func (b *Base) aggregateBase() *Base { return b }
 
 // ID returns the aggregate's stream ID ("" until set by the repository).

@@ -7,7 +7,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -215,7 +215,7 @@ func ExampleRepository_Snapshot() {
 	eventstore.MustRegister[AccountOpened](reg, "AccountOpened")
 	eventstore.MustRegister[MoneyDeposited](reg, "MoneyDeposited")
 	accounts, err := aggregate.NewRepository[Account](memory.New(nil), reg, &aggregate.Config{
-		Snapshots:      snapshot.NewMemoryStore(nil),
+		Snapshots:      memory.NewSnapshotStore(nil),
 		SnapshotPolicy: snapshot.EveryN(3), // after every third event
 	})
 	if err != nil {

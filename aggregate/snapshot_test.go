@@ -15,7 +15,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -61,7 +61,7 @@ func (s *readLog) take() []int64 {
 
 type snapFixture struct {
 	*fixture
-	snaps *snapshot.MemoryStore
+	snaps *memory.SnapshotStore
 	reads *readLog
 	log   *logBuffer
 	cfg   aggregate.Config
@@ -72,7 +72,7 @@ type snapFixture struct {
 // snapshot fields (Snapshots and Logger are filled in).
 func setupSnapshots(t testing.TB, cfg aggregate.Config, wrapSnaps func(snapshot.Store) snapshot.Store) *snapFixture {
 	t.Helper()
-	f := &snapFixture{snaps: snapshot.NewMemoryStore(nil), log: &logBuffer{}}
+	f := &snapFixture{snaps: memory.NewSnapshotStore(nil), log: &logBuffer{}}
 	cfg.Snapshots = f.snaps
 	if wrapSnaps != nil {
 		cfg.Snapshots = wrapSnaps(f.snaps)
@@ -502,7 +502,6 @@ func (w *secretWallet) Apply(event any) error {
 // binaryWallet is a secretWallet that implements aggregate.Snapshotter.
 type binaryWallet struct {
 	secretWallet
-	panicOnDecode bool
 }
 
 func (w *binaryWallet) MarshalSnapshot() ([]byte, error) {
@@ -541,7 +540,7 @@ func (*hiddenFieldWallet) Apply(any) error { return nil }
 
 func TestSnapshotEncodingChecks(t *testing.T) {
 	t.Parallel()
-	store, reg, snaps := memory.New(nil), newRegistry(t), snapshot.NewMemoryStore(nil)
+	store, reg, snaps := memory.New(nil), newRegistry(t), memory.NewSnapshotStore(nil)
 	with := &aggregate.Config{Snapshots: snaps}
 	if _, err := aggregate.NewRepository[secretWallet](store, reg, with); !errors.Is(err, eventstore.ErrInvalidInput) || !strings.Contains(err.Error(), "balance") {
 		t.Fatalf("JSON snapshots of an unexported field: NewRepository = %v, want ErrInvalidInput naming the field", err)
@@ -572,7 +571,7 @@ func TestSnapshotEncodingChecks(t *testing.T) {
 func TestSnapshotter(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, reg, snaps := memory.New(nil), newRegistry(t), snapshot.NewMemoryStore(nil)
+	store, reg, snaps := memory.New(nil), newRegistry(t), memory.NewSnapshotStore(nil)
 	logs := &logBuffer{}
 	repo, err := aggregate.NewRepository[binaryWallet](store, reg, &aggregate.Config{
 		Snapshots: snaps, SnapshotPolicy: snapshot.EveryN(2), Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -617,7 +616,7 @@ func TestSnapshotter(t *testing.T) {
 // path reading from an in-memory event store, to exercise the
 // repository's use of it.
 type loaderSnapshots struct {
-	*snapshot.MemoryStore
+	*memory.SnapshotStore
 	events      eventstore.Store
 	unsupported bool
 	calls       atomic.Int32
@@ -653,7 +652,7 @@ func TestSnapshotStreamLoader(t *testing.T) {
 	ctx := context.Background()
 	var loader *loaderSnapshots
 	f := setupSnapshots(t, aggregate.Config{SnapshotPolicy: snapshot.EveryN(5), PageSize: 4}, func(s snapshot.Store) snapshot.Store {
-		loader = &loaderSnapshots{MemoryStore: s.(*snapshot.MemoryStore)}
+		loader = &loaderSnapshots{SnapshotStore: s.(*memory.SnapshotStore)}
 		return loader
 	})
 	loader.events = f.reads
@@ -788,7 +787,7 @@ func BenchmarkLoad10kSnapshot(b *testing.B) {
 // bindingSnapshots is a snapshot store that joins "transactions": BindTx
 // accepts only the store tx and returns the snapshot store inTx.
 type bindingSnapshots struct {
-	*snapshot.MemoryStore
+	*memory.SnapshotStore
 	tx   eventstore.Store
 	inTx snapshot.Store
 }
@@ -802,7 +801,7 @@ func (s *bindingSnapshots) BindTx(events eventstore.Store) (snapshot.Store, bool
 
 // deadlineSnapshots records the deadline of each Save.
 type deadlineSnapshots struct {
-	*snapshot.MemoryStore
+	*memory.SnapshotStore
 	saves, withDeadline atomic.Int32
 }
 
@@ -811,7 +810,7 @@ func (s *deadlineSnapshots) Save(ctx context.Context, snap snapshot.Snapshot) er
 	if _, ok := ctx.Deadline(); ok {
 		s.withDeadline.Add(1)
 	}
-	return s.MemoryStore.Save(ctx, snap)
+	return s.SnapshotStore.Save(ctx, snap)
 }
 
 func TestSnapshotWith(t *testing.T) {
@@ -841,10 +840,10 @@ func TestSnapshotWith(t *testing.T) {
 
 	t.Run("Bound", func(t *testing.T) {
 		t.Parallel()
-		inTx := &deadlineSnapshots{MemoryStore: snapshot.NewMemoryStore(nil)}
+		inTx := &deadlineSnapshots{SnapshotStore: memory.NewSnapshotStore(nil)}
 		var binding *bindingSnapshots
 		f := setupSnapshots(t, aggregate.Config{SnapshotPolicy: snapshot.EveryN(1)}, func(s snapshot.Store) snapshot.Store {
-			binding = &bindingSnapshots{MemoryStore: s.(*snapshot.MemoryStore), inTx: inTx}
+			binding = &bindingSnapshots{SnapshotStore: s.(*memory.SnapshotStore), inTx: inTx}
 			return binding
 		})
 		binding.tx = &readLog{Store: f.mem}
@@ -861,7 +860,7 @@ func TestSnapshotWith(t *testing.T) {
 		}
 		// Loads read the bound store's snapshot; an unusable one is not
 		// replaced inside the transaction.
-		if err := inTx.MemoryStore.Save(ctx, snapshot.Snapshot{StreamID: "wallet-1", Type: "wallet", Version: 1, SchemaVersion: 9, Data: []byte(`{}`)}); err != nil {
+		if err := inTx.SnapshotStore.Save(ctx, snapshot.Snapshot{StreamID: "wallet-1", Type: "wallet", Version: 1, SchemaVersion: 9, Data: []byte(`{}`)}); err != nil {
 			t.Fatal(err)
 		}
 		saves := inTx.saves.Load()
@@ -883,7 +882,7 @@ func TestSnapshotWith(t *testing.T) {
 		t.Parallel()
 		var binding *bindingSnapshots
 		f := setupSnapshots(t, aggregate.Config{SnapshotPolicy: snapshot.EveryN(1)}, func(s snapshot.Store) snapshot.Store {
-			binding = &bindingSnapshots{MemoryStore: s.(*snapshot.MemoryStore), inTx: failingSnapshots{s}}
+			binding = &bindingSnapshots{SnapshotStore: s.(*memory.SnapshotStore), inTx: failingSnapshots{s}}
 			return binding
 		})
 		binding.tx = &readLog{Store: f.mem}

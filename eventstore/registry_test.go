@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 // The seed scenario: UserRegistered gained an email in schema version 2.

@@ -199,7 +199,7 @@ func isNumberByte(c byte) bool {
 // numericProblem checks one JSON number token against numeric's limits.
 func numericProblem(num []byte) string {
 	const overflow = "contains the number %.40s, outside the range postgresql jsonb can store (numeric: below 1e131072, at most 16383 digits after the decimal point)"
-	if len(num) <= 32 && bytes.IndexAny(num, "eE") < 0 {
+	if len(num) <= 32 && !bytes.ContainsAny(num, "eE") {
 		return "" // the common case: short, no exponent
 	}
 	mant, exp := num, int64(0)

@@ -35,7 +35,7 @@ type Event struct {
 //
 // In [Transactional] mode on a store with transactions, Handle runs inside
 // the batch's transaction, which the storage puts in ctx (on PostgreSQL,
-// see postgres.TxFromContext); its writes through it commit together with
+// see postgres.ProjectionTx); its writes through it commit together with
 // the checkpoint.
 type Handler interface {
 	Handle(ctx context.Context, ev Event) error

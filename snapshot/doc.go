@@ -9,7 +9,7 @@
 //
 // A [Store] keeps the latest [Snapshot] of each stream: [Store.Save] never
 // replaces a snapshot with an older one, so racing writers cannot move a
-// stream's snapshot backwards. [MemoryStore] keeps snapshots in memory;
+// stream's snapshot backwards. memory.SnapshotStore keeps snapshots in memory;
 // the PostgreSQL store is postgres.SnapshotStore, in the chronicle.snapshots
 // table. Both pass the conformance suite in snapshot/snapshottest, and both
 // validate input with [Validate].

@@ -42,7 +42,7 @@ type Snapshot struct {
 }
 
 // Store keeps the latest snapshot of each stream. The in-memory
-// [MemoryStore] and the PostgreSQL store (package postgres) implement it,
+// The in-memory store (memory.SnapshotStore) and the PostgreSQL store (package postgres) implement it,
 // and both pass the conformance suite in snapshot/snapshottest.
 //
 // Snapshots are a cache of state that the events can always rebuild, so a

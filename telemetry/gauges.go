@@ -11,6 +11,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // Metric names of [Gauges].
@@ -56,7 +57,7 @@ type TailLagger interface {
 // (60s by default with a periodic reader).
 type Gauges struct {
 	store   eventstore.Store
-	storage projection.Storage
+	storage projectionstore.Storage
 	horizon TailLagger
 
 	lagEvents, stopped, held, deadLetters metric.Int64ObservableGauge
@@ -72,7 +73,7 @@ type Gauges struct {
 // An error while observing (the database is down) fails that collection's
 // gauges only, through the SDK's error handler; it never reaches the
 // store.
-func NewGauges(store eventstore.Store, storage projection.Storage, cfg *Config) (*Gauges, error) {
+func NewGauges(store eventstore.Store, storage projectionstore.Storage, cfg *Config) (*Gauges, error) {
 	if store == nil {
 		return nil, &eventstore.ValidationError{Field: "store", Reason: "must not be nil"}
 	}

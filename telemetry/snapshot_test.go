@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/snapshot"
 	"github.com/chronicle-go/chronicle/telemetry"
@@ -63,7 +64,7 @@ func TestSnapshotStore(t *testing.T) {
 
 	// A snapshot store that cannot load streams says so: the repository
 	// then reads the snapshot and the events apart.
-	mem, err := telemetry.NewSnapshotStore(snapshot.NewMemoryStore(nil), f.cfg)
+	mem, err := telemetry.NewSnapshotStore(memory.NewSnapshotStore(nil), f.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 	"github.com/chronicle-go/chronicle/projection"

@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/telemetry"
 )
 

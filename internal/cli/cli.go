@@ -60,6 +60,7 @@ func commands() []command {
 		streamsCommand(),
 		projectionsCommand(),
 		doctorCommand(),
+		uiCommand(),
 		benchCommand(),
 		versionCommand(),
 		helpCommand(),

@@ -8,7 +8,10 @@
 //	chronicle streams read STREAM [--from N] [--limit N] [--backward] [--json]
 //	chronicle streams list [--prefix P] [--limit N] [--before SEQ] [--json]
 //	chronicle streams head
-//	chronicle projections ...
+//	chronicle projections status [NAME] [--json]
+//	chronicle projections rebuild NAME [--no-wait]
+//	chronicle projections dead-letters list [--state parked|retry|resolved|skipped|all] [--projection NAME] [--json]
+//	chronicle projections dead-letters retry|skip ID...
 //	chronicle bench --dsn URL [--runs N] [--events N] [--workloads a,b] [--quick]
 //	chronicle version [--database-url URL]
 //	chronicle help [command]

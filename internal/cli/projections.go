@@ -17,6 +17,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func projectionsCommand() command {
@@ -46,10 +47,13 @@ func projectionsCommand() command {
                          shows the replay. The request is stored: if no runner
                          runs NAME, it waits for one (Ctrl-C stops waiting, not
                          the rebuild). --no-wait returns after the request.
-  dead-letters list      parked events (--projection, --status, --limit,
-                         --after for paging, --json)
+  dead-letters list      the parked dead letters (by default only those: the
+                         events waiting for an operator); --state retry,
+                         resolved, skipped or all lists others; --projection,
+                         --limit, --after for paging, --json
   dead-letters retry ID  ask the holder of the event's partition to handle it
                          again (resolved on success, parked again on failure)
+                         (a skipped dead letter cannot be retried)
   dead-letters skip ID   give up on a parked event
 
 See docs/projections.md.`,
@@ -58,7 +62,8 @@ See docs/projections.md.`,
 			fs.BoolVar(&jsonOut, "json", false, "print JSON (status, dead-letters list)")
 			fs.BoolVar(&noWait, "no-wait", false, "rebuild: return once the rebuild is requested")
 			fs.StringVar(&projName, "projection", "", "dead-letters list: only the dead letters of projection `name`")
-			fs.StringVar(&status, "status", "", "dead-letters list: only the dead letters in `state` parked, retry, resolved or skipped")
+			fs.StringVar(&status, "state", string(projectionstore.DeadLetterParked), "dead-letters list: the dead letters in `state` parked, retry, resolved, skipped or all")
+			fs.StringVar(&status, "status", string(projectionstore.DeadLetterParked), "dead-letters list: the same as --state (deprecated)")
 			fs.IntVar(&limit, "limit", 0, "dead-letters list: at most `n` dead letters (default 100)")
 			fs.Int64Var(&afterID, "after", 0, "dead-letters list: the dead letters with an ID above `id`")
 		},
@@ -92,16 +97,18 @@ See docs/projections.md.`,
 				switch args[1] {
 				case "list":
 					if len(args) != 2 {
-						return usagef("dead-letters list takes no arguments; filter with --projection and --status")
+						return usagef("dead-letters list takes no arguments; filter with --projection and --state")
 					}
 					if limit < 0 || afterID < 0 {
 						return usagef("--limit and --after must not be negative")
 					}
-					st := projection.DeadLetterStatus(status)
-					if st != "" && !st.Valid() {
-						return usagef("--status %q is not parked, retry, resolved or skipped", status)
+					st := projectionstore.DeadLetterStatus(status)
+					if status == "all" {
+						st = ""
+					} else if !st.Valid() {
+						return usagef("--state %q is not parked, retry, resolved, skipped or all", status)
 					}
-					filter := projection.DeadLetterFilter{Projection: projName, Status: st, Limit: limit, AfterID: afterID}
+					filter := projectionstore.DeadLetterFilter{Projection: projName, Status: st, Limit: limit, AfterID: afterID}
 					run = func(ctx context.Context, pc *projContext) error {
 						return projListDeadLetters(ctx, env.Stdout, pc, filter, jsonOut)
 					}
@@ -361,7 +368,7 @@ type projDeadLetterJSON struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
-func projListDeadLetters(ctx context.Context, w io.Writer, pc *projContext, filter projection.DeadLetterFilter, jsonOut bool) error {
+func projListDeadLetters(ctx context.Context, w io.Writer, pc *projContext, filter projectionstore.DeadLetterFilter, jsonOut bool) error {
 	dls, err := pc.ps.DeadLetters(ctx, filter)
 	if err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -234,9 +233,13 @@ func TestDocs(t *testing.T) {
 // goTool runs the go command in dir and fails t with its output.
 func goTool(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	bin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(bin); err != nil {
-		bin = "go"
+	// The go command that runs this test, when go test set GOROOT for it;
+	// else the one on PATH.
+	bin := "go"
+	if root := os.Getenv("GOROOT"); root != "" {
+		if b := filepath.Join(root, "bin", "go"); fileExists(b) {
+			bin = b
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -248,4 +251,9 @@ func goTool(t *testing.T, dir string, args ...string) string {
 		t.Fatalf("go %s: %v\n%s", args[0], err, out.String())
 	}
 	return out.String()
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

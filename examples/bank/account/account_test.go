@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/examples/bank/account"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 func setup(t *testing.T) (*memory.Store, *eventstore.Registry, *account.Repository) {
