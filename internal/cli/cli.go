@@ -60,6 +60,7 @@ func commands() []command {
 		streamsCommand(),
 		projectionsCommand(),
 		busCommand(),
+		doctorCommand(),
 		uiCommand(),
 		benchCommand(),
 		versionCommand(),
