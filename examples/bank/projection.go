@@ -19,6 +19,7 @@ import (
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/projectionstore"
+	"github.com/chronicle-go/chronicle/telemetry"
 )
 
 // balancesProjectionName names the projection and its checkpoint.
@@ -199,7 +200,11 @@ func withBalancesProjection(ctx context.Context, w io.Writer, store eventstore.S
 	if err != nil {
 		return err
 	}
-	if err := runner.Add(balancesProjection(reg, model)); err != nil {
+	p := balancesProjection(reg, model)
+	if p.Handler, err = telemetry.NewHandler(p.Handler, nil); err != nil { // spans per event, in the trace of the append
+		return err
+	}
+	if err := runner.Add(p); err != nil {
 		return err
 	}
 	runCtx, stop := context.WithCancel(ctx)

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chronicle-go/chronicle/natsbus/natstest"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
@@ -21,6 +22,7 @@ func TestRunQuick(t *testing.T) {
 	var progress bytes.Buffer
 	report, err := Run(context.Background(), &Config{
 		DatabaseURL: postgrestest.AdminURL(t),
+		NATSURL:     natstest.PrivateURL(t),
 		Quick:       true,
 		Progress:    &progress,
 	})

@@ -25,6 +25,8 @@ type workload struct {
 	// baseline and chronicle run the workload and return one value per
 	// metric.
 	baseline, chronicle func(ctx context.Context, e *env) ([]float64, error)
+	// nats marks workloads that need Config.NATSURL.
+	nats bool
 }
 
 // metric is one measured quantity of a workload.
@@ -67,6 +69,8 @@ func workloads() []workload {
 		tailLatencyWorkload(false),
 		tailLatencyWorkload(true),
 		load10kSnapshotWorkload(),
+		busRelayWorkload(),
+		busLatencyWorkload(),
 	}
 }
 

@@ -59,6 +59,8 @@ func commands() []command {
 		migrateCommand(),
 		streamsCommand(),
 		projectionsCommand(),
+		busCommand(),
+		doctorCommand(),
 		uiCommand(),
 		benchCommand(),
 		versionCommand(),
