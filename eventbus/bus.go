@@ -261,31 +261,18 @@ var (
 	// ErrDeadLetterNotFound: no dead letter has that ID.
 	ErrDeadLetterNotFound = errors.New("dead letter not found")
 	// ErrPermanent: a failure that retrying cannot fix. A handler error
-	// matching it dead-letters the message without retries.
-	ErrPermanent = errors.New("permanent failure")
+	// matching it dead-letters the message without retries. It is
+	// [eventstore.ErrPermanent], shared with projection handlers.
+	ErrPermanent = eventstore.ErrPermanent
 )
 
-// PermanentError marks a failure that retrying cannot fix.
-type PermanentError struct {
-	Err error
-}
+// PermanentError marks a failure that retrying cannot fix: it is
+// [eventstore.PermanentError], shared with projection handlers.
+type PermanentError = eventstore.PermanentError
 
 // Permanent wraps err so that it matches [ErrPermanent]: a handler
 // returning it dead-letters the message at once. Permanent(nil) is nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &PermanentError{Err: err}
-}
-
-func (e *PermanentError) Error() string { return "permanent failure: " + e.Err.Error() }
-
-// Unwrap returns the wrapped error.
-func (e *PermanentError) Unwrap() error { return e.Err }
-
-// Is matches [ErrPermanent].
-func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
+func Permanent(err error) error { return eventstore.Permanent(err) }
 
 // MessageTooLargeError reports a message above the broker's limit.
 type MessageTooLargeError struct {

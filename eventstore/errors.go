@@ -213,3 +213,33 @@ func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
 
 // Is matches [ErrOutcomeUnknown].
 func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// ErrPermanent: a handler's failure that retrying cannot fix (a payload
+// that does not decode, an event the handler can never accept). The error
+// is a [*PermanentError]. Projection handlers and event bus handlers share
+// it: a projection applies its failure policy at once, a bus consumer
+// dead-letters the message at once.
+var ErrPermanent = errors.New("permanent failure")
+
+// PermanentError marks a failure that retrying cannot fix; it matches
+// [ErrPermanent]. Create one with [Permanent].
+type PermanentError struct {
+	// Err is the failure.
+	Err error
+}
+
+// Permanent wraps err in a [*PermanentError]. It returns nil for nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+func (e *PermanentError) Error() string { return "permanent failure: " + e.Err.Error() }
+
+// Unwrap returns the failure.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Is matches [ErrPermanent].
+func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }

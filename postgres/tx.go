@@ -328,20 +328,5 @@ func (t *TxSnapshotStore) LoadStream(ctx context.Context, events eventstore.Stor
 	if ts, ok := events.(*TxStore); !ok || ts == nil || ts.tx != t.tx {
 		return snapshot.StreamLoad{}, fmt.Errorf("postgres snapshot store: events are not in a postgres.TxStore on the same transaction: %w", errors.ErrUnsupported)
 	}
-	if err := eventstore.ValidateStreamID(streamID); err != nil {
-		return snapshot.StreamLoad{}, err
-	}
-	if limit <= 0 {
-		return snapshot.StreamLoad{}, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is not positive", limit)}
-	}
-	op := fmt.Sprintf("load snapshot and events of stream %q in transaction", streamID)
-	rows, err := t.tx.Query(ctx, snapshotLoadStreamSQL, streamID, typ, int32(schemaVersion), int64(limit))
-	if err != nil {
-		return snapshot.StreamLoad{}, wrapError(op, err)
-	}
-	res, err := scanStreamLoad(rows, streamID, limit)
-	if err != nil {
-		return snapshot.StreamLoad{}, wrapError(op, err)
-	}
-	return res, nil
+	return loadStream(ctx, t.tx, fmt.Sprintf("load snapshot and events of stream %q in transaction", streamID), streamID, typ, schemaVersion, limit)
 }

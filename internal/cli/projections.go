@@ -13,8 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/projectionstore"
@@ -150,22 +148,11 @@ type projContext struct {
 // withProjections opens a pool, a poll-only event store and a projection
 // store, checks the connection and runs fn.
 func withProjections(ctx context.Context, databaseURL string, fn func(context.Context, *projContext) error) error {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	pool, err := openPool(ctx, databaseURL, 2, 10*time.Second)
 	if err != nil {
-		return fmt.Errorf("invalid database url: %w", err)
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
-	}
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to database: %w", err)
+		return err
 	}
 	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("connect to database: %w", err)
-	}
 	store, err := postgres.New(pool, &postgres.Config{PollOnly: true})
 	if err != nil {
 		return err

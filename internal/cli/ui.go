@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/chronicle-go/chronicle/console"
 	"github.com/chronicle-go/chronicle/postgres"
 )
@@ -64,22 +62,11 @@ your own service behind its authentication. See docs/ui.md.`,
 
 // serveUI serves the console on listen until ctx is done.
 func serveUI(ctx context.Context, env *Env, databaseURL, listen, host string, allowActions bool) error {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	pool, err := openPool(ctx, databaseURL, 8, 5*time.Second)
 	if err != nil {
-		return fmt.Errorf("invalid database url: %w", err)
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	}
-	cfg.MaxConns = 8
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to database: %w", err)
+		return err
 	}
 	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("connect to database: %w", err)
-	}
 	logger := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	store, err := postgres.New(pool, &postgres.Config{Logger: logger})
 	if err != nil {
