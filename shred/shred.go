@@ -305,4 +305,3 @@ func (s *Shredder) Rotate(ctx context.Context, subject string) (Key, error) {
 
 // cachedKeys returns the number of cache entries (for tests).
 func (s *Shredder) cachedKeys() int { return s.cache.len() }
-
