@@ -116,15 +116,19 @@ func (s *Shredder) Seal(ctx context.Context, subject string, fields []eventstore
 
 // Open implements [eventstore.FieldCipher].
 func (s *Shredder) Open(ctx context.Context, fields []eventstore.PersonalField) error {
+	var last *cacheEntry // the fields of an event usually share one key
 	for i := range fields {
 		f := &fields[i]
 		keyID, sealed, err := parseSealed(f.Value)
 		if err != nil {
 			return fmt.Errorf("field %q: %w", f.Name, err)
 		}
-		e, err := s.keyByID(ctx, keyID)
-		if err != nil {
-			return err
+		e := last
+		if e == nil || e.key.ID != keyID {
+			if e, err = s.keyByID(ctx, keyID); err != nil {
+				return err
+			}
+			last = e
 		}
 		if e.aead == nil {
 			f.Value, f.Redacted = nil, true
