@@ -114,6 +114,9 @@ func parsePersonal(name string, t reflect.Type) (*personalSpec, error) {
 		}
 		tag, ok := f.Tag.Lookup("chronicle")
 		if !ok {
+			if f.Anonymous {
+				continue // its fields are visited (and checked) as promoted ones
+			}
 			if err := checkNestedTags(f.Type, map[reflect.Type]bool{}); err != nil {
 				return nil, invalid(f.Name, err.Error())
 			}
@@ -222,7 +225,7 @@ func (r *Registry) sealPersonal(ctx context.Context, et *eventType, rv reflect.V
 	var fields []PersonalField
 	for k, v := range obj {
 		if hasPersonal && et.personal.personal[k] {
-			if !bytes.Equal(v, []byte("null")) {
+			if !bytes.Equal(v, []byte("null")) && !bytes.Equal(v, []byte(`""`)) { // emptiness is not personal
 				fields = append(fields, PersonalField{Name: k, Value: v})
 			}
 			continue
