@@ -456,3 +456,44 @@ func TestWrongMasterKey(t *testing.T) {
 		t.Errorf("decode with another master key = %v, want an unwrap error", err)
 	}
 }
+
+type userV1 struct {
+	ID   string `json:"id" chronicle:"subject"`
+	Mail string `json:"mail" chronicle:"personal"`
+}
+
+type userV2 struct {
+	eventstore.Redactions
+	ID    string `json:"id" chronicle:"subject"`
+	Email string `json:"email" chronicle:"personal"`
+}
+
+// Sealed fields are opened before upcasting: upcasters see plain values,
+// under the names they were stored with.
+func TestUpcastSealed(t *testing.T) {
+	t.Parallel()
+	keys := newMapKeys()
+	f := setupWith(t, keys, nil)
+	old := eventstore.NewRegistry(&eventstore.RegistryConfig{Cipher: f.shredder})
+	eventstore.MustRegister[userV1](old, "User")
+	ev, err := old.EncodeContext(t.Context(), userV1{ID: "u1", Mail: "ada@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := eventstore.NewRegistry(&eventstore.RegistryConfig{Cipher: f.shredder})
+	eventstore.MustRegister[userV2](cur, "User", eventstore.Upcast(1, func(u userV1) (userV2, error) {
+		return userV2{ID: u.ID, Email: u.Mail}, nil
+	}))
+	rec := eventstore.Record{StreamID: "user-u1", StreamVersion: 1, Type: "User", SchemaVersion: 1, Data: ev.Data}
+	got, err := eventstore.DecodeContext[userV2](t.Context(), cur, rec)
+	if err != nil || got.Email != "ada@example.com" {
+		t.Fatalf("upcast sealed: %+v, %v", got, err)
+	}
+	if err := f.shredder.Forget(t.Context(), "u1"); err != nil {
+		t.Fatal(err)
+	}
+	got, err = eventstore.DecodeContext[userV2](t.Context(), cur, rec)
+	if err != nil || got.Email != "" || got.ID != "u1" || !slices.Equal(got.Redacted(), []string{"mail"}) {
+		t.Fatalf("upcast after forget: %+v (redacted %v), %v", got, got.Redacted(), err)
+	}
+}
