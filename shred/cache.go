@@ -23,10 +23,12 @@ type cache struct {
 }
 
 type cacheEntry struct {
-	k       string
-	key     Key // Wrapped is dropped
-	aead    cipher.AEAD
-	expires time.Time
+	k    string
+	key  Key // Wrapped is dropped
+	aead cipher.AEAD
+	// nonceKey derives a field's nonce from its plaintext (see sealField).
+	nonceKey []byte
+	expires  time.Time
 }
 
 func newCache(size int, ttl time.Duration) *cache {

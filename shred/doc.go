@@ -42,6 +42,13 @@
 // value, with the key ID and the field's name as associated data. The
 // rest of the payload is unchanged.
 //
+// The nonce is synthetic (HMAC-SHA-256 of the field and its value, under a
+// key derived from the data key): encoding the same event again gives the
+// same bytes, so a retried append stays an idempotent no-op. The price is
+// that equal values of one field of one subject, under one key version,
+// have equal ciphertexts; values of other subjects, fields or versions
+// never match.
+//
 // # Keys
 //
 // Each subject has data keys of versions 1, 2, ... in a [KeyStore]

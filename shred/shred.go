@@ -3,7 +3,9 @@ package shred
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -104,7 +106,7 @@ func (s *Shredder) Seal(ctx context.Context, subject string, fields []eventstore
 	}
 	for i := range fields {
 		f := &fields[i]
-		sealed := seal(e.aead, f.Value, fieldAD(e.key.ID, f.Name))
+		sealed := sealField(e, f.Value, fieldAD(e.key.ID, f.Name))
 		v, err := json.Marshal(eventstore.SealedPrefix + envelopeVersion + ":" + e.key.ID + ":" + base64.RawURLEncoding.EncodeToString(sealed))
 		if err != nil {
 			return err
@@ -210,7 +212,7 @@ func (s *Shredder) currentKey(ctx context.Context, subject string) (*cacheEntry,
 		}
 		e.k = ck
 		s.cache.put(e, gen, s.now())
-		s.cache.put(&cacheEntry{k: "k\x00" + k.ID, key: e.key, aead: e.aead}, gen, s.now())
+		s.cache.put(&cacheEntry{k: "k\x00" + k.ID, key: e.key, aead: e.aead, nonceKey: e.nonceKey}, gen, s.now())
 		return e, nil
 	}
 }
@@ -251,7 +253,29 @@ func (s *Shredder) unwrap(ctx context.Context, k Key) (*cacheEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cacheEntry{key: k, aead: aead}, nil
+	mac := hmac.New(sha256.New, dek)
+	mac.Write([]byte("chronicle/shred/nonce/v1"))
+	return &cacheEntry{key: k, aead: aead, nonceKey: mac.Sum(nil)}, nil
+}
+
+// sealField seals plain with a synthetic nonce: the first 96 bits of
+// HMAC-SHA-256, under a key derived from the data key, of the associated
+// data and the plaintext (the SIV construction). Sealing the same value of
+// the same field with the same key therefore gives the same bytes, so that
+// a retried append, which encodes its events again, stores exactly what
+// the first attempt did and stays an idempotent no-op. The price: equal
+// values of one field of one subject, under one key version, have equal
+// ciphertexts. Distinct values get distinct nonces (a collision needs
+// about 2^48 values under one key).
+func sealField(e *cacheEntry, plain, associated []byte) []byte {
+	mac := hmac.New(sha256.New, e.nonceKey)
+	mac.Write(associated)
+	mac.Write([]byte{0})
+	mac.Write(plain)
+	nonce := mac.Sum(nil)[:e.aead.NonceSize()]
+	out := make([]byte, len(nonce), len(nonce)+len(plain)+e.aead.Overhead())
+	copy(out, nonce)
+	return e.aead.Seal(out, nonce, plain, associated)
 }
 
 func (s *Shredder) createKey(ctx context.Context, subject string, version int) (Key, error) {

@@ -497,3 +497,19 @@ func TestUpcastSealed(t *testing.T) {
 		t.Fatalf("upcast after forget: %+v (redacted %v), %v", got, got.Redacted(), err)
 	}
 }
+
+// Encoding an event again gives the same bytes, so that a retried append
+// (which encodes again) is an idempotent no-op, not a duplicate event.
+func TestSealDeterministic(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	a, b := f.encode(t, ada), f.encode(t, ada)
+	if !bytes.Equal(a.Data, b.Data) {
+		t.Errorf("two encodings differ:\n%s\n%s", a.Data, b.Data)
+	}
+	other := ada
+	other.Email = "ada@example.org"
+	if c := f.encode(t, other); bytes.Equal(a.Data, c.Data) {
+		t.Error("different values sealed alike")
+	}
+}

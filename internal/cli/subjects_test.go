@@ -85,6 +85,18 @@ func TestSubjectsEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A retried append re-encodes: the same bytes, an idempotent no-op.
+	retryID := eventstore.NewEventID()
+	for attempt := range 2 {
+		ev, err := reg.EncodeContext(ctx, customerRegistered{CustomerID: "bob", Email: "bob@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.ID = retryID
+		if _, err := store.Append(ctx, "customer-bob-retried", eventstore.NoStream, ev); err != nil {
+			t.Fatalf("append attempt %d: %v", attempt+1, err)
+		}
+	}
 	if c, err := customers.Load(ctx, "customer-ada"); err != nil || c.Email != "ada@example.com" { // caches ada's key
 		t.Fatalf("load before the forget: %+v, %v", c, err)
 	}
