@@ -328,3 +328,121 @@ func TestRetriedAppendIsIdempotent(t *testing.T) {
 		t.Errorf("stream version %d, %v; want 1", v, err)
 	}
 }
+
+// flakyKeys fails its first reads by key ID, like a key store that is
+// briefly out of reach.
+type flakyKeys struct {
+	shred.KeyStore
+	mu       sync.Mutex
+	failures int
+}
+
+func (f *flakyKeys) Key(ctx context.Context, id string) (shred.Key, error) {
+	f.mu.Lock()
+	fail := f.failures > 0
+	if fail {
+		f.failures--
+	}
+	f.mu.Unlock()
+	if fail {
+		return shred.Key{}, errors.New("key store unreachable")
+	}
+	return f.KeyStore.Key(ctx, id)
+}
+
+// A key store out of reach is retried by the projection runner, never
+// parked as an undecodable event.
+func TestProjectionRetriesKeyStoreErrors(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute) // a hang limit
+	defer cancel()
+	keys := memory.NewSubjectKeyStore()
+	writer, _ := newRegistry(t, keys)
+	store := memory.New(nil)
+	ev, err := writer.EncodeContext(ctx, CustomerRegistered{CustomerID: "ada", Email: "ada@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, "customer-ada", eventstore.NoStream, ev); err != nil {
+		t.Fatal(err)
+	}
+	reader, _ := newRegistry(t, &flakyKeys{KeyStore: keys, failures: 2}) // a cold cache: it must read the key
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	h := projection.NewHandlers(reader)
+	projection.On(h, func(_ context.Context, _ projection.Event, e CustomerRegistered) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, e.Email)
+		return nil
+	})
+	storage, err := memory.NewProjectionStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := projection.New(store, storage, &projection.Config{Logger: slog.New(slog.DiscardHandler), PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runner.Add(projection.Projection{Name: "emails", Handler: h, OnFailure: projection.ParkOnFailure,
+		Retry: projection.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	if err := runner.WaitForHead(ctx, "emails"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(seen, []string{"ada@example.com"}) {
+		t.Errorf("handler saw %q, want the email once, after the retries", seen)
+	}
+}
+
+// So does a bus consumer: the message is delivered again, not
+// dead-lettered.
+func TestBusRetriesKeyStoreErrors(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute) // a hang limit
+	defer cancel()
+	keys := memory.NewSubjectKeyStore()
+	writer, _ := newRegistry(t, keys)
+	ev, err := writer.EncodeContext(ctx, CustomerRegistered{CustomerID: "ada", Email: "ada@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, _ := newRegistry(t, &flakyKeys{KeyStore: keys, failures: 2})
+	got := make(chan string, 1)
+	h := eventbus.NewHandlers(reader)
+	eventbus.On(h, func(_ context.Context, _ eventbus.Delivery, e CustomerRegistered) error {
+		got <- e.Email
+		return nil
+	})
+	bus := eventbus.NewMemoryBus(&eventbus.MemoryConfig{Logger: slog.New(slog.DiscardHandler)})
+	sub, err := bus.Subscribe(ctx, eventbus.Consumer{Group: "mailer", Handler: h, MaxDeliveries: 5,
+		Backoff: eventbus.Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close(ctx)
+	err = bus.Publish(ctx, eventbus.Message{EventID: eventstore.NewEventID(), Type: ev.Type, SchemaVersion: ev.SchemaVersion,
+		StreamID: "customer-ada", StreamVersion: 1, Data: ev.Data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case email := <-got:
+		if email != "ada@example.com" {
+			t.Errorf("consumer got %q", email)
+		}
+	case <-ctx.Done():
+		dls, _ := bus.DeadLetters(context.Background(), eventbus.DeadLetterFilter{})
+		t.Fatalf("hang: the message was not handled (%d dead letters)", len(dls))
+	}
+}
