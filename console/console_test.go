@@ -30,6 +30,8 @@ func TestNewConfig(t *testing.T) {
 		{"negative live interval", &Config{LiveInterval: -time.Second}, "config LiveInterval"},
 		{"negative sample interval", &Config{SampleInterval: -time.Second}, "config SampleInterval"},
 		{"negative lag history", &Config{LagHistory: -time.Second}, "config LagHistory"},
+		{"relay name", &Config{RelayName: "my-relay"}, ""},
+		{"invalid relay name", &Config{RelayName: "no spaces allowed\n"}, "config RelayName"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
