@@ -229,4 +229,3 @@ func TestBusActionsReadOnly(t *testing.T) {
 		t.Fatalf("%d dead letters after a refused discard, want 2", len(dls))
 	}
 }
-
