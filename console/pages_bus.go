@@ -131,7 +131,6 @@ func (c *Console) liveBus(ctx context.Context, s *liveSender) error {
 	addPartitionFields(&m, p.Relay)
 	if p.LastFailure != nil {
 		m.Text["relay:error"] = p.LastFailure.Err.Error()
-		m.Text["relay:error-at"] = p.LastFailure.At.UTC().Format("2006-01-02 15:04:05 UTC")
 	}
 	m.Text["bus:error"] = p.BusError
 	for _, g := range p.Groups {
