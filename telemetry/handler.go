@@ -45,9 +45,9 @@ type resettingHandler struct{ *handler }
 // reports next's registration mistakes (a [*projection.Handlers]' Err)
 // both here and to [projection.Runner.Add]. A nil cfg means the defaults.
 //
-// The span covers one handler call. The runner's batches (reading, the
-// transaction, the checkpoint's commit) are not traced: that needs a hook
-// in the runner.
+// The span covers one handler call. To trace the runner's batches (the
+// handlers, the transaction and the checkpoint's commit) too, set a
+// [BatchObserver] as the runner's Observer.
 func NewHandler(next projection.Handler, cfg *Config) (projection.Handler, error) {
 	if next == nil {
 		return nil, &eventstore.ValidationError{Field: "handler", Reason: "must not be nil"}
