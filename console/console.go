@@ -19,6 +19,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/shred"
 )
 
 // The defaults of [Config].
@@ -90,6 +91,13 @@ type Config struct {
 	// shows. Defaults to the name of Relay when it is set, otherwise to
 	// "eventbus-relay" (the default of [eventbus.RelayConfig.Name]).
 	RelayName string
+
+	// SubjectKeys is the key store of crypto-shredding (package shred).
+	// The console never decrypts: it shows each sealed personal value as
+	// [encrypted], or as [redacted] once its key is gone (its subject was
+	// forgotten), and needs the key store only to tell which. Defaults to
+	// nil: every sealed value shows as [encrypted].
+	SubjectKeys shred.KeyStore
 }
 
 func (cfg Config) withDefaults() (Config, error) {

@@ -88,7 +88,11 @@ func serveUI(ctx context.Context, env *Env, databaseURL, listen, host string, al
 	if err != nil {
 		return err
 	}
-	cfg := &console.Config{AllowActions: allowActions, Logger: logger, RelayName: bus.relay}
+	keys, err := postgres.NewSubjectKeyStore(pool)
+	if err != nil {
+		return err
+	}
+	cfg := &console.Config{AllowActions: allowActions, Logger: logger, SubjectKeys: keys, RelayName: bus.relay}
 	if bus.natsURL != "" {
 		nc, err := natsbus.Connect(bus.natsURL, "chronicle-ui")
 		if err != nil {
