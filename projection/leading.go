@@ -126,7 +126,7 @@ func (l *leading) step(ctx context.Context) error {
 		// Catching up: read the next batch while this one is handled.
 		l.pre = l.w.prefetch(ctx, recs[len(recs)-1].Position, n)
 	}
-	err = l.process(ctx, recs)
+	err = l.observed(ctx, recs)
 	l.resume = nil // carried for the first batch only
 	return l.outcome(ctx, err)
 }
