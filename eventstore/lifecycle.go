@@ -67,7 +67,10 @@ type Lifecycle interface {
 	// every event at its version and global position: it is live again
 	// and appends continue after its version. A restored event keeps its
 	// position, which tailers that are already past it do not read
-	// again. A hard-deleted stream gives a [*StreamDeletedError].
+	// again. A hard-deleted stream gives a [*StreamDeletedError]. The IDs
+	// of events out of the log are free: when another stream took one
+	// meanwhile, RestoreStream fails with a [*DuplicateEventError] and
+	// changes nothing.
 	RestoreStream(ctx context.Context, streamID string) (StreamState, error)
 
 	// ReadArchivedStream reads one page of the events of an archived or

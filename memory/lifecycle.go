@@ -9,10 +9,10 @@ import (
 
 // The stream lifecycle (see [eventstore.Lifecycle]). Events leave the log
 // without moving: their log indexes go into s.gone, which ReadAll and Head
-// skip, so global positions never change. Archived and soft-deleted
-// events stay where they are (the archive is the same log, hidden);
-// truncated and hard-deleted events also lose their payload and metadata,
-// and their IDs are forgotten. s.mu serialises each operation with the
+// skip, so global positions never change, and their IDs leave the index.
+// Archived and soft-deleted events stay where they are (the archive is the
+// same log, hidden); truncated and hard-deleted events also lose their
+// payload and metadata. s.mu serialises each operation with the
 // appends, as the head row lock does in PostgreSQL.
 
 // state returns st's lifecycle state, with s.mu held.
@@ -61,27 +61,23 @@ func checkExpected(st *stream, expected eventstore.ExpectedVersion) error {
 	return nil
 }
 
-// hide takes st's events from version from on out of the log; purge also
-// drops their payloads and IDs for good.
-func (s *Store) hide(st *stream, from int64, purge bool) {
+// hide takes the events at these log indexes out of the log, and their
+// IDs out of the index (as in PostgreSQL, where the unique key is on the
+// log only); purge also drops their payloads for good.
+func (s *Store) hide(events []int, purge bool) {
 	if s.gone == nil {
 		s.gone = map[int]struct{}{}
 	}
-	for _, i := range st.events[max(from, 1)-1:] {
+	for _, i := range events {
 		s.gone[i] = struct{}{}
+		rec := s.at(i)
+		if j, ok := s.ids[rec.EventID]; ok && j == i {
+			delete(s.ids, rec.EventID)
+		}
 		if purge {
-			s.purge(i)
+			rec.Data, rec.Metadata = nil, eventstore.Metadata{}
 		}
 	}
-}
-
-// purge forgets the event at log index i.
-func (s *Store) purge(i int) {
-	rec := s.at(i)
-	if s.ids[rec.EventID] == i {
-		delete(s.ids, rec.EventID)
-	}
-	rec.Data, rec.Metadata = nil, eventstore.Metadata{}
 }
 
 // DeleteStream soft-deletes a stream; see [eventstore.Lifecycle].
@@ -97,7 +93,7 @@ func (s *Store) DeleteStream(ctx context.Context, streamID string, expected even
 			if err := checkExpected(st, expected); err != nil {
 				return err
 			}
-			s.hide(st, st.first, false)
+			s.hide(st.events[st.first-1:], false)
 		default:
 			if err := checkExpected(st, expected); err != nil {
 				return err
@@ -122,7 +118,7 @@ func (s *Store) HardDeleteStream(ctx context.Context, streamID string, expected 
 		if err := checkExpected(st, expected); err != nil {
 			return err
 		}
-		s.hide(st, st.first, true)
+		s.hide(st.events[st.first-1:], true)
 		st.status, st.first = eventstore.StreamHardDeleted, int64(len(st.events))+1
 		return nil
 	})
@@ -141,13 +137,7 @@ func (s *Store) TruncateStream(ctx context.Context, streamID string, before int6
 		if before <= st.first {
 			return nil
 		}
-		if s.gone == nil {
-			s.gone = map[int]struct{}{}
-		}
-		for _, i := range st.events[st.first-1 : before-1] {
-			s.gone[i] = struct{}{}
-			s.purge(i)
-		}
+		s.hide(st.events[st.first-1:before-1], true)
 		st.first = before
 		return nil
 	})
@@ -167,7 +157,7 @@ func (s *Store) ArchiveStream(ctx context.Context, streamID string, expected eve
 			return err
 		}
 		if st.status == eventstore.StreamLive {
-			s.hide(st, st.first, false)
+			s.hide(st.events[st.first-1:], false)
 		}
 		st.status = eventstore.StreamArchived
 		return nil
@@ -195,12 +185,13 @@ func (s *Store) restore(ctx context.Context, streamID string) (res eventstore.St
 		events := st.events[st.first-1:]
 		for _, i := range events {
 			rec := s.at(i)
-			if j, taken := s.ids[rec.EventID]; taken && j != i {
-				return fmt.Errorf("restore stream %q: %w", st.id, &eventstore.DuplicateEventError{EventID: rec.EventID, StreamID: st.id})
+			if _, taken := s.ids[rec.EventID]; taken {
+				return fmt.Errorf("restore stream %q: another stream took one of its event ids while it was out of the log: %w", st.id, &eventstore.DuplicateEventError{EventID: rec.EventID, StreamID: st.id})
 			}
 		}
 		for _, i := range events {
 			delete(s.gone, i)
+			s.ids[s.at(i).EventID] = i
 		}
 		st.status, restored = eventstore.StreamLive, true
 		return nil

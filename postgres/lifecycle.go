@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -138,8 +139,8 @@ func (s *Store) RestoreStream(ctx context.Context, streamID string) (eventstore.
 		}
 		if _, err := tx.Exec(ctx, eventsql.LifecycleRestoreSQL, pgx.QueryExecModeExec, st.StreamID); err != nil {
 			if pgErr := pgError(err); pgErr != nil && pgErr.Code == eventsql.CodeUniqueViolation {
-				return st, fmt.Errorf("restore stream %q: an event id of the stream is now used by another stream (%s): %w",
-					st.StreamID, pgErr.Detail, &eventstore.DuplicateEventError{StreamID: st.StreamID})
+				return st, fmt.Errorf("restore stream %q: another stream took one of its event ids while it was out of the log: %w",
+					st.StreamID, &eventstore.DuplicateEventError{EventID: takenEventID(pgErr.Detail), StreamID: st.StreamID})
 			}
 			return st, err
 		}
@@ -343,4 +344,20 @@ func missingStreamVersion(ctx context.Context, db dbtx, streamID string) (int64,
 		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
 	}
 	return st.Version, st.ClosedError()
+}
+
+// takenEventID reads the event id from the detail of a unique violation
+// on events_event_id_key ("Key (event_id)=(…) already exists."), or
+// returns the zero ID.
+func takenEventID(detail string) eventstore.EventID {
+	_, rest, ok := strings.Cut(detail, "=(")
+	if !ok {
+		return eventstore.EventID{}
+	}
+	id, _, _ := strings.Cut(rest, ")")
+	parsed, err := eventstore.ParseEventID(id)
+	if err != nil {
+		return eventstore.EventID{}
+	}
+	return parsed
 }

@@ -25,6 +25,7 @@ var lifecycleTests = []struct {
 	{"LifecycleExpectedVersion", testLifecycleExpected},
 	{"LifecycleBadInput", testLifecycleBadInput},
 	{"LifecycleConcurrentAppends", testLifecycleConcurrent},
+	{"LifecycleRestoreIDTaken", testRestoreIDTaken},
 }
 
 // lifecycleSetup returns a fresh store that implements
@@ -680,4 +681,32 @@ func testLifecycleConcurrent(t *testing.T, s *suite) {
 	if got := recordIDs(readStream(t, ctx, store, "other")); !slices.Equal(got, want) {
 		t.Fatalf("the other stream holds %d events, want %d", len(got), len(want))
 	}
+}
+
+// testRestoreIDTaken: the IDs of archived events leave the log with them,
+// so another stream may take one; restoring then fails with a typed error
+// and changes nothing. An append retried after its stream was archived is
+// refused, not recognised as a retry.
+func testRestoreIDTaken(t *testing.T, s *suite) {
+	ctx, store, lc := s.lifecycleSetup(t)
+	events := numbered("E", 2)
+	mustAppend(t, ctx, store, "cold", eventstore.NoStream, events...)
+	if _, err := lc.ArchiveStream(ctx, "cold", eventstore.Any); err != nil {
+		t.Fatal(err)
+	}
+	_, err := store.Append(ctx, "cold", eventstore.NoStream, events...)
+	requireStreamClosed(t, "retrying the archived append", err, eventstore.ErrStreamArchived, false)
+
+	thief := eventstore.Event{ID: events[1].ID, Type: "Other", Data: []byte(`{}`)}
+	mustAppend(t, ctx, store, "thief", eventstore.NoStream, thief)
+	_, err = lc.RestoreStream(ctx, "cold")
+	var de *eventstore.DuplicateEventError
+	if !errors.Is(err, eventstore.ErrDuplicateEvent) || !errors.As(err, &de) || de.StreamID != "cold" || de.EventID != thief.ID {
+		t.Fatalf("RestoreStream with a taken event id = %v, want a *DuplicateEventError for stream cold", err)
+	}
+	requireState(t, ctx, lc, eventstore.StreamState{StreamID: "cold", Status: eventstore.StreamArchived, Version: 2, FirstVersion: 1})
+	if got := recordIDs(mustReadArchived(t, ctx, lc, "cold")); !slices.Equal(got, eventIDs(events)) {
+		t.Fatalf("the archive after a refused restore holds %v, want %v", got, eventIDs(events))
+	}
+	requireStream(t, ctx, store, "thief", []eventstore.Event{thief})
 }
