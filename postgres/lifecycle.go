@@ -225,7 +225,9 @@ func (s *Store) lifecycle(ctx context.Context, what, streamID string,
 		return eventstore.StreamState{}, err
 	}
 	var st eventstore.StreamState
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	// READ COMMITTED whatever the server's default: each statement after
+	// the lock then sees every append committed before it was granted.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var (
 			status string
 			err    error
