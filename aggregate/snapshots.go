@@ -176,7 +176,7 @@ func (r *Repository[T, PT]) fromStreamLoad(ctx context.Context, id string, res s
 	}
 	agg = r.New(id)
 	for _, rec := range res.Records {
-		if err := r.apply(agg, rec); err != nil {
+		if err := r.apply(ctx, agg, rec); err != nil {
 			return nil, false, false, err
 		}
 	}
@@ -215,7 +215,7 @@ func (r *Repository[T, PT]) continueFrom(ctx context.Context, agg PT, snap snaps
 		if upTo > 0 && rec.StreamVersion > upTo {
 			break
 		}
-		if err := r.apply(agg, rec); err != nil {
+		if err := r.apply(ctx, agg, rec); err != nil {
 			return false, err
 		}
 	}

@@ -1,7 +1,9 @@
 package eventstore
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -28,13 +30,19 @@ func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 type RegistryConfig struct {
 	// Codec encodes and decodes payloads. Defaults to [JSONCodec].
 	Codec Codec
+	// Cipher seals the personal fields of events on encode and opens them
+	// on decode (see [FieldCipher] and package shred). Registering a type
+	// with personal fields needs it to encode such events. Defaults to nil:
+	// no encryption; sealed values read back are redacted.
+	Cipher FieldCipher
 }
 
 // Registry maps event type names to Go types and back, encodes payloads,
 // and upcasts old schema versions on decode. Register every event type at
 // start-up with [Register]; a Registry is then safe for concurrent use.
 type Registry struct {
-	codec Codec
+	codec  Codec
+	cipher FieldCipher
 
 	mu     sync.RWMutex
 	byName map[string]*eventType
@@ -46,6 +54,7 @@ type eventType struct {
 	goType    reflect.Type
 	version   int // current schema version: 1 + len(upcasters)
 	upcasters []Upcaster
+	personal  *personalSpec // chronicle struct tags; nil when none
 }
 
 // NewRegistry returns an empty registry. A nil config means defaults.
@@ -57,7 +66,7 @@ func NewRegistry(cfg *RegistryConfig) *Registry {
 	if codec == nil {
 		codec = JSONCodec{}
 	}
-	return &Registry{codec: codec, byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
+	return &Registry{codec: codec, cipher: cfg.Cipher, byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
 }
 
 // Upcaster lifts a payload from one schema version to the next. Build one
@@ -124,6 +133,10 @@ func Register[T any](r *Registry, name string, upcasters ...Upcaster) error {
 	if n := len(upcasters); n > 0 && upcasters[n-1].out != nil && upcasters[n-1].out != t {
 		return &ValidationError{Field: fmt.Sprintf("event type %s upcaster[%d]", name, n-1), Reason: fmt.Sprintf("returns %s, want the registered type %s", upcasters[n-1].out, t)}
 	}
+	personal, err := parsePersonal(name, t)
+	if err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if prev, ok := r.byName[name]; ok {
@@ -132,7 +145,7 @@ func Register[T any](r *Registry, name string, upcasters ...Upcaster) error {
 	if prev, ok := r.byType[t]; ok {
 		return &ValidationError{Field: "event type " + name, Reason: fmt.Sprintf("go type %s already registered as %q", t, prev.name)}
 	}
-	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters)}
+	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters), personal: personal}
 	r.byName[name] = et
 	r.byType[t] = et
 	return nil
@@ -198,14 +211,25 @@ func (r *Registry) Types() []string {
 // Encode turns a registered event value (or a pointer to one) into an
 // [Event] with its type name, current schema version and encoded payload.
 // The ID is left zero (the store or the repository fills it). An
-// unregistered type fails with an [*UnknownEventTypeError].
+// unregistered type fails with an [*UnknownEventTypeError]. It is
+// [Registry.EncodeContext] without a context.
 func (r *Registry) Encode(v any) (Event, error) {
+	return r.EncodeContext(context.Background(), v)
+}
+
+// EncodeContext is [Registry.Encode] with a context: with a
+// [RegistryConfig.Cipher], sealing personal fields may read or create the
+// subject's key in a key store.
+func (r *Registry) EncodeContext(ctx context.Context, v any) (Event, error) {
 	et, rv, err := r.lookupValue(v)
 	if err != nil {
 		return Event{}, err
 	}
 	data, err := r.codec.Marshal(rv.Interface())
 	if err != nil {
+		return Event{}, fmt.Errorf("encode event %q: %w", et.name, err)
+	}
+	if data, err = r.sealPersonal(ctx, et, rv, data); err != nil {
 		return Event{}, fmt.Errorf("encode event %q: %w", et.name, err)
 	}
 	return Event{Type: et.name, SchemaVersion: et.version, Data: data}, nil
@@ -215,7 +239,20 @@ func (r *Registry) Encode(v any) (Event, error) {
 // (not a pointer), upcasting older schema versions first. It fails with an
 // [*UnknownEventTypeError] for an unregistered name and a [*DecodeError]
 // for a corrupt payload or a schema version newer than the registered one.
+//
+// Sealed personal fields are opened first (see [FieldCipher]); a field
+// whose key is gone decodes as its zero value and is listed in the
+// event's embedded [Redactions]. Decode is [Registry.DecodeContext]
+// without a context.
 func (r *Registry) Decode(rec Record) (any, error) {
+	return r.DecodeContext(context.Background(), rec)
+}
+
+// DecodeContext is [Registry.Decode] with a context: with a
+// [RegistryConfig.Cipher], opening sealed fields may read keys from a key
+// store. An error of the key store is returned as is (not as a
+// [*DecodeError]): it is worth a retry.
+func (r *Registry) DecodeContext(ctx context.Context, rec Record) (any, error) {
 	r.mu.RLock()
 	et, ok := r.byName[rec.Type]
 	r.mu.RUnlock()
@@ -230,6 +267,13 @@ func (r *Registry) Decode(rec Record) (any, error) {
 	if version > et.version {
 		return fail(fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
 	}
+	data, redacted, err := r.openPersonal(ctx, et, data)
+	if err != nil {
+		if errors.Is(err, ErrCorruptSealedValue) {
+			return fail(err)
+		}
+		return nil, fmt.Errorf("decode event at version %d of stream %q: open personal fields: %w", rec.StreamVersion, rec.StreamID, err)
+	}
 	for ; version < et.version; version++ {
 		up, err := et.upcasters[version-1].fn(r.codec, data)
 		if err != nil {
@@ -241,14 +285,21 @@ func (r *Registry) Decode(rec Record) (any, error) {
 	if err := r.codec.Unmarshal(data, ptr.Interface()); err != nil {
 		return fail(err)
 	}
+	setRedactions(et, ptr, redacted)
 	return ptr.Elem().Interface(), nil
 }
 
 // Decode decodes rec with r and asserts the result is a T. It fails with an
 // error matching [ErrDecode] when the record holds another type.
 func Decode[T any](r *Registry, rec Record) (T, error) {
+	return DecodeContext[T](context.Background(), r, rec)
+}
+
+// DecodeContext is [Decode] with a context, for registries with a
+// [RegistryConfig.Cipher] (see [Registry.DecodeContext]).
+func DecodeContext[T any](ctx context.Context, r *Registry, rec Record) (T, error) {
 	var zero T
-	v, err := r.Decode(rec)
+	v, err := r.DecodeContext(ctx, rec)
 	if err != nil {
 		return zero, err
 	}

@@ -107,9 +107,12 @@ func On[T any](h *Handlers, fn func(ctx context.Context, ev Event, e T) error) {
 	}
 	reg := h.reg
 	h.byType[name] = func(ctx context.Context, ev Event) error {
-		e, err := eventstore.Decode[T](reg, ev.Record)
+		e, err := eventstore.DecodeContext[T](ctx, reg, ev.Record)
 		if err != nil {
-			return Permanent(err)
+			if errors.Is(err, eventstore.ErrDecode) || errors.Is(err, eventstore.ErrUnknownEventType) {
+				return Permanent(err)
+			}
+			return err // a key store out of reach (shredding): worth a retry
 		}
 		return fn(ctx, ev, e)
 	}
