@@ -85,10 +85,7 @@ func TestConformance(t *testing.T) {
 	bustest.Run(t, func(t *testing.T) eventbus.Bus {
 		bus, _ := setup(t, "", nil)
 		return bus
-	}, &bustest.Options{Diagnose: diagnose, KnownFailures: map[string]string{
-		// Issue 15 stays open for it.
-		"DeliveryAsync": "under a loaded CI machine only 162 of 200 async-published messages arrived within 20s (seen once in CI); cause not yet found",
-	}})
+	}, &bustest.Options{Diagnose: diagnose})
 }
 
 // diagnose logs the state of the bus's streams and consumers, to explain a
