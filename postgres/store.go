@@ -65,6 +65,28 @@ type Config struct {
 	// transaction-pooling proxy but the server itself is reachable
 	// directly. Defaults to a copy of the pool's connection configuration.
 	ListenConfig *pgx.ConnConfig
+
+	// Group commit, see group.go.
+
+	// DisableGroupCommit turns group commit off: every [Store.Append] then
+	// runs its own statement and commit. With group commit on, appends
+	// that arrive while another append of this Store is in flight queue up
+	// and are sent together, when it ends, as one statement and one
+	// commit, which shares the round trip and the WAL flush among them. A
+	// lone append is sent at once (nothing waits for a timer); under
+	// concurrency an append may wait for the flush before it. Each append
+	// keeps its own outcome and errors. Appends inside a caller's
+	// transaction ([Store.AppendTx]) and [Store.AppendStreams] never join
+	// a group. Defaults to false (group commit on).
+	DisableGroupCommit bool
+
+	// MaxGroupEvents bounds the number of events of one group commit; an
+	// append larger than it is sent alone. Defaults to 1000.
+	MaxGroupEvents int
+
+	// MaxGroupBytes bounds the bytes of payload and metadata of one group
+	// commit; an append larger than it is sent alone. Defaults to 4 MiB.
+	MaxGroupBytes int
 }
 
 // withDefaults checks cfg and returns it with the defaults filled in.
@@ -83,7 +105,13 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, invalid("NotifyDebounce", fmt.Sprintf("%s is negative", cfg.NotifyDebounce))
 	case cfg.PollOnly && cfg.ListenConfig != nil:
 		return cfg, invalid("ListenConfig", "is set but PollOnly disables LISTEN")
+	case cfg.MaxGroupEvents < 0:
+		return cfg, invalid("MaxGroupEvents", fmt.Sprintf("%d is negative", cfg.MaxGroupEvents))
+	case cfg.MaxGroupBytes < 0:
+		return cfg, invalid("MaxGroupBytes", fmt.Sprintf("%d is negative", cfg.MaxGroupBytes))
 	}
+	cfg.MaxGroupEvents = cmp.Or(cfg.MaxGroupEvents, defaultMaxGroupEvents)
+	cfg.MaxGroupBytes = cmp.Or(cfg.MaxGroupBytes, defaultMaxGroupBytes)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.MaxEventSize = cmp.Or(cfg.MaxEventSize, eventstore.DefaultMaxEventSize)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, defaultPollInterval)
@@ -118,6 +146,9 @@ type Store struct {
 	watchWG         sync.WaitGroup
 	watchNotify     chan struct{} // notifications and local appends, to the dispatcher
 	notifyRequest   chan struct{} // committed local appends, to the notifier
+
+	// Group commit, see group.go: nil when Config.DisableGroupCommit.
+	group *groupCommit
 }
 
 var (
@@ -165,6 +196,9 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		notifyRequest: make(chan struct{}, 1),
 	}
 	s.plans.Store(storeNewPlanSet(0))
+	if !c.DisableGroupCommit {
+		s.group = newGroupCommit(s)
+	}
 	return s, nil
 }
 

@@ -1,0 +1,535 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// groupCall is one Append of a forced group.
+type groupCall struct {
+	stream   string
+	expected eventstore.ExpectedVersion
+	events   []eventstore.Event
+	ctx      context.Context // nil: the test's
+}
+
+// groupReply is what a groupCall's Append returned.
+type groupReply struct {
+	res eventstore.AppendResult
+	err error
+}
+
+// groupHarness forces groups deterministically: the first append of a
+// round becomes the leader and waits, before taking its group, until the
+// round's other appends are queued behind it in the order given.
+type groupHarness struct {
+	t    *testing.T
+	s    *Store
+	hold atomic.Int64 // queue length the next leader waits for; 0 = none
+}
+
+func newGroupHarness(t *testing.T, s *Store) *groupHarness {
+	t.Helper()
+	if s.group == nil {
+		t.Fatal("group commit is off")
+	}
+	h := &groupHarness{t: t, s: s}
+	s.group.beforeFlush = func() {
+		n := h.hold.Swap(0)
+		if n == 0 {
+			return
+		}
+		h.waitQueued(int(n))
+	}
+	return h
+}
+
+func (h *groupHarness) queued() int {
+	h.s.group.mu.Lock()
+	defer h.s.group.mu.Unlock()
+	return len(h.s.group.queue)
+}
+
+func (h *groupHarness) waitQueued(n int) {
+	deadline := time.Now().Add(30 * time.Second)
+	for h.queued() < n {
+		if time.Now().After(deadline) {
+			panic(fmt.Sprintf("group harness: %d appends queued after 30s, want %d", h.queued(), n))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// start runs calls as one round: each Append starts once the one before it
+// is queued, and the leader (the first) takes its group when all are
+// queued. It returns one channel per call, receiving its reply.
+func (h *groupHarness) start(calls ...groupCall) []chan groupReply {
+	h.t.Helper()
+	h.hold.Store(int64(len(calls)))
+	out := make([]chan groupReply, len(calls))
+	for i, c := range calls {
+		out[i] = make(chan groupReply, 1)
+		ctx := c.ctx
+		if ctx == nil {
+			ctx = h.t.Context()
+		}
+		go func() {
+			res, err := h.s.Append(ctx, c.stream, c.expected, c.events...)
+			out[i] <- groupReply{res, err}
+		}()
+		if i < len(calls)-1 {
+			// The leader holds the queue until the last call is queued;
+			// after that the queue empties at once.
+			h.waitQueued(i + 1)
+		}
+	}
+	return out
+}
+
+// run is start, waiting for every reply.
+func (h *groupHarness) run(calls ...groupCall) []groupReply {
+	h.t.Helper()
+	chans := h.start(calls...)
+	replies := make([]groupReply, len(chans))
+	for i, ch := range chans {
+		replies[i] = <-ch
+	}
+	return replies
+}
+
+func TestGroupCommitMixedOutcomes(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	h := newGroupHarness(t, s)
+	ctx := t.Context()
+	if _, err := s.Append(ctx, "a", eventstore.NoStream, testEvents("E", 1)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "b", eventstore.NoStream, testEvents("E", 2)...); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c, d, e := testEvents("A", 1), testEvents("B", 1), testEvents("C", 2), testEvents("D", 1), testEvents("E", 3)
+	r := h.run(
+		groupCall{stream: "a", expected: eventstore.Exact(1), events: a},
+		groupCall{stream: "b", expected: eventstore.Exact(1), events: b}, // b is at 2
+		groupCall{stream: "c", expected: eventstore.NoStream, events: c},
+		groupCall{stream: "d", expected: eventstore.StreamExists, events: d}, // d does not exist
+		groupCall{stream: "e", expected: eventstore.Any, events: e},
+	)
+	for i, want := range []int64{2, 0, 2, 0, 3} {
+		if want == 0 {
+			continue
+		}
+		if r[i].err != nil || r[i].res.Version != want {
+			t.Fatalf("append %d = %+v, %v; want version %d", i, r[i].res, r[i].err, want)
+		}
+	}
+	var ce *eventstore.ConcurrencyError
+	if !errors.As(r[1].err, &ce) || ce.StreamID != "b" || ce.Actual != 2 {
+		t.Fatalf("append to b: %v, want a concurrency conflict at version 2", r[1].err)
+	}
+	if !errors.As(r[3].err, &ce) || ce.StreamID != "d" || ce.Actual != 0 {
+		t.Fatalf("append to d: %v, want a concurrency conflict at version 0", r[3].err)
+	}
+	// The members that succeeded were committed together, in one
+	// transaction, in the order they queued.
+	tx := r[0].res.Position.Transaction
+	for _, i := range []int{2, 4} {
+		if r[i].res.Position.Transaction != tx {
+			t.Fatalf("append %d committed in transaction %d, append 0 in %d: not one group", i, r[i].res.Position.Transaction, tx)
+		}
+		if r[i].res.Position.Global <= r[i-2].res.Position.Global {
+			t.Fatalf("append %d at %d, not after append %d at %d", i, r[i].res.Position.Global, i-2, r[i-2].res.Position.Global)
+		}
+	}
+	requireStreamIDs(t, s, "c", c)
+	requireStreamIDs(t, s, "e", e)
+	if ids := streamEventIDs(t, s, "d"); len(ids) != 0 {
+		t.Fatalf("d has %d events", len(ids))
+	}
+	if ids := streamEventIDs(t, s, "b"); len(ids) != 2 {
+		t.Fatalf("b has %d events, want 2", len(ids))
+	}
+	got := streamEventIDs(t, s, "a")
+	if len(got) != 2 || got[1] != a[0].ID {
+		t.Fatalf("a = %v, want its second event %s", got, a[0].ID)
+	}
+}
+
+// TestGroupCommitDuplicates puts event IDs that are already stored, or used
+// twice, into one group: the statement fails as a whole, and each member
+// gets its own outcome.
+func TestGroupCommitDuplicates(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	h := newGroupHarness(t, s)
+	ctx := t.Context()
+	stored := testEvents("E", 2)
+	orig, err := s.Append(ctx, "a", eventstore.NoStream, stored...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := testEvents("S", 1)
+	fresh := testEvents("F", 1)
+	r := h.run(
+		groupCall{stream: "a", expected: eventstore.NoStream, events: stored},             // a retry: the original result
+		groupCall{stream: "b", expected: eventstore.Any, events: stored[1:]},              // stored in a: duplicate
+		groupCall{stream: "c", expected: eventstore.Any, events: shared},                  // c and d share an ID
+		groupCall{stream: "d", expected: eventstore.Any, events: shared},                  //
+		groupCall{stream: "e", expected: eventstore.NoStream, events: fresh},              // innocent
+		groupCall{stream: "a", expected: eventstore.Exact(2), events: testEvents("G", 1)}, // a again: next group
+	)
+	if r[0].err != nil || r[0].res != orig {
+		t.Fatalf("retry of a = %+v, %v; want the original %+v", r[0].res, r[0].err, orig)
+	}
+	var de *eventstore.DuplicateEventError
+	if !errors.As(r[1].err, &de) || de.EventID != stored[1].ID {
+		t.Fatalf("append to b: %v, want a duplicate of %s", r[1].err, stored[1].ID)
+	}
+	switch {
+	case r[2].err == nil && errors.Is(r[3].err, eventstore.ErrDuplicateEvent):
+		requireStreamIDs(t, s, "c", shared)
+	case r[3].err == nil && errors.Is(r[2].err, eventstore.ErrDuplicateEvent):
+		requireStreamIDs(t, s, "d", shared)
+	default:
+		t.Fatalf("appends sharing an ID: %v and %v, want one stored and one duplicate", r[2].err, r[3].err)
+	}
+	if r[4].err != nil || r[4].res.Version != 1 {
+		t.Fatalf("innocent append = %+v, %v", r[4].res, r[4].err)
+	}
+	requireStreamIDs(t, s, "e", fresh)
+	if r[5].err != nil || r[5].res.Version != 3 {
+		t.Fatalf("second append to a = %+v, %v; want version 3", r[5].res, r[5].err)
+	}
+	if ids := streamEventIDs(t, s, "b"); len(ids) != 0 {
+		t.Fatalf("b has %d events", len(ids))
+	}
+}
+
+// TestGroupCommitSameStream queues appends to one stream into one round:
+// a group takes one append per stream, so they are sequenced in queue
+// order, each seeing the version the one before it left.
+func TestGroupCommitSameStream(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	h := newGroupHarness(t, s)
+	first, second, third := testEvents("A", 1), testEvents("B", 2), testEvents("C", 1)
+	other := testEvents("O", 1)
+	r := h.run(
+		groupCall{stream: "s", expected: eventstore.NoStream, events: first},
+		groupCall{stream: "s", expected: eventstore.Exact(1), events: second},
+		groupCall{stream: "t", expected: eventstore.Any, events: other},
+		groupCall{stream: "s", expected: eventstore.NoStream, events: testEvents("X", 1)}, // s exists by then
+		groupCall{stream: "s", expected: eventstore.Any, events: third},
+	)
+	for i, want := range []int64{1, 3, 1, 0, 4} {
+		if want == 0 {
+			if !errors.Is(r[i].err, eventstore.ErrConcurrencyConflict) {
+				t.Fatalf("append %d: %v, want a concurrency conflict", i, r[i].err)
+			}
+			continue
+		}
+		if r[i].err != nil || r[i].res.Version != want {
+			t.Fatalf("append %d = %+v, %v; want version %d", i, r[i].res, r[i].err, want)
+		}
+	}
+	requireStreamIDs(t, s, "s", append(append(first, second...), third...))
+	if r[0].res.Position.Transaction != r[2].res.Position.Transaction {
+		t.Fatal("the first appends to s and t were not one group")
+	}
+	if r[0].res.Position.Transaction == r[1].res.Position.Transaction {
+		t.Fatal("two appends to s were committed in one group")
+	}
+}
+
+// TestGroupCommitInvalidData puts an event whose data PostgreSQL refuses
+// into a group: it fails alone, with a validation error.
+func TestGroupCommitInvalidData(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	h := newGroupHarness(t, s)
+	good1, good2 := testEvents("E", 2), testEvents("E", 1)
+	bad := []eventstore.Event{{Type: "E", Data: []byte(`{"a":1e200000}`)}}
+	r := h.run(
+		groupCall{stream: "a", expected: eventstore.Any, events: good1},
+		groupCall{stream: "b", expected: eventstore.Any, events: bad},
+		groupCall{stream: "c", expected: eventstore.NoStream, events: good2},
+	)
+	var ve *eventstore.ValidationError
+	if !errors.As(r[1].err, &ve) || ve.Field != "events data" || !strings.Contains(ve.Reason, "numeric") {
+		t.Fatalf("bad append: %v, want a validation error on events data", r[1].err)
+	}
+	if r[0].err != nil || r[2].err != nil {
+		t.Fatalf("good appends: %v, %v", r[0].err, r[2].err)
+	}
+	requireStreamIDs(t, s, "a", good1)
+	requireStreamIDs(t, s, "c", good2)
+	if ids := streamEventIDs(t, s, "b"); len(ids) != 0 {
+		t.Fatalf("b has %d events", len(ids))
+	}
+}
+
+// TestGroupCommitSkipsLockedStream holds a stream's head row in an open
+// transaction: the group does not wait for it (its neighbours commit at
+// once), and the append to that stream queues alone until the transaction
+// ends, then lands after its events.
+func TestGroupCommitSkipsLockedStream(t *testing.T) {
+	t.Parallel()
+	s, pool := setupStore(t, nil)
+	h := newGroupHarness(t, s)
+	ctx := t.Context()
+	if _, err := s.Append(ctx, "x", eventstore.NoStream, testEvents("E", 1)...); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after commit
+	inTx := testEvents("T", 1)
+	if _, err := s.AppendTx(ctx, tx, "x", eventstore.Exact(1), inTx...); err != nil {
+		t.Fatal(err)
+	}
+	x := testEvents("X", 1)
+	chans := h.start(
+		groupCall{stream: "x", expected: eventstore.Any, events: x},
+		groupCall{stream: "y", expected: eventstore.Any, events: testEvents("Y", 1)},
+		groupCall{stream: "z", expected: eventstore.Any, events: testEvents("Z", 1)},
+	)
+	for i, ch := range chans[1:] {
+		if r := <-ch; r.err != nil || r.res.Version != 1 {
+			t.Fatalf("append %d = %+v, %v (while x is locked)", i+1, r.res, r.err)
+		}
+	}
+	waitBlocked(t, pool) // the append to x, alone, waits for tx
+	select {
+	case r := <-chans[0]:
+		t.Fatalf("append to x returned while tx holds it: %+v, %v", r.res, r.err)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-chans[0]; r.err != nil || r.res.Version != 3 {
+		t.Fatalf("append to x = %+v, %v; want version 3", r.res, r.err)
+	}
+	ids := streamEventIDs(t, s, "x")
+	if len(ids) != 3 || ids[1] != inTx[0].ID || ids[2] != x[0].ID {
+		t.Fatalf("x = %v", ids)
+	}
+}
+
+// TestGroupCommitConnectionLost terminates the backend of a group's
+// statement while it waits: each member then runs alone, as a retry with
+// its event IDs, and is stored exactly once.
+func TestGroupCommitConnectionLost(t *testing.T) {
+	t.Parallel()
+	s, pool := setupStore(t, nil)
+	h := newGroupHarness(t, s)
+	ctx := t.Context()
+	// A new stream inserted by an open transaction: the group's insert of
+	// the same stream waits for it (the one wait a group cannot skip).
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after rollback
+	if _, err := s.AppendTx(ctx, tx, "n", eventstore.NoStream, testEvents("T", 1)...); err != nil {
+		t.Fatal(err)
+	}
+	n, a, b := testEvents("N", 1), testEvents("A", 2), []eventstore.Event{{Type: "B", Data: []byte(`{}`)}} // b: an ID the store generates
+	chans := h.start(
+		groupCall{stream: "a", expected: eventstore.NoStream, events: a},
+		groupCall{stream: "n", expected: eventstore.Any, events: n},
+		groupCall{stream: "b", expected: eventstore.Exact(0), events: b},
+	)
+	waitBlocked(t, pool)
+	var killed int
+	if err := adminConn(t).QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = $1 AND wait_event_type = 'Lock' AND query LIKE '-- Append the pending appends of several callers%'`,
+		pool.Config().ConnConfig.Database).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminate the group's backend: %d, %v", killed, err)
+	}
+	for i, ch := range []chan groupReply{chans[0], chans[2]} {
+		if r := <-ch; r.err != nil {
+			t.Fatalf("append %d after the group's connection was lost: %v", 2*i, r.err)
+		}
+	}
+	requireStreamIDs(t, s, "a", a)
+	if ids := streamEventIDs(t, s, "b"); len(ids) != 1 {
+		t.Fatalf("b has %d events, want 1", len(ids))
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-chans[1]; r.err != nil || r.res.Version != 1 {
+		t.Fatalf("append to n = %+v, %v; want version 1", r.res, r.err)
+	}
+	requireStreamIDs(t, s, "n", n)
+}
+
+// TestGroupCommitSizeBounds checks that a group stops at MaxGroupEvents and
+// MaxGroupBytes, and that an append larger than the bounds is sent alone.
+func TestGroupCommitSizeBounds(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, &Config{MaxGroupEvents: 4, MaxGroupBytes: 64})
+	h := newGroupHarness(t, s)
+	big := []eventstore.Event{{Type: "E", Data: []byte(`{"note":"` + strings.Repeat("x", 100) + `"}`)}}
+	r := h.run(
+		groupCall{stream: "a", expected: eventstore.Any, events: testEvents("E", 2)},
+		groupCall{stream: "b", expected: eventstore.Any, events: testEvents("E", 3)}, // 5 events: next group
+		groupCall{stream: "c", expected: eventstore.Any, events: testEvents("E", 2)},
+		groupCall{stream: "d", expected: eventstore.Any, events: big}, // over MaxGroupBytes: alone
+	)
+	for i, rep := range r {
+		if rep.err != nil {
+			t.Fatalf("append %d: %v", i, rep.err)
+		}
+	}
+	txOf := func(i int) uint64 { return r[i].res.Position.Transaction }
+	if txOf(0) != txOf(2) {
+		t.Fatal("a and c were not one group")
+	}
+	if txOf(1) == txOf(0) || txOf(3) == txOf(0) || txOf(3) == txOf(1) {
+		t.Fatalf("transactions %d %d %d %d: b and d should each be alone", txOf(0), txOf(1), txOf(2), txOf(3))
+	}
+}
+
+// TestGroupCommitLeaveQueue cancels a queued member deterministically: the
+// leader is held until it has left, so it must return the context's error
+// with nothing sent.
+func TestGroupCommitLeaveQueue(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, nil)
+	g := s.group
+	release := make(chan struct{})
+	var once sync.Once
+	g.beforeFlush = func() { once.Do(func() { <-release }) }
+	leader := make(chan error, 1)
+	go func() {
+		_, err := s.Append(t.Context(), "a", eventstore.Any, testEvents("A", 1)...)
+		leader <- err
+	}()
+	h := &groupHarness{t: t, s: s}
+	h.waitQueued(1)
+	ctx, cancel := context.WithCancel(t.Context())
+	member := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, "b", eventstore.Any, testEvents("B", 1)...)
+		member <- err
+	}()
+	h.waitQueued(2)
+	cancel()
+	if err := <-member; !errors.Is(err, context.Canceled) || errors.Is(err, eventstore.ErrOutcomeUnknown) {
+		t.Fatalf("canceled queued append: %v, want context.Canceled", err)
+	}
+	close(release)
+	if err := <-leader; err != nil {
+		t.Fatal(err)
+	}
+	if ids := streamEventIDs(t, s, "b"); len(ids) != 0 {
+		t.Fatalf("canceled append stored %d events", len(ids))
+	}
+	// The lead was handed back: later appends still flush.
+	if _, err := s.Append(t.Context(), "b", eventstore.Any, testEvents("B", 1)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupCommitManyWriters runs writers on their own streams and on one
+// shared stream at once, with no hook: every append is stored exactly
+// once, each stream without holes, each writer's results in order.
+func TestGroupCommitManyWriters(t *testing.T) {
+	t.Parallel()
+	for _, disable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("disable=%t", disable), func(t *testing.T) {
+			t.Parallel()
+			s, _ := setupStore(t, &Config{DisableGroupCommit: disable, MaxGroupEvents: 7})
+			const writers, appends = 12, 25
+			ctx := t.Context()
+			var wg sync.WaitGroup
+			stored := make([][]eventstore.Event, writers)
+			shared := make([][]eventstore.Event, writers)
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					own := fmt.Sprintf("own-%d", w)
+					var version int64
+					for i := range appends {
+						evs := testEvents("E", 1+i%3)
+						res, err := s.Append(ctx, own, eventstore.Exact(version), evs...)
+						if err != nil || res.Version != version+int64(len(evs)) {
+							t.Errorf("%s: %+v, %v", own, res, err)
+							return
+						}
+						version = res.Version
+						stored[w] = append(stored[w], evs...)
+						if i%5 == 0 {
+							evs := testEvents("S", 1)
+							if _, err := s.Append(ctx, "shared", eventstore.Any, evs...); err != nil {
+								t.Errorf("shared: %v", err)
+								return
+							}
+							shared[w] = append(shared[w], evs...)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if t.Failed() {
+				return
+			}
+			for w := range writers {
+				requireStreamIDs(t, s, fmt.Sprintf("own-%d", w), stored[w])
+			}
+			all := map[eventstore.EventID]bool{}
+			for _, id := range streamEventIDs(t, s, "shared") {
+				all[id] = true
+			}
+			n := 0
+			for _, evs := range shared {
+				for _, e := range evs {
+					n++
+					if !all[e.ID] {
+						t.Fatalf("shared event %s lost", e.ID)
+					}
+				}
+			}
+			if len(all) != n {
+				t.Fatalf("shared has %d events, want %d", len(all), n)
+			}
+		})
+	}
+}
+
+func TestGroupCommitConfig(t *testing.T) {
+	t.Parallel()
+	s, pool := setupStore(t, nil)
+	if s.group == nil || s.cfg.MaxGroupEvents != defaultMaxGroupEvents || s.cfg.MaxGroupBytes != defaultMaxGroupBytes {
+		t.Fatalf("defaults: group %v, %d events, %d bytes", s.group != nil, s.cfg.MaxGroupEvents, s.cfg.MaxGroupBytes)
+	}
+	if off := newStoreOn(t, pool, &Config{DisableGroupCommit: true}); off.group != nil {
+		t.Fatal("DisableGroupCommit left group commit on")
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"MaxGroupEvents", Config{MaxGroupEvents: -1}},
+		{"MaxGroupBytes", Config{MaxGroupBytes: -1}},
+	} {
+		var ve *eventstore.ValidationError
+		if _, err := New(pool, &tc.cfg); !errors.As(err, &ve) || ve.Field != "config "+tc.name {
+			t.Fatalf("%s: %v, want a validation error", tc.name, err)
+		}
+	}
+}
