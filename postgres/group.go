@@ -65,8 +65,8 @@ type groupOutcome struct {
 	// the group stored none of its events, or (maybeStored) the group's
 	// connection broke mid-statement, so it may have stored them all.
 	alone, maybeStored bool
-	res   eventstore.AppendResult
-	err   error
+	res                eventstore.AppendResult
+	err                error
 }
 
 func newGroupCommit(s *Store) *groupCommit {
