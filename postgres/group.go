@@ -16,15 +16,21 @@ const (
 	defaultMaxGroupBytes  = 4 << 20
 )
 
+// maxFlushes is the number of flushes a store runs at once. Two, so that
+// a flush waiting for a head row that another transaction holds (a
+// caller's open transaction that appended to the stream) does not stall
+// every append of the store: the other slot keeps flushing.
+const maxFlushes = 2
+
 // groupCommit coalesces concurrent [Store.Append] calls on the pool into
 // one statement (append_group.sql) and one commit.
 //
-// It is a leader/follower queue. An append enqueues itself; when no flush
-// is in progress it becomes the leader and flushes at once (a lone writer
-// never waits for a timer). While a flush is in flight, other appends
-// queue up; when it ends, the leader hands the lead to the oldest queued
-// append, which flushes everything that queued meanwhile, up to the size
-// bounds, as one group. At most one flush runs at a time.
+// It is a leader/follower queue. An append enqueues itself; when fewer than
+// maxFlushes flushes are running it becomes a leader and flushes at once
+// (a lone writer never waits for a timer). While the flushes are in
+// flight, other appends queue up; when a flush ends, its leader hands the
+// lead to the oldest queued append, which flushes everything that queued
+// meanwhile, up to the size bounds, as one group.
 //
 // A group takes at most one append per stream: the statement cannot move
 // a head row twice, so a later append to the same stream waits for the
@@ -34,12 +40,14 @@ type groupCommit struct {
 	maxEvents int
 	maxBytes  int
 
-	mu       sync.Mutex
-	queue    []*groupMember // waiting, oldest first
-	flushing bool           // a leader exists (flushing, or handed the lead)
+	mu      sync.Mutex
+	queue   []*groupMember // waiting, oldest first
+	leaders int            // flushing, or handed the lead; at most slots
+	// slots is maxFlushes (tests set 1 before the first append).
+	slots int
 
-	// beforeFlush, when set (tests only), runs in the leader before it
-	// takes a group from the queue.
+	// beforeFlush, when set (tests only), runs in a leader before it
+	// takes its group from the queue.
 	beforeFlush func()
 }
 
@@ -49,11 +57,11 @@ type groupMember struct {
 	events int
 	bytes  int
 	// done receives the member's outcome, or the lead (at most one
-	// message is ever pending: a member handed the lead is still queued,
-	// and a queued member gets no outcome).
+	// message is ever pending: only a queued member that is not a leader
+	// is handed the lead, and only a member taken out of the queue by
+	// another leader gets an outcome).
 	done chan groupOutcome
-	// lead is set (under groupCommit.mu) when the member was handed the
-	// lead.
+	// lead is set (under groupCommit.mu) when the member is a leader.
 	lead bool
 }
 
@@ -70,7 +78,7 @@ type groupOutcome struct {
 }
 
 func newGroupCommit(s *Store) *groupCommit {
-	return &groupCommit{s: s, maxEvents: s.cfg.MaxGroupEvents, maxBytes: s.cfg.MaxGroupBytes}
+	return &groupCommit{s: s, maxEvents: s.cfg.MaxGroupEvents, maxBytes: s.cfg.MaxGroupBytes, slots: maxFlushes}
 }
 
 // append runs in, a validated one-stream append, through the group: it
@@ -85,16 +93,16 @@ func (g *groupCommit) append(ctx context.Context, in *eventsql.Input) (eventstor
 	}
 	g.mu.Lock()
 	g.queue = append(g.queue, m)
-	lead := !g.flushing
-	if lead {
-		g.flushing = true
+	if g.leaders < g.slots {
+		g.leaders++
 		m.lead = true
 	}
+	lead := m.lead
 	g.mu.Unlock()
 
 	for {
 		if lead {
-			return g.finish(ctx, m, g.flush(ctx))
+			return g.finish(ctx, m, g.flush(ctx, m))
 		}
 		select {
 		case out := <-m.done:
@@ -117,6 +125,9 @@ func (g *groupCommit) append(ctx context.Context, in *eventsql.Input) (eventstor
 func (g *groupCommit) finish(ctx context.Context, m *groupMember, out groupOutcome) (eventstore.AppendResult, error) {
 	if out.alone {
 		in := m.in
+		if out.maybeStored && ctx.Err() != nil {
+			return eventstore.AppendResult{}, &eventstore.OutcomeUnknownError{Op: in.Op(), Err: ctx.Err()}
+		}
 		if out.maybeStored {
 			// Look the event ids up on a conflict, as for a caller's retry
 			// with the same ids: found where the append puts them, they
@@ -157,38 +168,45 @@ func (g *groupCommit) leave(m *groupMember, err error) (groupOutcome, bool) {
 	}
 }
 
-// handOff passes the lead to the oldest queued member, or ends the
-// leadership when the queue is empty. g.mu must be held.
+// handOff passes the lead of a leader that is done to the oldest queued
+// member that is not a leader, or gives the slot up. g.mu must be held.
 func (g *groupCommit) handOff() {
-	if len(g.queue) == 0 {
-		g.flushing = false
-		return
+	for _, m := range g.queue {
+		if !m.lead {
+			m.lead = true
+			m.done <- groupOutcome{lead: true}
+			return
+		}
 	}
-	next := g.queue[0]
-	next.lead = true
-	next.done <- groupOutcome{lead: true}
+	g.leaders--
 }
 
-// take removes the next group from the queue and returns it: the oldest
-// member (the leader, always taken whatever its size), then, in queue
-// order, every member whose stream is not in the group yet, while the
+// take removes leader's group from the queue and returns it: the leader
+// first, whatever its size, then, in queue order, every member that is not
+// a leader itself and whose stream is not in the group yet, while the
 // group stays within the size bounds. g.mu must be held.
-func (g *groupCommit) take() []*groupMember {
-	batch := []*groupMember{g.queue[0]}
-	if len(g.queue) == 1 {
-		g.queue = g.queue[:0]
-		return batch
-	}
-	events, bytes := batch[0].events, batch[0].bytes
-	streams := map[string]struct{}{batch[0].in.StreamIDs[0]: {}}
+func (g *groupCommit) take(leader *groupMember) []*groupMember {
+	batch := []*groupMember{leader}
+	events, bytes := leader.events, leader.bytes
+	var streams map[string]struct{}
 	keep := g.queue[:0]
-	for _, m := range g.queue[1:] {
-		_, dup := streams[m.in.StreamIDs[0]]
-		if dup || events+m.events > g.maxEvents || bytes+m.bytes > g.maxBytes {
+	for _, m := range g.queue {
+		if m == leader {
+			continue
+		}
+		id := m.in.StreamIDs[0]
+		if m.lead || id == leader.in.StreamIDs[0] || events+m.events > g.maxEvents || bytes+m.bytes > g.maxBytes {
 			keep = append(keep, m)
 			continue
 		}
-		streams[m.in.StreamIDs[0]] = struct{}{}
+		if streams == nil {
+			streams = map[string]struct{}{}
+		}
+		if _, dup := streams[id]; dup {
+			keep = append(keep, m)
+			continue
+		}
+		streams[id] = struct{}{}
 		events += m.events
 		bytes += m.bytes
 		batch = append(batch, m)
@@ -198,19 +216,23 @@ func (g *groupCommit) take() []*groupMember {
 	return batch
 }
 
-// flush runs the leader's group: it takes the group from the queue, sends
-// it, tells each member its outcome, hands the lead on and returns the
-// leader's own outcome. The leader is always the oldest queued member, so
-// it is always in its group.
-func (g *groupCommit) flush(ctx context.Context) groupOutcome {
+// flush runs leader's group: it takes the group from the queue, sends it,
+// tells each member its outcome, hands the lead on and returns the
+// leader's own outcome.
+func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutcome {
 	if g.beforeFlush != nil {
 		g.beforeFlush()
 	}
 	g.mu.Lock()
-	batch := g.take()
+	batch := g.take(leader)
 	g.mu.Unlock()
 
-	outs := g.run(ctx, batch)
+	var outs []groupOutcome
+	if len(batch) == 1 {
+		outs = []groupOutcome{g.runLone(ctx, leader)}
+	} else {
+		outs = g.run(ctx, batch)
+	}
 	for i, m := range batch[1:] {
 		m.done <- outs[i+1]
 	}
@@ -220,10 +242,25 @@ func (g *groupCommit) flush(ctx context.Context) groupOutcome {
 	return outs[0]
 }
 
-// run sends batch as one append_group.sql statement (also a batch of one:
-// unlike the one-stream statements it never waits for a head row that
-// another transaction holds, so the lead is never stuck behind a slow
-// writer) and returns each member's outcome.
+// runLone sends a group of one with the one-stream statement of the normal
+// path (cheaper than append_group.sql), once: a conflict or an error is
+// left to the member, which runs alone after handing the lead on.
+func (g *groupCommit) runLone(ctx context.Context, m *groupMember) groupOutcome {
+	res, conflict, err := g.s.appendOnce(ctx, nil, m.in)
+	switch {
+	case err == nil && conflict == nil:
+		g.s.watchAfterCommit()
+		g.s.notePosition(res[0].Position.Global)
+		return groupOutcome{res: res[0]}
+	case err != nil && outcomeUnknown(err) && !errors.As(err, new(*acquireError)):
+		return groupOutcome{alone: true, maybeStored: true}
+	default:
+		return groupOutcome{alone: true}
+	}
+}
+
+// run sends batch as one append_group.sql statement and returns each
+// member's outcome.
 //
 // A member the statement did not store is told to run alone; so is every
 // member when the statement failed as a whole (a duplicate event id, a
@@ -256,11 +293,9 @@ func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutc
 	if err != nil { // cannot happen: take keeps streams distinct
 		return alone()
 	}
-	if len(batch) > 1 {
-		// The statement runs for every member: one caller giving up must
-		// not cancel it for the others.
-		ctx = context.WithoutCancel(ctx)
-	}
+	// The statement runs for every member: one caller giving up must not
+	// cancel it for the others.
+	ctx = context.WithoutCancel(ctx)
 	res, stored, err := g.send(ctx, grp)
 	var acquireErr *acquireError
 	switch {

@@ -42,6 +42,9 @@ func newGroupHarness(t *testing.T, s *Store) *groupHarness {
 		t.Fatal("group commit is off")
 	}
 	h := &groupHarness{t: t, s: s}
+	// One flush at a time, so that a held leader keeps every other append
+	// queued.
+	s.group.slots = 1
 	s.group.beforeFlush = func() {
 		n := h.hold.Swap(0)
 		if n == 0 {
@@ -277,14 +280,13 @@ func TestGroupCommitInvalidData(t *testing.T) {
 	}
 }
 
-// TestGroupCommitSkipsLockedStream holds a stream's head row in an open
-// transaction: the group does not wait for it (its neighbours commit at
-// once), and the append to that stream queues alone until the transaction
-// ends, then lands after its events.
-func TestGroupCommitSkipsLockedStream(t *testing.T) {
+// TestGroupCommitLockedStreamDoesNotStall holds a stream's head row in an
+// open transaction while an append to it waits in a flush: the other
+// flush slot keeps serving the store's other appends, and the waiting
+// append lands after the transaction's events once it commits.
+func TestGroupCommitLockedStreamDoesNotStall(t *testing.T) {
 	t.Parallel()
 	s, pool := setupStore(t, nil)
-	h := newGroupHarness(t, s)
 	ctx := t.Context()
 	if _, err := s.Append(ctx, "x", eventstore.NoStream, testEvents("E", 1)...); err != nil {
 		t.Fatal(err)
@@ -299,26 +301,35 @@ func TestGroupCommitSkipsLockedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := testEvents("X", 1)
-	chans := h.start(
-		groupCall{stream: "x", expected: eventstore.Any, events: x},
-		groupCall{stream: "y", expected: eventstore.Any, events: testEvents("Y", 1)},
-		groupCall{stream: "z", expected: eventstore.Any, events: testEvents("Z", 1)},
-	)
-	for i, ch := range chans[1:] {
-		if r := <-ch; r.err != nil || r.res.Version != 1 {
-			t.Fatalf("append %d = %+v, %v (while x is locked)", i+1, r.res, r.err)
-		}
+	stuck := make(chan groupReply, 1)
+	go func() {
+		res, err := s.Append(ctx, "x", eventstore.Any, x...)
+		stuck <- groupReply{res, err}
+	}()
+	waitBlocked(t, pool) // the append to x waits for tx
+	// Concurrent appends to other streams are stored meanwhile.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 5 {
+				stream := fmt.Sprintf("other-%d", i)
+				if res, err := s.Append(ctx, stream, eventstore.Exact(int64(j)), testEvents("O", 1)...); err != nil || res.Version != int64(j+1) {
+					t.Errorf("%s: %+v, %v (while x is locked)", stream, res, err)
+					return
+				}
+			}
+		})
 	}
-	waitBlocked(t, pool) // the append to x, alone, waits for tx
+	wg.Wait()
 	select {
-	case r := <-chans[0]:
+	case r := <-stuck:
 		t.Fatalf("append to x returned while tx holds it: %+v, %v", r.res, r.err)
 	default:
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-chans[0]; r.err != nil || r.res.Version != 3 {
+	if r := <-stuck; r.err != nil || r.res.Version != 3 {
 		t.Fatalf("append to x = %+v, %v; want version 3", r.res, r.err)
 	}
 	ids := streamEventIDs(t, s, "x")
@@ -336,7 +347,7 @@ func TestGroupCommitConnectionLost(t *testing.T) {
 	h := newGroupHarness(t, s)
 	ctx := t.Context()
 	// A new stream inserted by an open transaction: the group's insert of
-	// the same stream waits for it (the one wait a group cannot skip).
+	// the same stream waits for it.
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -410,6 +421,7 @@ func TestGroupCommitLeaveQueue(t *testing.T) {
 	t.Parallel()
 	s, _ := setupStore(t, nil)
 	g := s.group
+	g.slots = 1
 	release := make(chan struct{})
 	var once sync.Once
 	g.beforeFlush = func() { once.Do(func() { <-release }) }

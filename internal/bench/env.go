@@ -25,15 +25,18 @@ type env struct {
 	cfg    *Config
 	server string // server version
 
-	// pool is connected to the run's database, with room for 8 writers
+	// pool is connected to the run's database, with room for 32 writers
 	// and a reader.
 	pool *pgxpool.Pool
-	// store is Chronicle's PostgreSQL store on pool.
+	// store is Chronicle's PostgreSQL store on pool, with the defaults
+	// (group commit on).
 	store *postgres.Store
 	// registry knows Deposited.
 	registry *eventstore.Registry
 	// accounts is the aggregate repository of the account aggregate.
 	accounts *aggregate.Repository[account, *account]
+	// accountsNoGroup is accounts on a store with group commit off.
+	accountsNoGroup *aggregate.Repository[account, *account]
 }
 
 // baselineSchema is the minimal events table of BENCH.md, what the raw pgx
@@ -92,7 +95,7 @@ func withRunEnv(ctx context.Context, cfg *Config, fn func(*env) error) (err erro
 	if err != nil {
 		return err
 	}
-	pcfg.MaxConns = 12
+	pcfg.MaxConns = 36
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("connect to benchmark database: %w", err)
@@ -106,12 +109,21 @@ func withRunEnv(ctx context.Context, cfg *Config, fn func(*env) error) (err erro
 		return err
 	}
 	defer store.Close()
+	noGroup, err := postgres.New(pool, &postgres.Config{DisableGroupCommit: true})
+	if err != nil {
+		return err
+	}
+	defer noGroup.Close()
 	reg := newRegistry()
 	accounts, err := aggregate.NewRepository[account](store, reg, nil)
 	if err != nil {
 		return err
 	}
-	return fn(&env{cfg: cfg, server: server, pool: pool, store: store, registry: reg, accounts: accounts})
+	accountsNoGroup, err := aggregate.NewRepository[account](noGroup, reg, nil)
+	if err != nil {
+		return err
+	}
+	return fn(&env{cfg: cfg, server: server, pool: pool, store: store, registry: reg, accounts: accounts, accountsNoGroup: accountsNoGroup})
 }
 
 // seed writes perStream events to each of the streams on both sides, with
@@ -166,9 +178,23 @@ func (e *env) seed(ctx context.Context, streams []string, perStream int) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	_, err := e.pool.Exec(ctx, "ANALYZE bench_baseline.events; ANALYZE chronicle.events")
+	// The seeded streams' head rows, which an append of the store moves
+	// in the same statement as it inserts events (migration 4).
+	if _, err := e.pool.Exec(ctx, seedHeadRows, streams); err != nil {
+		return fmt.Errorf("seed chronicle head rows: %w", err)
+	}
+	_, err := e.pool.Exec(ctx, "ANALYZE bench_baseline.events; ANALYZE chronicle.events; ANALYZE chronicle.streams")
 	return err
 }
+
+// seedHeadRows writes the head rows of the seeded streams ($1) from their
+// events, as migration 4 does for existing events.
+const seedHeadRows = `INSERT INTO chronicle.streams (stream_id, version, last_transaction_id)
+SELECT stream_id, max(stream_version), max(transaction_id)
+FROM chronicle.events
+WHERE stream_id = ANY($1::text[])
+GROUP BY stream_id
+ORDER BY min(transaction_id), min(global_position)`
 
 // horizonWait bounds how long waitReadable waits for other sessions'
 // transactions to end.

@@ -7,36 +7,27 @@
 -- Per event: $4 its append's 1-based index in $1, $5 the event's 1-based
 -- offset in its append, $6 event id, $7 type, $8 schema version, $9 data
 -- (JSON text), $10 metadata (JSON text, NULL when empty). Events are
--- inserted in array order.
+-- inserted in array order, so global positions follow it.
 --
--- The head CTE is append_streams.sql's, with two differences:
---   - A stream whose head row another transaction holds locked is left out
---     (FOR UPDATE SKIP LOCKED): the group never waits for another writer's
---     transaction, so one slow writer cannot stall its neighbours; the
---     store runs the left-out append again on its own, where it queues.
---     The row is found with a range on the primary key ordered and limited
---     to one row, for the plan (see the package documentation).
---   - An append whose head row is not written (left out, or its
---     expectation or order check failed) inserts nothing: its events are
---     inner-joined to the head rows written. The statement does not fail;
---     the store runs such appends again on their own to learn why.
+-- The head CTE is append_streams.sql's (head rows locked in stream-id
+-- order, expectation and order checks), with one difference: an append
+-- whose head row is not written (its expectation or order check failed)
+-- inserts nothing, because its events are inner-joined to the head rows
+-- written, and the statement does not fail. The store runs such appends
+-- again on their own to learn why. A failure of the statement as a whole
+-- (a duplicate event id, data the server refuses, a deadlock) stores
+-- nothing; the store then runs every append on its own.
+--
 -- Returns one row per inserted event; an append without rows stored
 -- nothing.
-WITH input AS (
-    SELECT s.stream_id, s.expected, s.n,
-           (SELECT e.stream_id FROM chronicle.streams e
-            WHERE e.stream_id >= s.stream_id ORDER BY e.stream_id LIMIT 1) = s.stream_id AS found,
-           (SELECT e.stream_id FROM chronicle.streams e
-            WHERE e.stream_id >= s.stream_id AND e.stream_id <= s.stream_id
-            ORDER BY e.stream_id LIMIT 1 FOR UPDATE SKIP LOCKED) AS locked
-    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(stream_id, expected, n)
-), head AS (
+WITH head AS (
     INSERT INTO chronicle.streams AS h (stream_id, version, last_transaction_id)
-    SELECT i.stream_id, i.n, pg_current_xact_id()
-    FROM input i
-    WHERE i.locked IS NOT NULL
-       OR (i.found IS NOT TRUE AND i.expected IN (-1, 0))
-    ORDER BY i.stream_id
+    SELECT s.stream_id, s.n, pg_current_xact_id()
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(stream_id, expected, n)
+    WHERE s.expected IN (-1, 0)
+       OR (SELECT e.stream_id FROM chronicle.streams e
+           WHERE e.stream_id >= s.stream_id ORDER BY e.stream_id LIMIT 1) = s.stream_id
+    ORDER BY s.stream_id
     ON CONFLICT (stream_id) DO UPDATE
     SET version = h.version + excluded.version,
         last_transaction_id = excluded.last_transaction_id,
