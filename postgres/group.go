@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 )
@@ -16,20 +18,28 @@ const (
 	defaultMaxGroupBytes  = 4 << 20
 )
 
-// maxFlushes is the number of flushes a store runs at once. Two, so that
-// a flush waiting for a head row that another transaction holds (a
-// caller's open transaction that appended to the stream) does not stall
-// every append of the store: the other slot keeps flushing.
-const maxFlushes = 2
+// maxFlushes is the number of flushes a store runs at once: one, so that
+// appends arriving meanwhile form the next group (two flushes at once make
+// groups half as large, and were no faster on two cores).
+const maxFlushes = 1
+
+// flushLockTimeoutSQL bounds how long a flush waits for a lock (a head row
+// or a new stream's key that another transaction holds: typically a
+// caller's open transaction that appended to the stream), so that one
+// slow transaction cannot stall every append of the store queued behind
+// the flush. It applies to the flush's own implicit transaction only. A
+// flush that times out stores nothing (SQLSTATE 55P03); its appends then
+// run alone, on the normal path, where they wait as long as it takes.
+const flushLockTimeoutSQL = `SELECT set_config('lock_timeout', '50ms', true)`
 
 // groupCommit coalesces concurrent [Store.Append] calls on the pool into
 // one statement (append_group.sql) and one commit.
 //
-// It is a leader/follower queue. An append enqueues itself; when fewer than
-// maxFlushes flushes are running it becomes a leader and flushes at once
-// (a lone writer never waits for a timer). While the flushes are in
-// flight, other appends queue up; when a flush ends, its leader hands the
-// lead to the oldest queued append, which flushes everything that queued
+// It is a leader/follower queue. An append enqueues itself; when no flush
+// is running (fewer than maxFlushes) it becomes the leader and flushes at
+// once (a lone writer never waits for a timer). While the flush is in
+// flight, other appends queue up; when it ends, its leader hands the lead
+// to the oldest queued append, which flushes everything that queued
 // meanwhile, up to the size bounds, as one group.
 //
 // A group takes at most one append per stream: the statement cannot move
@@ -43,7 +53,7 @@ type groupCommit struct {
 	mu      sync.Mutex
 	queue   []*groupMember // waiting, oldest first
 	leaders int            // flushing, or handed the lead; at most slots
-	// slots is maxFlushes (tests set 1 before the first append).
+	// slots is maxFlushes (tests may change it before the first append).
 	slots int
 
 	// beforeFlush, when set (tests only), runs in a leader before it
@@ -70,11 +80,10 @@ type groupOutcome struct {
 	// lead tells a queued member that it is now the leader.
 	lead bool
 	// alone tells the member to run on its own (the normal append path):
-	// the group stored none of its events, or (maybeStored) the group's
-	// connection broke mid-statement, so it may have stored them all.
-	alone, maybeStored bool
-	res                eventstore.AppendResult
-	err                error
+	// the group stored none of its events.
+	alone bool
+	res   eventstore.AppendResult
+	err   error
 }
 
 func newGroupCommit(s *Store) *groupCommit {
@@ -125,17 +134,6 @@ func (g *groupCommit) append(ctx context.Context, in *eventsql.Input) (eventstor
 func (g *groupCommit) finish(ctx context.Context, m *groupMember, out groupOutcome) (eventstore.AppendResult, error) {
 	if out.alone {
 		in := m.in
-		if out.maybeStored && ctx.Err() != nil {
-			return eventstore.AppendResult{}, &eventstore.OutcomeUnknownError{Op: in.Op(), Err: ctx.Err()}
-		}
-		if out.maybeStored {
-			// Look the event ids up on a conflict, as for a caller's retry
-			// with the same ids: found where the append puts them, they
-			// are this append, committed by the group.
-			retry := *in
-			retry.CallerIDs = true
-			in = &retry
-		}
 		res, err := g.s.appendPrepared(ctx, nil, in)
 		if err != nil {
 			return eventstore.AppendResult{}, err
@@ -246,14 +244,22 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 // path (cheaper than append_group.sql), once: a conflict or an error is
 // left to the member, which runs alone after handing the lead on.
 func (g *groupCommit) runLone(ctx context.Context, m *groupMember) groupOutcome {
-	res, conflict, err := g.s.appendOnce(ctx, nil, m.in)
+	var (
+		res    []eventstore.AppendResult
+		stored bool
+	)
+	sql, args := m.in.Statement()
+	err := g.send(ctx, sql, args, func(rows pgx.Rows) (err error) {
+		res, stored, err = m.in.ScanResult(rows)
+		return err
+	})
 	switch {
-	case err == nil && conflict == nil:
+	case err == nil && stored:
 		g.s.watchAfterCommit()
 		g.s.notePosition(res[0].Position.Global)
 		return groupOutcome{res: res[0]}
 	case err != nil && outcomeUnknown(err) && !errors.As(err, new(*acquireError)):
-		return groupOutcome{alone: true, maybeStored: true}
+		return groupOutcome{err: &eventstore.OutcomeUnknownError{Op: m.in.Op(), Err: err}}
 	default:
 		return groupOutcome{alone: true}
 	}
@@ -266,17 +272,10 @@ func (g *groupCommit) runLone(ctx context.Context, m *groupMember) groupOutcome 
 // member when the statement failed as a whole (a duplicate event id, a
 // deadlock, data the server refuses, a connection that failed before
 // anything was sent): each then gets its own outcome on the normal path,
-// and no error leaks from one member to another.
-//
-// When the connection broke mid-statement the group may or may not have
-// committed. Each member then also runs alone, as a retry with the same
-// event ids: a member the group stored finds its events and returns their
-// original result, one it did not store is appended now, exactly once
-// either way (see [Store.Append]). Only when that run too loses its
-// connection does the member get an [*eventstore.OutcomeUnknownError].
-// One broken statement thus costs its members no more than a broken
-// statement of their own, and tells each a definite outcome whenever the
-// database can be reached.
+// and no error leaks from one member to another. When the connection broke
+// mid-statement (the group may or may not have committed), each member
+// gets an [*eventstore.OutcomeUnknownError]: retrying with the same event
+// ids stores it exactly once, as for an append of its own.
 func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutcome {
 	outs := make([]groupOutcome, len(batch))
 	alone := func() []groupOutcome {
@@ -296,15 +295,23 @@ func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutc
 	// The statement runs for every member: one caller giving up must not
 	// cancel it for the others.
 	ctx = context.WithoutCancel(ctx)
-	res, stored, err := g.send(ctx, grp)
+	var (
+		res    []eventstore.AppendResult
+		stored []bool
+	)
+	sql, args := grp.Statement()
+	err = g.send(ctx, sql, args, func(rows pgx.Rows) (err error) {
+		res, stored, err = grp.ScanResult(rows)
+		return err
+	})
 	var acquireErr *acquireError
 	switch {
 	case err == nil:
 	case errors.As(err, &acquireErr):
 		return alone() // nothing was sent
 	case outcomeUnknown(err):
-		for i := range outs {
-			outs[i] = groupOutcome{alone: true, maybeStored: true}
+		for i, m := range batch {
+			outs[i] = groupOutcome{err: &eventstore.OutcomeUnknownError{Op: m.in.Op() + " (in a group commit)", Err: err}}
 		}
 		return outs
 	default:
@@ -326,17 +333,30 @@ func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutc
 	return outs
 }
 
-// send runs grp's statement on a connection of the pool.
-func (g *groupCommit) send(ctx context.Context, grp *eventsql.Group) ([]eventstore.AppendResult, []bool, error) {
+// send runs sql on a connection of the pool under the flush lock timeout,
+// in one round trip and one implicit transaction, and hands its rows to
+// scan. A failure to get a connection is an *acquireError.
+func (g *groupCommit) send(ctx context.Context, sql string, args []any, scan func(pgx.Rows) error) error {
 	conn, err := g.s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, nil, &acquireError{err: err}
+		return &acquireError{err: err}
 	}
 	defer conn.Release()
-	sql, args := grp.Statement()
-	rows, err := conn.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, nil, err
+	b := &pgx.Batch{}
+	b.Queue(flushLockTimeoutSQL)
+	b.Queue(sql, args...)
+	br := conn.SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			err = scan(rows)
+		}
 	}
-	return grp.ScanResult(rows)
+	// The commit happens at the end of the batch: only a clean close
+	// means the results stand.
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
