@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 )
@@ -18,19 +16,15 @@ const (
 	defaultMaxGroupBytes  = 4 << 20
 )
 
-// maxFlushes is the number of flushes a store runs at once: one, so that
-// appends arriving meanwhile form the next group (two flushes at once make
-// groups half as large, and were no faster on two cores).
-const maxFlushes = 1
-
-// flushLockTimeoutSQL bounds how long a flush waits for a lock (a head row
-// or a new stream's key that another transaction holds: typically a
-// caller's open transaction that appended to the stream), so that one
-// slow transaction cannot stall every append of the store queued behind
-// the flush. It applies to the flush's own implicit transaction only. A
-// flush that times out stores nothing (SQLSTATE 55P03); its appends then
-// run alone, on the normal path, where they wait as long as it takes.
-const flushLockTimeoutSQL = `SELECT set_config('lock_timeout', '50ms', true)`
+// maxFlushes is the number of flushes a store runs at once: one group
+// flush, so that appends arriving meanwhile form the next group (two
+// group flushes at once make groups half as large, and were no faster on
+// two cores). A second flush may start while the only one running is a
+// lone append: a lone append is sent with the normal path's statement,
+// which waits as long as another transaction holds its stream's head row,
+// and the store's other appends must not stall behind it. A group flush
+// waits at most 50ms for a lock (see append_group.sql).
+const maxFlushes = 2
 
 // groupCommit coalesces concurrent [Store.Append] calls on the pool into
 // one statement (append_group.sql) and one commit.
@@ -53,6 +47,7 @@ type groupCommit struct {
 	mu      sync.Mutex
 	queue   []*groupMember // waiting, oldest first
 	leaders int            // flushing, or handed the lead; at most slots
+	lone    int            // leaders flushing a lone append
 	// slots is maxFlushes (tests may change it before the first append).
 	slots int
 
@@ -102,7 +97,7 @@ func (g *groupCommit) append(ctx context.Context, in *eventsql.Input) (eventstor
 	}
 	g.mu.Lock()
 	g.queue = append(g.queue, m)
-	if g.leaders < g.slots {
+	if g.mayLead() {
 		g.leaders++
 		m.lead = true
 	}
@@ -166,17 +161,30 @@ func (g *groupCommit) leave(m *groupMember, err error) (groupOutcome, bool) {
 	}
 }
 
-// handOff passes the lead of a leader that is done to the oldest queued
-// member that is not a leader, or gives the slot up. g.mu must be held.
+// mayLead reports whether one more leader may start: when there is none,
+// or when every one is flushing a lone append (which may be waiting for a
+// lock), up to slots. g.mu must be held.
+func (g *groupCommit) mayLead() bool {
+	return g.leaders == 0 || (g.leaders < g.slots && g.lone == g.leaders)
+}
+
+// handOff ends the lead of a leader that is done (or left the queue), and
+// passes it to the oldest queued member that is not a leader, if another
+// leader may start. Otherwise the queue waits for the leader still
+// flushing, which hands off when done. g.mu must be held.
 func (g *groupCommit) handOff() {
+	g.leaders--
+	if !g.mayLead() {
+		return
+	}
 	for _, m := range g.queue {
 		if !m.lead {
+			g.leaders++
 			m.lead = true
 			m.done <- groupOutcome{lead: true}
 			return
 		}
 	}
-	g.leaders--
 }
 
 // take removes leader's group from the queue and returns it: the leader
@@ -223,6 +231,9 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 	}
 	g.mu.Lock()
 	batch := g.take(leader)
+	if len(batch) == 1 {
+		g.lone++
+	}
 	g.mu.Unlock()
 
 	var outs []groupOutcome
@@ -235,6 +246,9 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 		m.done <- outs[i+1]
 	}
 	g.mu.Lock()
+	if len(batch) == 1 {
+		g.lone--
+	}
 	g.handOff()
 	g.mu.Unlock()
 	return outs[0]
@@ -244,15 +258,8 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 // path (cheaper than append_group.sql), once: a conflict or an error is
 // left to the member, which runs alone after handing the lead on.
 func (g *groupCommit) runLone(ctx context.Context, m *groupMember) groupOutcome {
-	var (
-		res    []eventstore.AppendResult
-		stored bool
-	)
-	sql, args := m.in.Statement()
-	err := g.send(ctx, sql, args, func(rows pgx.Rows) (err error) {
-		res, stored, err = m.in.ScanResult(rows)
-		return err
-	})
+	res, conflict, err := g.s.appendOnce(ctx, nil, m.in)
+	stored := err == nil && conflict == nil
 	switch {
 	case err == nil && stored:
 		g.s.watchAfterCommit()
@@ -295,15 +302,7 @@ func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutc
 	// The statement runs for every member: one caller giving up must not
 	// cancel it for the others.
 	ctx = context.WithoutCancel(ctx)
-	var (
-		res    []eventstore.AppendResult
-		stored []bool
-	)
-	sql, args := grp.Statement()
-	err = g.send(ctx, sql, args, func(rows pgx.Rows) (err error) {
-		res, stored, err = grp.ScanResult(rows)
-		return err
-	})
+	res, stored, err := g.send(ctx, grp)
 	var acquireErr *acquireError
 	switch {
 	case err == nil:
@@ -333,30 +332,17 @@ func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutc
 	return outs
 }
 
-// send runs sql on a connection of the pool under the flush lock timeout,
-// in one round trip and one implicit transaction, and hands its rows to
-// scan. A failure to get a connection is an *acquireError.
-func (g *groupCommit) send(ctx context.Context, sql string, args []any, scan func(pgx.Rows) error) error {
+// send runs grp's statement on a connection of the pool.
+func (g *groupCommit) send(ctx context.Context, grp *eventsql.Group) ([]eventstore.AppendResult, []bool, error) {
 	conn, err := g.s.pool.Acquire(ctx)
 	if err != nil {
-		return &acquireError{err: err}
+		return nil, nil, &acquireError{err: err}
 	}
 	defer conn.Release()
-	b := &pgx.Batch{}
-	b.Queue(flushLockTimeoutSQL)
-	b.Queue(sql, args...)
-	br := conn.SendBatch(ctx, b)
-	_, err = br.Exec()
-	if err == nil {
-		var rows pgx.Rows
-		if rows, err = br.Query(); err == nil {
-			err = scan(rows)
-		}
+	sql, args := grp.Statement()
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, nil, err
 	}
-	// The commit happens at the end of the batch: only a clean close
-	// means the results stand.
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return grp.ScanResult(rows)
 }

@@ -285,10 +285,9 @@ func TestGroupCommitInvalidData(t *testing.T) {
 }
 
 // TestGroupCommitLockedStreamDoesNotStall holds a stream's head row in an
-// open transaction while an append to it is flushed: the flush gives up
-// waiting after its lock timeout, the append waits alone, the store's
-// other appends are served meanwhile, and the waiting append lands after
-// the transaction's events once it commits.
+// open transaction while a lone append to it is flushed (and waits): a
+// second flush serves the store's other appends meanwhile, and the waiting
+// append lands after the transaction's events once it commits.
 func TestGroupCommitLockedStreamDoesNotStall(t *testing.T) {
 	t.Parallel()
 	s, pool := setupStore(t, nil)
@@ -335,6 +334,56 @@ func TestGroupCommitLockedStreamDoesNotStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r := <-stuck; r.err != nil || r.res.Version != 3 {
+		t.Fatalf("append to x = %+v, %v; want version 3", r.res, r.err)
+	}
+	ids := streamEventIDs(t, s, "x")
+	if len(ids) != 3 || ids[1] != inTx[0].ID || ids[2] != x[0].ID {
+		t.Fatalf("x = %v", ids)
+	}
+}
+
+// TestGroupCommitLockTimeout puts an append to a stream that an open
+// transaction holds into a group: the group gives up waiting after its
+// lock timeout, its other members are stored, and the held append waits
+// alone until the transaction ends.
+func TestGroupCommitLockTimeout(t *testing.T) {
+	t.Parallel()
+	s, pool := setupStore(t, nil)
+	h := newGroupHarness(t, s)
+	ctx := t.Context()
+	if _, err := s.Append(ctx, "x", eventstore.NoStream, testEvents("E", 1)...); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after commit
+	inTx := testEvents("T", 1)
+	if _, err := s.AppendTx(ctx, tx, "x", eventstore.Exact(1), inTx...); err != nil {
+		t.Fatal(err)
+	}
+	x := testEvents("X", 1)
+	chans := h.start(
+		groupCall{stream: "y", expected: eventstore.Any, events: testEvents("Y", 1)},
+		groupCall{stream: "x", expected: eventstore.Any, events: x},
+		groupCall{stream: "z", expected: eventstore.NoStream, events: testEvents("Z", 1)},
+	)
+	for _, i := range []int{0, 2} {
+		if r := <-chans[i]; r.err != nil || r.res.Version != 1 {
+			t.Fatalf("append %d = %+v, %v (while x is locked)", i, r.res, r.err)
+		}
+	}
+	waitBlocked(t, pool) // the append to x, alone, waits for tx
+	select {
+	case r := <-chans[1]:
+		t.Fatalf("append to x returned while tx holds it: %+v, %v", r.res, r.err)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-chans[1]; r.err != nil || r.res.Version != 3 {
 		t.Fatalf("append to x = %+v, %v; want version 3", r.res, r.err)
 	}
 	ids := streamEventIDs(t, s, "x")

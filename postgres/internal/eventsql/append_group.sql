@@ -18,15 +18,24 @@
 -- (a duplicate event id, data the server refuses, a deadlock) stores
 -- nothing; the store then runs every append on its own.
 --
+-- The group waits at most 50ms for a lock (lock_timeout, set for this
+-- statement's own transaction before the first row is written): a head
+-- row, or a new stream's key, that another transaction holds (typically a
+-- caller's open transaction that appended to the stream) must not stall
+-- every append queued behind the group. A group that times out (SQLSTATE
+-- 55P03) stores nothing, and the store runs its appends on their own,
+-- where they wait as long as it takes.
+--
 -- Returns one row per inserted event; an append without rows stored
 -- nothing.
 WITH head AS (
     INSERT INTO chronicle.streams AS h (stream_id, version, last_transaction_id)
     SELECT s.stream_id, s.n, pg_current_xact_id()
     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(stream_id, expected, n)
-    WHERE s.expected IN (-1, 0)
-       OR (SELECT e.stream_id FROM chronicle.streams e
-           WHERE e.stream_id >= s.stream_id ORDER BY e.stream_id LIMIT 1) = s.stream_id
+    WHERE (SELECT set_config('lock_timeout', '50ms', true)) IS NOT NULL
+      AND (s.expected IN (-1, 0)
+           OR (SELECT e.stream_id FROM chronicle.streams e
+               WHERE e.stream_id >= s.stream_id ORDER BY e.stream_id LIMIT 1) = s.stream_id)
     ORDER BY s.stream_id
     ON CONFLICT (stream_id) DO UPDATE
     SET version = h.version + excluded.version,
