@@ -75,10 +75,11 @@ type groupOutcome struct {
 	// lead tells a queued member that it is now the leader.
 	lead bool
 	// alone tells the member to run on its own (the normal append path):
-	// the group stored none of its events.
-	alone bool
-	res   eventstore.AppendResult
-	err   error
+	// the group stored none of its events, or (maybeStored) the group's
+	// connection broke mid-statement, so it may have stored them all.
+	alone, maybeStored bool
+	res                eventstore.AppendResult
+	err                error
 }
 
 func newGroupCommit(s *Store) *groupCommit {
@@ -127,6 +128,9 @@ func (g *groupCommit) append(ctx context.Context, in *eventsql.Input) (eventstor
 // finish turns a member's outcome into Append's result, running the
 // member on its own when the group did not store it.
 func (g *groupCommit) finish(ctx context.Context, m *groupMember, out groupOutcome) (eventstore.AppendResult, error) {
+	if out.alone && out.maybeStored {
+		return g.resolve(ctx, m)
+	}
 	if out.alone {
 		in := m.in
 		res, err := g.s.appendPrepared(ctx, nil, in)
@@ -136,6 +140,31 @@ func (g *groupCommit) finish(ctx context.Context, m *groupMember, out groupOutco
 		return res[0], nil
 	}
 	return out.res, out.err
+}
+
+// resolve runs alone a member whose group lost its connection mid-statement
+// (the group committed all its members or none), as a retry with the same
+// event ids: found where the append puts them, they are its original
+// result; not found, it is appended now. Exactly once either way. When
+// that run cannot tell either (its own connection fails, ctx ends), the
+// member gets an [*eventstore.OutcomeUnknownError].
+func (g *groupCommit) resolve(ctx context.Context, m *groupMember) (eventstore.AppendResult, error) {
+	retry := *m.in
+	retry.CallerIDs = true // look the ids up on a conflict, generated ones too
+	res, err := g.s.appendPrepared(ctx, nil, &retry)
+	switch {
+	case err == nil:
+		return res[0], nil
+	case errors.Is(err, eventstore.ErrOutcomeUnknown),
+		// Definite: the group did not store the events (their ids were
+		// looked up), and this run failed.
+		errors.Is(err, eventstore.ErrConcurrencyConflict),
+		errors.Is(err, eventstore.ErrDuplicateEvent),
+		errors.Is(err, eventstore.ErrInvalidInput):
+		return eventstore.AppendResult{}, err
+	default:
+		return eventstore.AppendResult{}, &eventstore.OutcomeUnknownError{Op: m.in.Op() + " (in a group commit)", Err: err}
+	}
 }
 
 // leave is called by a member whose ctx ended with err. A member still
@@ -280,9 +309,9 @@ func (g *groupCommit) runLone(ctx context.Context, m *groupMember) groupOutcome 
 // deadlock, data the server refuses, a connection that failed before
 // anything was sent): each then gets its own outcome on the normal path,
 // and no error leaks from one member to another. When the connection broke
-// mid-statement (the group may or may not have committed), each member
-// gets an [*eventstore.OutcomeUnknownError]: retrying with the same event
-// ids stores it exactly once, as for an append of its own.
+// mid-statement (the group may or may not have committed), each member is
+// resolved on its own (see resolve): a group's lost connection must not
+// cost its members more than a lost connection of their own would.
 func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutcome {
 	outs := make([]groupOutcome, len(batch))
 	alone := func() []groupOutcome {
@@ -309,8 +338,8 @@ func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutc
 	case errors.As(err, &acquireErr):
 		return alone() // nothing was sent
 	case outcomeUnknown(err):
-		for i, m := range batch {
-			outs[i] = groupOutcome{err: &eventstore.OutcomeUnknownError{Op: m.in.Op() + " (in a group commit)", Err: err}}
+		for i := range outs {
+			outs[i] = groupOutcome{alone: true, maybeStored: true}
 		}
 		return outs
 	default:

@@ -393,9 +393,10 @@ func TestGroupCommitLockTimeout(t *testing.T) {
 }
 
 // TestGroupCommitConnectionLost cuts the connection after the server
-// committed a group but before the client read the answer: every member
-// gets an outcome-unknown error, all are stored, and retrying each with
-// the same event IDs returns its original result without storing again.
+// committed a group but before the client read the answer: each member is
+// then run again as a retry with its event IDs (generated ones included),
+// which finds it stored and returns its result; nothing is stored twice,
+// and a caller's own retry returns the same result.
 func TestGroupCommitConnectionLost(t *testing.T) {
 	t.Parallel()
 	cfg, err := pgxpool.ParseConfig(postgrestest.DatabaseURL(t))
@@ -426,17 +427,27 @@ func TestGroupCommitConnectionLost(t *testing.T) {
 		{stream: "a", expected: eventstore.NoStream, events: testEvents("A", 2)},
 		{stream: "b", expected: eventstore.Exact(2), events: testEvents("B", 1)},
 		{stream: "c", expected: eventstore.Any, events: testEvents("C", 3)},
+		{stream: "d", expected: eventstore.Any, events: []eventstore.Event{{Type: "D", Data: []byte(`{}`)}}}, // an ID the store generates
 	}
+	want := map[string]int64{"a": 2, "b": 3, "c": 3, "d": 1}
 	armed.Store(true)
-	for i, r := range h.run(calls...) {
-		if !errors.Is(r.err, eventstore.ErrOutcomeUnknown) {
-			t.Fatalf("append %d on a lost connection = %+v, %v; want an outcome-unknown error", i, r.res, r.err)
+	replies := h.run(calls...)
+	for i, r := range replies {
+		if r.err != nil || r.res.Version != want[calls[i].stream] {
+			t.Fatalf("append %d on a lost connection = %+v, %v; want it resolved at version %d", i, r.res, r.err, want[calls[i].stream])
+		}
+		// Committed by the group, not by the runs after it.
+		if r.res.Position.Transaction != replies[0].res.Position.Transaction {
+			t.Fatalf("append %d committed in transaction %d, append 0 in %d: the group did not commit them all", i, r.res.Position.Transaction, replies[0].res.Position.Transaction)
 		}
 	}
 	if armed.Load() {
 		t.Fatal("the connection was not cut")
 	}
-	want := map[string]int64{"a": 2, "b": 3, "c": 3}
+	if ids := streamEventIDs(t, s, "d"); len(ids) != 1 {
+		t.Fatalf("d has %d events, want 1", len(ids))
+	}
+	calls = calls[:3]
 	for _, c := range calls {
 		ids := streamEventIDs(t, s, c.stream)
 		if got := ids[len(ids)-len(c.events):]; int64(len(ids)) != want[c.stream] || got[0] != c.events[0].ID {
