@@ -9,8 +9,9 @@
 //   - [github.com/chronicle-go/chronicle/eventstore]: the core types (events,
 //     streams, expected versions, positions), the Store interface, the typed
 //     errors and the event type registry with upcasting.
-//   - [github.com/chronicle-go/chronicle/eventstore/memory]: the in-memory
-//     store, the embedded default for tests and single-process programs.
+//   - [github.com/chronicle-go/chronicle/memory]: the in-memory event,
+//     snapshot and projection stores, the embedded default for tests and
+//     single-process programs.
 //   - [github.com/chronicle-go/chronicle/postgres]: the PostgreSQL store,
 //     with optimistic concurrency on (stream, version), gap-safe global order
 //     and appends inside your own transaction.

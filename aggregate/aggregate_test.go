@@ -13,7 +13,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -230,8 +230,15 @@ func TestRecord(t *testing.T) {
 	if !errors.Is(err, aggregate.ErrUnhandledEvent) || !errors.As(err, &unhandled) || unhandled.Event != (Renamed{Name: "x"}) {
 		t.Fatalf("Record(Renamed) = %v, want an UnhandledEventError", err)
 	}
-	if err := aggregate.Record(w, nil); err == nil {
-		t.Fatal("Record(nil) succeeded")
+	var invalid *eventstore.ValidationError
+	if err := aggregate.Record(w, nil); !errors.Is(err, eventstore.ErrInvalidInput) || !errors.As(err, &invalid) || invalid.Field != "event" {
+		t.Fatalf("Record(agg, nil) = %v, want a ValidationError on the event", err)
+	}
+	if err := aggregate.Record(nil, Deposited{1}); !errors.Is(err, eventstore.ErrInvalidInput) {
+		t.Fatalf("Record(nil, event) = %v, want ErrInvalidInput", err)
+	}
+	if err := aggregate.Record((*wallet)(nil), Deposited{1}); !errors.Is(err, eventstore.ErrInvalidInput) {
+		t.Fatalf("Record((*wallet)(nil), event) = %v, want ErrInvalidInput", err)
 	}
 	if w.Balance != 7 || w.Version() != 2 || len(w.Uncommitted()) != 2 {
 		t.Fatalf("refused records changed the aggregate: balance %d version %d uncommitted %d", w.Balance, w.Version(), len(w.Uncommitted()))
@@ -250,15 +257,24 @@ func TestSaveLoad(t *testing.T) {
 		}
 	}
 	md := eventstore.Metadata{CorrelationID: "req-1", CausationID: "cmd-1", Headers: map[string]string{"user": "ada"}}
-	if err := f.repo.Save(eventstore.WithMetadata(ctx, md), w); err != nil {
+	res, err := f.repo.Save(eventstore.WithMetadata(ctx, md), w)
+	if err != nil {
 		t.Fatal(err)
+	}
+	head, err := f.mem.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The store's append result: what a caller waits for (read-your-writes).
+	if res.StreamID != "wallet-1" || res.Version != 3 || res.Position != head || head.IsZero() {
+		t.Fatalf("Save = %+v, want stream wallet-1 at version 3, position %v", res, head)
 	}
 	if w.Version() != 3 || w.StoredVersion() != 3 || w.HasUncommitted() {
 		t.Fatalf("after save: version %d stored %d uncommitted %v, want 3 3 false", w.Version(), w.StoredVersion(), w.HasUncommitted())
 	}
 	// Saving again without new events is a no-op.
-	if err := f.repo.Save(ctx, w); err != nil {
-		t.Fatal(err)
+	if res, err := f.repo.Save(ctx, w); err != nil || res != (eventstore.AppendResult{StreamID: "wallet-1", Version: 3}) {
+		t.Fatalf("no-op Save = %+v, %v; want version 3 and no position", res, err)
 	}
 	if v := f.streamVersion(t, "wallet-1"); v != 3 {
 		t.Fatalf("stream version %d, want 3", v)
@@ -266,6 +282,9 @@ func TestSaveLoad(t *testing.T) {
 	recs, err := f.mem.ReadStream(ctx, "wallet-1", eventstore.ReadStreamOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if recs[2].Position != res.Position || w.SavedPosition() != res.Position {
+		t.Fatalf("last event at %v, Save reported %v, SavedPosition %v", recs[2].Position, res.Position, w.SavedPosition())
 	}
 	for _, r := range recs {
 		if r.Type != "Deposited" || r.SchemaVersion != 1 || r.Metadata.CorrelationID != "req-1" || r.Metadata.CausationID != "cmd-1" || r.Metadata.Headers["user"] != "ada" {
@@ -285,7 +304,7 @@ func TestSaveLoad(t *testing.T) {
 	if err := got.Withdraw(15); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.repo.Save(ctx, got); err != nil {
+	if _, err := f.repo.Save(ctx, got); err != nil {
 		t.Fatal(err)
 	}
 	again, err := f.repo.Load(ctx, "wallet-1")
@@ -370,10 +389,10 @@ func TestSaveConflict(t *testing.T) {
 	if err := two.Withdraw(70); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.repo.Save(ctx, one); err != nil {
+	if _, err := f.repo.Save(ctx, one); err != nil {
 		t.Fatal(err)
 	}
-	err = f.repo.Save(ctx, two)
+	_, err = f.repo.Save(ctx, two)
 	var conflict *eventstore.ConcurrencyError
 	if !errors.Is(err, eventstore.ErrConcurrencyConflict) || !errors.As(err, &conflict) {
 		t.Fatalf("second save = %v, want a concurrency conflict", err)
@@ -397,10 +416,10 @@ func TestSaveConflict(t *testing.T) {
 	a, b := f.repo.New("wallet-2"), f.repo.New("wallet-2")
 	_ = a.Deposit(1)
 	_ = b.Deposit(2)
-	if err := f.repo.Save(ctx, a); err != nil {
+	if _, err := f.repo.Save(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.repo.Save(ctx, b); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
+	if _, err := f.repo.Save(ctx, b); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
 		t.Fatalf("second create = %v, want a concurrency conflict", err)
 	}
 }
@@ -414,14 +433,14 @@ func TestSaveRetryAfterLostReply(t *testing.T) {
 	w := f.repo.New("wallet-1")
 	_ = w.Deposit(5)
 	_ = w.Deposit(6)
-	if err := f.repo.Save(ctx, w); !errors.Is(err, errConnectionLost) {
+	if _, err := f.repo.Save(ctx, w); !errors.Is(err, errConnectionLost) {
 		t.Fatalf("first save = %v, want the lost connection", err)
 	}
 	if w.StoredVersion() != 0 || len(w.Uncommitted()) != 2 {
 		t.Fatalf("after a failed save: stored %d uncommitted %d, want 0 2", w.StoredVersion(), len(w.Uncommitted()))
 	}
 	// The events were stored; retrying the same save is a no-op success.
-	if err := f.repo.Save(ctx, w); err != nil {
+	if _, err := f.repo.Save(ctx, w); err != nil {
 		t.Fatalf("retried save = %v", err)
 	}
 	if w.StoredVersion() != 2 || w.HasUncommitted() {
@@ -440,7 +459,7 @@ func TestSaveUnregisteredEvent(t *testing.T) {
 	if err := aggregate.Record(w, Unregistered{}); err != nil {
 		t.Fatal(err)
 	}
-	err := f.repo.Save(context.Background(), w)
+	_, err := f.repo.Save(context.Background(), w)
 	if !errors.Is(err, eventstore.ErrUnknownEventType) {
 		t.Fatalf("Save = %v, want ErrUnknownEventType", err)
 	}
@@ -467,6 +486,12 @@ func TestUpdate(t *testing.T) {
 		}
 		if w.Version() != 1 || w.StoredVersion() != 1 || w.HasUncommitted() {
 			t.Fatalf("created: version %d stored %d", w.Version(), w.StoredVersion())
+		}
+		if head, err := f.mem.Head(ctx); err != nil || w.SavedPosition() != head || head.IsZero() {
+			t.Fatalf("SavedPosition %v after Update, head %v (%v)", w.SavedPosition(), head, err)
+		}
+		if loaded, err := f.repo.Load(ctx, "wallet-1"); err != nil || !loaded.SavedPosition().IsZero() {
+			t.Fatalf("a loaded aggregate has SavedPosition %v (%v), want zero", loaded.SavedPosition(), err)
 		}
 		if _, err := f.repo.Update(ctx, "wallet-1", deposit); err != nil {
 			t.Fatal(err)
@@ -580,6 +605,19 @@ func TestUpdate(t *testing.T) {
 		}
 	})
 
+	t.Run("NothingRecordedOnNewStream", func(t *testing.T) {
+		t.Parallel()
+		var racing *racingStore
+		f := setup(t, nil, func(s eventstore.Store) eventstore.Store { racing = &racingStore{Store: s}; return racing })
+		w, err := f.repo.Update(ctx, "wallet-new", func(*wallet) error { return nil })
+		if !errors.Is(err, eventstore.ErrStreamNotFound) || w != nil {
+			t.Fatalf("Update = %v, %v; want ErrStreamNotFound and no aggregate", w, err)
+		}
+		if racing.appends.Load() != 0 || f.streamVersion(t, "wallet-new") != 0 {
+			t.Fatal("an update that recorded nothing stored something")
+		}
+	})
+
 	t.Run("LostReplyReturnsAggregateToRetry", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, nil, func(s eventstore.Store) eventstore.Store { return &lostReplyStore{Store: s} })
@@ -587,7 +625,7 @@ func TestUpdate(t *testing.T) {
 		if !errors.Is(err, errConnectionLost) || w == nil {
 			t.Fatalf("Update = %v, %v; want the lost connection and the unsaved aggregate", w, err)
 		}
-		if err := f.repo.Save(ctx, w); err != nil {
+		if _, err := f.repo.Save(ctx, w); err != nil {
 			t.Fatal(err)
 		}
 		if v := f.streamVersion(t, "wallet-1"); v != 1 {
@@ -643,7 +681,7 @@ func TestLoadVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = old.Deposit(1)
-	if err := f.repo.Save(ctx, old); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
+	if _, err := f.repo.Save(ctx, old); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
 		t.Fatalf("saving a past state = %v, want a concurrency conflict", err)
 	}
 }
@@ -767,13 +805,14 @@ func TestInvalidStreamID(t *testing.T) {
 			check("Update", err)
 			w := f.repo.New(tc.id)
 			_ = w.Deposit(1)
-			check("Save", f.repo.Save(ctx, w))
+			_, err = f.repo.Save(ctx, w)
+			check("Save", err)
 		})
 	}
 	// A valid ID with quotes and semicolons is just a string.
 	w := f.repo.New(`wallet'; DROP TABLE events; --`)
 	_ = w.Deposit(1)
-	if err := f.repo.Save(ctx, w); err != nil {
+	if _, err := f.repo.Save(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.repo.Load(ctx, w.ID()); err != nil {
@@ -794,6 +833,8 @@ func TestNewRepositoryValidation(t *testing.T) {
 		{"Defaults", store, reg, nil, true},
 		{"ZeroConfig", store, reg, &aggregate.Config{}, true},
 		{"NilStore", nil, reg, nil, false},
+		{"TypedNilStore", (*memory.Store)(nil), reg, nil, false},
+		{"TypedNilSnapshots", store, reg, &aggregate.Config{Snapshots: (*memory.SnapshotStore)(nil)}, false},
 		{"NilRegistry", store, nil, nil, false},
 		{"NegativePageSize", store, reg, &aggregate.Config{PageSize: -1}, false},
 	} {
@@ -809,7 +850,7 @@ func TestNewRepositoryValidation(t *testing.T) {
 		})
 	}
 	repo, _ := aggregate.NewRepository[wallet](store, reg, nil)
-	if err := repo.Save(context.Background(), nil); !errors.Is(err, eventstore.ErrInvalidInput) {
+	if _, err := repo.Save(context.Background(), nil); !errors.Is(err, eventstore.ErrInvalidInput) {
 		t.Fatalf("Save(nil) = %v, want ErrInvalidInput", err)
 	}
 }
@@ -869,8 +910,152 @@ func BenchmarkSave1(b *testing.B) {
 		if err := w.Deposit(1); err != nil {
 			b.Fatal(err)
 		}
-		if err := f.repo.Save(ctx, w); err != nil {
+		if _, err := f.repo.Save(ctx, w); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// stuckStore refuses every append with a conflict and stores nothing, like
+// a store inside a transaction that cannot see the conflicting write.
+type stuckStore struct {
+	eventstore.Store
+	appends atomic.Int32
+}
+
+func (s *stuckStore) Append(ctx context.Context, id string, exp eventstore.ExpectedVersion, _ ...eventstore.Event) (eventstore.AppendResult, error) {
+	s.appends.Add(1)
+	return eventstore.AppendResult{}, &eventstore.ConcurrencyError{StreamID: id, Expected: exp, Actual: -1}
+}
+
+// deadlockStore refuses every append with a transaction conflict after
+// another writer appended, as a deadlock inside the caller's transaction
+// does once the other transaction commits: a reload would see progress.
+type deadlockStore struct {
+	eventstore.Store
+	appends atomic.Int32
+}
+
+func (s *deadlockStore) Append(ctx context.Context, id string, exp eventstore.ExpectedVersion, evs ...eventstore.Event) (eventstore.AppendResult, error) {
+	s.appends.Add(1)
+	if _, err := s.Store.Append(ctx, id, eventstore.Any, eventstore.Event{Type: "Deposited", Data: []byte(`{"amount":1}`)}); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	return eventstore.AppendResult{}, &eventstore.TransactionConflictError{StreamID: id, Reason: "deadlock detected"}
+}
+
+func TestWith(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("WorksOnTheGivenStore", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil, nil)
+		other := memory.New(nil)
+		bound := f.repo.With(other)
+		w, err := bound.Update(ctx, "wallet-1", func(w *wallet) error { return w.Deposit(5) })
+		if err != nil || w.Balance != 5 {
+			t.Fatalf("Update = %v, %v", w, err)
+		}
+		if v, err := other.StreamVersion(ctx, "wallet-1"); err != nil || v != 1 {
+			t.Fatalf("given store at version %d, %v; want 1", v, err)
+		}
+		if f.streamVersion(t, "wallet-1") != 0 {
+			t.Fatal("the repository's own store was written")
+		}
+		if _, err := f.repo.Load(ctx, "wallet-1"); !errors.Is(err, eventstore.ErrStreamNotFound) {
+			t.Fatalf("own repository Load = %v, want ErrStreamNotFound", err)
+		}
+		if w, err := bound.Load(ctx, "wallet-1"); err != nil || w.Balance != 5 {
+			t.Fatalf("bound Load = %v, %v", w, err)
+		}
+	})
+
+	t.Run("NilStore", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil, nil)
+		for _, store := range []eventstore.Store{nil, (*memory.Store)(nil)} {
+			bound := f.repo.With(store)
+			if _, err := bound.Load(ctx, "wallet-1"); !errors.Is(err, eventstore.ErrInvalidInput) {
+				t.Fatalf("Load = %v, want ErrInvalidInput", err)
+			}
+			if _, err := bound.Update(ctx, "wallet-1", func(w *wallet) error { return w.Deposit(1) }); !errors.Is(err, eventstore.ErrInvalidInput) {
+				t.Fatalf("Update = %v, want ErrInvalidInput", err)
+			}
+			w := bound.New("wallet-1")
+			_ = w.Deposit(1)
+			if _, err := bound.Save(ctx, w); !errors.Is(err, eventstore.ErrInvalidInput) {
+				t.Fatalf("Save = %v, want ErrInvalidInput", err)
+			}
+		}
+	})
+
+	// Inside a transaction, Update stops at a conflict that a reload does
+	// not get past; the repository's own store keeps retrying.
+	t.Run("UpdateStopsWithoutProgress", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil, nil)
+		f.appendRaw(t, "wallet-1", Deposited{100})
+		stuck := &stuckStore{Store: f.mem}
+		calls := 0
+		w, err := f.repo.With(stuck).Update(ctx, "wallet-1", func(w *wallet) error { calls++; return w.Withdraw(1) })
+		if !errors.Is(err, eventstore.ErrConcurrencyConflict) || w != nil {
+			t.Fatalf("Update = %v, %v; want a concurrency conflict and no aggregate", w, err)
+		}
+		if !strings.Contains(err.Error(), "retry the whole transaction") {
+			t.Fatalf("error %q does not say to retry the transaction", err)
+		}
+		if calls != 1 || stuck.appends.Load() != 1 {
+			t.Fatalf("fn ran %d times, %d appends; want 1 and 1", calls, stuck.appends.Load())
+		}
+
+		repo, err := aggregate.NewRepository[wallet](stuck, f.reg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stuck.appends.Store(0)
+		if _, err := repo.Update(ctx, "wallet-1", func(w *wallet) error { return w.Withdraw(1) }); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
+			t.Fatalf("Update = %v, want a concurrency conflict", err)
+		}
+		if n := stuck.appends.Load(); n != 4 {
+			t.Fatalf("outside a transaction: %d appends, want 4 (3 retries)", n)
+		}
+	})
+
+	// Inside a transaction nothing is committed before the caller's
+	// commit: a failed save leaves no aggregate to retry Save with.
+	t.Run("UpdateFailureReturnsNoAggregate", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil, nil)
+		lost := &lostReplyStore{Store: f.mem}
+		w, err := f.repo.With(lost).Update(ctx, "wallet-1", func(w *wallet) error { return w.Deposit(1) })
+		if !errors.Is(err, errConnectionLost) || w != nil {
+			t.Fatalf("Update = %v, %v; want the error and no aggregate", w, err)
+		}
+	})
+
+	t.Run("UpdateStopsAtTransactionConflict", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil, nil)
+		f.appendRaw(t, "wallet-1", Deposited{100})
+		deadlocked := &deadlockStore{Store: f.mem}
+		calls := 0
+		w, err := f.repo.With(deadlocked).Update(ctx, "wallet-1", func(w *wallet) error { calls++; return w.Withdraw(1) })
+		if !errors.Is(err, eventstore.ErrTransactionConflict) || w != nil || calls != 1 || deadlocked.appends.Load() != 1 {
+			t.Fatalf("Update = %v, %v after %d calls and %d appends; want the transaction conflict after 1 and 1", w, err, calls, deadlocked.appends.Load())
+		}
+	})
+
+	t.Run("UpdateRetriesAfterProgress", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil, nil)
+		f.appendRaw(t, "wallet-1", Deposited{100})
+		racing := &racingStore{Store: f.mem}
+		var once sync.Once
+		racing.before = func() { once.Do(func() { f.appendRaw(t, "wallet-1", Withdrawn{80}) }) }
+		w, err := f.repo.With(racing).Update(ctx, "wallet-1", func(w *wallet) error { return w.Withdraw(15) })
+		if err != nil || w.Balance != 5 || racing.appends.Load() != 2 {
+			t.Fatalf("Update = %v, %v after %d appends; want balance 5 after 2", w, err, racing.appends.Load())
+		}
+	})
 }

@@ -52,6 +52,7 @@ type Base struct {
 	stored   int64
 	snapshot int64
 	pending  []pendingEvent
+	saved    eventstore.Position
 }
 
 type pendingEvent struct {
@@ -59,6 +60,7 @@ type pendingEvent struct {
 	event any
 }
 
+//lint:ignore U1000 it implements the unexported method of the aggregate constraint, which staticcheck does not follow through generics.
 func (b *Base) aggregateBase() *Base { return b }
 
 // ID returns the aggregate's stream ID ("" until set by the repository).
@@ -86,6 +88,14 @@ func (b *Base) Uncommitted() []any {
 // HasUncommitted reports whether the aggregate has events to save.
 func (b *Base) HasUncommitted() bool { return len(b.pending) > 0 }
 
+// SavedPosition returns the global position of the last event that the
+// last successful [Repository.Save] of this aggregate value stored (as
+// [Repository.Save] returns it), or the zero position when it has not
+// been saved since it was loaded or created. After [Repository.Update] it
+// is what a reader of a projection waits for to see the update
+// (read-your-writes); zero means the update saved nothing.
+func (b *Base) SavedPosition() eventstore.Position { return b.saved }
+
 // Record applies a new event to agg and appends it to agg's uncommitted
 // events, to be stored by the next [Repository.Save]. Command methods call
 // it after validating the command:
@@ -102,11 +112,15 @@ func (b *Base) HasUncommitted() bool { return len(b.pending) > 0 }
 // event values (not pointers) of types registered in the repository's
 // [eventstore.Registry]: loading decodes stored events as values.
 //
-// When Apply returns an error, or event is nil, Record records nothing,
-// leaves the version unchanged and returns the error.
+// When Apply returns an error, Record records nothing, leaves the version
+// unchanged and returns the error. A nil agg or event is refused the same
+// way, with an error matching [eventstore.ErrInvalidInput].
 func Record(agg Root, event any) error {
-	if event == nil {
-		return errors.New("record: event is nil")
+	switch {
+	case isNil(agg):
+		return &eventstore.ValidationError{Field: "aggregate", Reason: "must not be nil"}
+	case event == nil:
+		return &eventstore.ValidationError{Field: "event", Reason: "must not be nil"}
 	}
 	if err := agg.Apply(event); err != nil {
 		return err

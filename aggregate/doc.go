@@ -54,6 +54,29 @@
 // after an ambiguous failure (a lost connection) stores each event at most
 // once.
 //
+// [Repository.Save] returns the store's [eventstore.AppendResult]: the
+// stream's new version and the global position of the last event, which a
+// caller can wait for a projection to pass before reading its read model.
+//
+// # Transactions
+//
+// [Repository.With] returns the repository working on another view of the
+// store, typically one inside the caller's transaction (postgres.Store.InTx
+// on PostgreSQL), so that an aggregate's events commit or roll back with
+// the caller's own rows:
+//
+//	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+//		// ... the caller's own writes on tx ...
+//		_, err := accounts.With(store.InTx(tx)).Update(ctx, "account-42", func(a *Account) error {
+//			return a.Withdraw(30)
+//		})
+//		return err
+//	})
+//
+// Snapshots follow the transaction or are not taken; Update retries only
+// when the transaction can see the conflicting write. The package stays
+// storage-agnostic: it never sees the transaction, only the view.
+//
 // # Time travel
 //
 // [Repository.LoadVersion] and [Repository.LoadAt] rebuild an aggregate as

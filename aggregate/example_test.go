@@ -7,7 +7,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -84,7 +84,7 @@ func Example() {
 	acc := accounts.New("account-42")
 	_ = acc.Open("Ada")
 	_ = acc.Deposit(100)
-	if err := accounts.Save(ctx, acc); err != nil {
+	if _, err := accounts.Save(ctx, acc); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -136,20 +136,45 @@ func ExampleRepository_Update() {
 	// true
 }
 
+// Save returns where the events were stored: the stream's new version and
+// the global position of the last event, which a reader of a projection
+// can wait for (read-your-writes).
+func ExampleRepository_Save() {
+	ctx := context.Background()
+	accounts := newAccounts()
+	acc := accounts.New("account-3")
+	_ = acc.Open("Barbara")
+	_ = acc.Deposit(70)
+	res, err := accounts.Save(ctx, acc)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(res.StreamID, "at version", res.Version, "position", res.Position.Global)
+
+	// Nothing new to save: the stored version, and nothing to wait for.
+	res, err = accounts.Save(ctx, acc)
+	fmt.Println(res.Version, res.Position.IsZero(), err)
+	// Output:
+	// account-3 at version 2 position 2
+	// 2 true <nil>
+}
+
 func ExampleRepository_Save_conflict() {
 	ctx := context.Background()
 	accounts := newAccounts()
 	acc := accounts.New("account-9")
 	_ = acc.Open("Alan")
-	_ = accounts.Save(ctx, acc)
+	_, _ = accounts.Save(ctx, acc)
 
 	// Two copies loaded at version 1: the second save is refused.
 	one, _ := accounts.Load(ctx, "account-9")
 	two, _ := accounts.Load(ctx, "account-9")
 	_ = one.Deposit(10)
 	_ = two.Deposit(20)
-	fmt.Println(accounts.Save(ctx, one))
-	err := accounts.Save(ctx, two)
+	_, err := accounts.Save(ctx, one)
+	fmt.Println(err)
+	_, err = accounts.Save(ctx, two)
 	fmt.Println(errors.Is(err, eventstore.ErrConcurrencyConflict))
 	fmt.Println(err)
 	// Output:
@@ -165,7 +190,7 @@ func ExampleRepository_LoadVersion() {
 	_ = acc.Open("Edsger")
 	_ = acc.Deposit(100)
 	_ = acc.Withdraw(60)
-	_ = accounts.Save(ctx, acc)
+	_, _ = accounts.Save(ctx, acc)
 
 	for v := int64(1); v <= 3; v++ {
 		then, err := accounts.LoadVersion(ctx, "account-1", v)
@@ -190,7 +215,7 @@ func ExampleRepository_Snapshot() {
 	eventstore.MustRegister[AccountOpened](reg, "AccountOpened")
 	eventstore.MustRegister[MoneyDeposited](reg, "MoneyDeposited")
 	accounts, err := aggregate.NewRepository[Account](memory.New(nil), reg, &aggregate.Config{
-		Snapshots:      snapshot.NewMemoryStore(nil),
+		Snapshots:      memory.NewSnapshotStore(nil),
 		SnapshotPolicy: snapshot.EveryN(3), // after every third event
 	})
 	if err != nil {

@@ -54,7 +54,9 @@ type Config struct {
 	// SnapshotTimeout bounds the time a save spends taking a snapshot after
 	// it succeeded, and the time a load spends replacing a stale snapshot.
 	// Such a snapshot is best effort: when it fails or times out the
-	// failure is logged and the save still succeeds. Defaults to 500ms.
+	// failure is logged and the save still succeeds. Snapshots taken
+	// inside a transaction ([Repository.With]) are not bounded by it.
+	// Defaults to 500ms.
 	SnapshotTimeout time.Duration
 
 	// Logger receives the snapshot problems the repository works around:
@@ -97,6 +99,13 @@ type Repository[T any, PT interface {
 	snapSchema  int
 	snapType    string
 	snapTimeout time.Duration
+
+	// inTx is set on the repositories [Repository.With] returns: store is
+	// a view of the caller's unit of work (a transaction). unbound is set
+	// when Config.Snapshots could not join it.
+	inTx, unbound bool
+	// err, when set, fails every load and save: With got an invalid store.
+	err error
 }
 
 // NewRepository returns a repository of T aggregates backed by store, with
@@ -112,7 +121,7 @@ func NewRepository[T any, PT interface {
 	}
 	invalid := func(field, reason string) error { return &eventstore.ValidationError{Field: field, Reason: reason} }
 	switch {
-	case store == nil:
+	case isNil(store):
 		return nil, invalid("store", "must not be nil")
 	case reg == nil:
 		return nil, invalid("registry", "must not be nil")
@@ -122,6 +131,8 @@ func NewRepository[T any, PT interface {
 		return nil, invalid("Config.SnapshotSchemaVersion", "must not be negative")
 	case cfg.SnapshotTimeout < 0:
 		return nil, invalid("Config.SnapshotTimeout", "must not be negative")
+	case cfg.Snapshots != nil && isNil(cfg.Snapshots):
+		return nil, invalid("Config.Snapshots", "is a nil pointer: leave the field unset to disable snapshots")
 	case PT(new(T)).aggregateBase() == nil:
 		return nil, invalid("aggregate type "+reflect.TypeFor[T]().String(), "embeds *aggregate.Base: embed aggregate.Base by value")
 	}
@@ -154,6 +165,90 @@ func NewRepository[T any, PT interface {
 		}
 	}
 	return r, nil
+}
+
+// isNil reports whether v is nil or an interface holding a nil pointer (or
+// another nil reference), such as a (*postgres.Store)(nil): calling a
+// method on it would panic.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface, reflect.UnsafePointer:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// With returns a repository of the same aggregate type, registry and
+// [Config] that works on store instead of the repository's own store:
+// typically a view of the store inside the caller's transaction, such as
+// the one postgres.Store.InTx returns, so that [Repository.Save] and
+// [Repository.Update] commit or roll back together with the caller's
+// other writes, and loads see what the transaction sees:
+//
+//	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+//		if _, err := tx.Exec(ctx, insertPayment, paymentID, 100); err != nil {
+//			return err
+//		}
+//		_, err := accounts.With(store.InTx(tx)).Update(ctx, "account-42", func(a *Account) error {
+//			return a.Withdraw(100)
+//		})
+//		return err // an error rolls back the payment and the events
+//	})
+//
+// The repository it returns is meant for one transaction and is as safe
+// for concurrent use as store (a transaction is not); making one is cheap.
+// It differs from the repository's own in these ways:
+//
+//   - Snapshots follow the transaction. When [Config.Snapshots] implements
+//     [snapshot.TxBinder] and accepts store, snapshots are read and written
+//     through it, so a snapshot taken after a save commits or rolls back
+//     with the events: a snapshot of events that were rolled back never
+//     survives. Its write is not bounded by [Config.SnapshotTimeout]
+//     (with pgx, cancelling a statement closes the connection and so ends
+//     the transaction); its failure is logged, not returned (the
+//     PostgreSQL snapshot store writes it under a savepoint, so the
+//     transaction stays usable); and an unusable snapshot met by a load is
+//     not replaced. A snapshot that cannot be
+//     read fails the load (outside a transaction it is logged and
+//     skipped): the failed statement may have aborted the transaction.
+//     With any other snapshot store, the returned repository reads and
+//     takes no snapshots, and [Repository.Snapshot] fails.
+//   - [Repository.Update] retries after a concurrency conflict only when
+//     the reload shows that another writer moved the stream on (under READ
+//     COMMITTED a transaction sees commits made after it began). When the
+//     reload sees the version the save expected (REPEATABLE READ or
+//     SERIALIZABLE, or a conflict only a new transaction can get past),
+//     it returns the conflict at once: roll back and run the whole
+//     transaction again. So it does for an error matching
+//     [eventstore.ErrTransactionConflict] (a deadlock, say), without
+//     reloading.
+//   - When the save fails for another reason, Update returns no
+//     aggregate: inside a transaction nothing is committed before the
+//     caller's commit, so there is no ambiguous outcome to retry with
+//     [Repository.Save]; roll the transaction back, or retry it whole.
+//   - A nil store (or a nil pointer in it) makes every load and save of
+//     the returned repository fail with an error matching
+//     [eventstore.ErrInvalidInput], so that With can be chained.
+func (r *Repository[T, PT]) With(store eventstore.Store) *Repository[T, PT] {
+	bound := *r
+	bound.store, bound.inTx = store, true
+	if isNil(store) {
+		bound.err = &eventstore.ValidationError{Field: "store", Reason: "must not be nil"}
+		return &bound
+	}
+	if r.snapshots == nil {
+		return &bound
+	}
+	bound.snapshots, bound.unbound = nil, true
+	if b, ok := r.snapshots.(snapshot.TxBinder); ok {
+		if s, ok := b.BindTx(store); ok && !isNil(s) {
+			bound.snapshots, bound.unbound = s, false
+		}
+	}
+	return &bound
 }
 
 // New returns a new, empty aggregate for the stream id, at version 0. Its
@@ -217,6 +312,9 @@ func (r *Repository[T, PT]) LoadAt(ctx context.Context, id string, t time.Time) 
 // bound) and stopping before the first event recorded after until (zero:
 // no bound). It starts from a snapshot when one is usable.
 func (r *Repository[T, PT]) load(ctx context.Context, id string, upTo int64, until time.Time) (PT, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
 	if err := eventstore.ValidateStreamID(id); err != nil {
 		return nil, err
 	}
@@ -238,7 +336,7 @@ func (r *Repository[T, PT]) load(ctx context.Context, id string, upTo int64, unt
 	} else if err := r.replay(ctx, agg, upTo, until); err != nil {
 		return nil, err
 	}
-	if stale && upTo == 0 && agg.Version() > 0 {
+	if stale && upTo == 0 && agg.Version() > 0 && !r.inTx {
 		r.trySnapshot(ctx, agg, "replace an unusable snapshot")
 	}
 	if agg.Version() == 0 {
@@ -293,6 +391,13 @@ func (r *Repository[T, PT]) apply(agg PT, rec eventstore.Record) error {
 	}
 	ev, err := r.reg.Decode(rec)
 	if err != nil {
+		var decodeErr *eventstore.DecodeError
+		if errors.As(err, &decodeErr) {
+			if decodeErr.StreamID == "" { // a store that does not fill it
+				decodeErr.StreamID, decodeErr.StreamVersion = b.id, rec.StreamVersion
+			}
+			return fmt.Errorf("load %q: %w", b.id, err) // names the stream and version
+		}
 		return fmt.Errorf("load %q: event at version %d: %w", b.id, rec.StreamVersion, err)
 	}
 	if err := agg.Apply(ev); err != nil {
@@ -304,8 +409,12 @@ func (r *Repository[T, PT]) apply(agg PT, rec eventstore.Record) error {
 
 // Save appends agg's uncommitted events to its stream, expecting the stream
 // to be at [Base.StoredVersion] (no stream for a new aggregate). On success
-// the uncommitted events are cleared and the stored version advances. Saving
-// an aggregate without uncommitted events is a no-op.
+// the uncommitted events are cleared, the stored version advances, and Save
+// returns the store's [eventstore.AppendResult]: the stream's new version
+// and the global position of the last event, which a caller can wait for
+// a projection to pass (read-your-writes). Saving an aggregate without
+// uncommitted events is a no-op that returns its stored version and a zero
+// position: there is nothing to wait for.
 //
 // Events carry the metadata set on ctx with [eventstore.WithMetadata].
 //
@@ -322,16 +431,22 @@ func (r *Repository[T, PT]) apply(agg PT, rec eventstore.Record) error {
 // aggregate and the same context metadata is safe: the event IDs were fixed
 // by [Record], so a store that already has them treats the retry as a
 // no-op success.
-func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) error {
+//
+// To save inside the caller's transaction, together with other writes,
+// call Save on the repository [Repository.With] returns.
+func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) (eventstore.AppendResult, error) {
+	if r.err != nil {
+		return eventstore.AppendResult{}, r.err
+	}
 	if agg == nil {
-		return &eventstore.ValidationError{Field: "aggregate", Reason: "must not be nil"}
+		return eventstore.AppendResult{}, &eventstore.ValidationError{Field: "aggregate", Reason: "must not be nil"}
 	}
 	b := agg.aggregateBase()
 	if len(b.pending) == 0 {
-		return nil
+		return eventstore.AppendResult{StreamID: b.id, Version: b.stored}, nil
 	}
 	if err := eventstore.ValidateStreamID(b.id); err != nil {
-		return err
+		return eventstore.AppendResult{}, err
 	}
 	md, _ := eventstore.MetadataFromContext(ctx)
 	md.Headers = maps.Clone(md.Headers)
@@ -339,7 +454,7 @@ func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) error {
 	for i, p := range b.pending {
 		e, err := r.reg.Encode(p.event)
 		if err != nil {
-			return fmt.Errorf("save %q: %w", b.id, err)
+			return eventstore.AppendResult{}, fmt.Errorf("save %q: %w", b.id, err)
 		}
 		e.ID = p.id
 		e.Metadata = md
@@ -350,20 +465,21 @@ func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) error {
 	if err != nil {
 		var conflict *eventstore.ConcurrencyError
 		if errors.As(err, &conflict) {
-			return err // already names the stream and both versions
+			return eventstore.AppendResult{}, err // already names the stream and both versions
 		}
-		return fmt.Errorf("save %q: %w", b.id, err)
+		return eventstore.AppendResult{}, fmt.Errorf("save %q: %w", b.id, err)
 	}
 	if want := b.stored + int64(len(events)); res.Version != want {
-		return fmt.Errorf("save %q: store reported version %d after the append, want %d", b.id, res.Version, want)
+		return eventstore.AppendResult{}, fmt.Errorf("save %q: store reported version %d after the append, want %d", b.id, res.Version, want)
 	}
 	b.stored = res.Version
 	b.version = res.Version
 	b.pending = nil
+	b.saved = res.Position
 	if r.snapshots != nil && r.policy.ShouldSnapshot(snapshot.Info{StreamID: b.id, Version: b.version, PreviousVersion: previous, SnapshotVersion: b.snapshot}) {
 		r.trySnapshot(ctx, agg, "after a save")
 	}
-	return nil
+	return res, nil
 }
 
 // Update runs a command against the aggregate in stream id and saves the
@@ -372,16 +488,24 @@ func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) error {
 // and calls fn again, up to [Config.MaxRetries] times, then fails with an
 // error matching [eventstore.ErrConcurrencyConflict]. fn must therefore be
 // safe to run more than once and decide only from the aggregate it is given.
+// (Inside a transaction, see [Repository.With] for when it retries.)
 //
 // When the stream does not exist, fn gets a new aggregate from
 // [Repository.New], so Update also creates aggregates (create-or-update);
 // fn can check agg.Version() == 0 to tell. If fn records nothing, nothing
-// is saved.
+// is saved and Update returns the aggregate as loaded; but when the stream
+// does not exist either, there is no aggregate to return, and Update fails
+// with an error matching [eventstore.ErrStreamNotFound], as
+// [Repository.Load] would.
+//
+// The saved aggregate's [Base.SavedPosition] is the position of its last
+// event, which a reader of a projection can wait for (read-your-writes).
 //
 // An error from fn aborts the update without saving and is returned as is,
 // so domain errors can be matched with [errors.Is]. On success Update
 // returns the saved aggregate. On a save error other than a conflict (the
-// events may or may not be stored), it returns the unsaved aggregate with
+// events may or may not be stored), it returns, outside a transaction (see
+// [Repository.With]), the unsaved aggregate with
 // the error: retry with [Repository.Save], which is idempotent, rather than
 // with Update, which would run fn again with new event IDs. Otherwise the
 // returned aggregate is nil on error.
@@ -389,6 +513,10 @@ func (r *Repository[T, PT]) Update(ctx context.Context, id string, fn func(agg P
 	if fn == nil {
 		return nil, &eventstore.ValidationError{Field: "update function", Reason: "must not be nil"}
 	}
+	var (
+		conflict   error // the last save's concurrency conflict
+		conflictAt int64 // the version that save expected
+	)
 	for attempt := 0; ; attempt++ {
 		agg, err := r.Load(ctx, id)
 		if errors.Is(err, eventstore.ErrStreamNotFound) {
@@ -397,18 +525,36 @@ func (r *Repository[T, PT]) Update(ctx context.Context, id string, fn func(agg P
 		if err != nil {
 			return nil, err
 		}
+		if r.inTx && conflict != nil && agg.Version() == conflictAt {
+			// The transaction still sees the version the save expected, so
+			// saving again would conflict again: only a new transaction
+			// can get past this conflict.
+			return nil, fmt.Errorf("update %q: the transaction cannot see the conflicting write; retry the whole transaction: %w", id, conflict)
+		}
 		if err := fn(agg); err != nil {
 			return nil, err
 		}
-		err = r.Save(ctx, agg)
+		if agg.Version() == 0 {
+			return nil, fmt.Errorf("update %q: the stream does not exist and the update recorded no event: %w", id, eventstore.ErrStreamNotFound)
+		}
+		_, err = r.Save(ctx, agg)
 		switch {
 		case err == nil:
 			return agg, nil
+		case errors.Is(err, eventstore.ErrTransactionConflict):
+			// Only a new transaction can succeed.
+			return nil, err
+		case !errors.Is(err, eventstore.ErrConcurrencyConflict) && r.inTx:
+			// Nothing commits before the caller's commit: there is no
+			// ambiguous outcome to retry with Save, only a transaction to
+			// roll back (or retry whole).
+			return nil, err
 		case !errors.Is(err, eventstore.ErrConcurrencyConflict):
 			return agg, err
 		case attempt >= r.maxRetries:
 			return nil, fmt.Errorf("update %q: gave up after %d attempts: %w", id, attempt+1, err)
 		}
+		conflict, conflictAt = err, agg.aggregateBase().stored
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("update %q: %w", id, err)
 		}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -61,7 +61,7 @@ func (s *readLog) take() []int64 {
 
 type snapFixture struct {
 	*fixture
-	snaps *snapshot.MemoryStore
+	snaps *memory.SnapshotStore
 	reads *readLog
 	log   *logBuffer
 	cfg   aggregate.Config
@@ -72,7 +72,7 @@ type snapFixture struct {
 // snapshot fields (Snapshots and Logger are filled in).
 func setupSnapshots(t testing.TB, cfg aggregate.Config, wrapSnaps func(snapshot.Store) snapshot.Store) *snapFixture {
 	t.Helper()
-	f := &snapFixture{snaps: snapshot.NewMemoryStore(nil), log: &logBuffer{}}
+	f := &snapFixture{snaps: memory.NewSnapshotStore(nil), log: &logBuffer{}}
 	cfg.Snapshots = f.snaps
 	if wrapSnaps != nil {
 		cfg.Snapshots = wrapSnaps(f.snaps)
@@ -502,7 +502,6 @@ func (w *secretWallet) Apply(event any) error {
 // binaryWallet is a secretWallet that implements aggregate.Snapshotter.
 type binaryWallet struct {
 	secretWallet
-	panicOnDecode bool
 }
 
 func (w *binaryWallet) MarshalSnapshot() ([]byte, error) {
@@ -541,7 +540,7 @@ func (*hiddenFieldWallet) Apply(any) error { return nil }
 
 func TestSnapshotEncodingChecks(t *testing.T) {
 	t.Parallel()
-	store, reg, snaps := memory.New(nil), newRegistry(t), snapshot.NewMemoryStore(nil)
+	store, reg, snaps := memory.New(nil), newRegistry(t), memory.NewSnapshotStore(nil)
 	with := &aggregate.Config{Snapshots: snaps}
 	if _, err := aggregate.NewRepository[secretWallet](store, reg, with); !errors.Is(err, eventstore.ErrInvalidInput) || !strings.Contains(err.Error(), "balance") {
 		t.Fatalf("JSON snapshots of an unexported field: NewRepository = %v, want ErrInvalidInput naming the field", err)
@@ -572,7 +571,7 @@ func TestSnapshotEncodingChecks(t *testing.T) {
 func TestSnapshotter(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, reg, snaps := memory.New(nil), newRegistry(t), snapshot.NewMemoryStore(nil)
+	store, reg, snaps := memory.New(nil), newRegistry(t), memory.NewSnapshotStore(nil)
 	logs := &logBuffer{}
 	repo, err := aggregate.NewRepository[binaryWallet](store, reg, &aggregate.Config{
 		Snapshots: snaps, SnapshotPolicy: snapshot.EveryN(2), Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -617,7 +616,7 @@ func TestSnapshotter(t *testing.T) {
 // path reading from an in-memory event store, to exercise the
 // repository's use of it.
 type loaderSnapshots struct {
-	*snapshot.MemoryStore
+	*memory.SnapshotStore
 	events      eventstore.Store
 	unsupported bool
 	calls       atomic.Int32
@@ -653,7 +652,7 @@ func TestSnapshotStreamLoader(t *testing.T) {
 	ctx := context.Background()
 	var loader *loaderSnapshots
 	f := setupSnapshots(t, aggregate.Config{SnapshotPolicy: snapshot.EveryN(5), PageSize: 4}, func(s snapshot.Store) snapshot.Store {
-		loader = &loaderSnapshots{MemoryStore: s.(*snapshot.MemoryStore)}
+		loader = &loaderSnapshots{SnapshotStore: s.(*memory.SnapshotStore)}
 		return loader
 	})
 	loader.events = f.reads
@@ -783,4 +782,116 @@ func BenchmarkLoad10kSnapshot(b *testing.B) {
 			}
 		})
 	}
+}
+
+// bindingSnapshots is a snapshot store that joins "transactions": BindTx
+// accepts only the store tx and returns the snapshot store inTx.
+type bindingSnapshots struct {
+	*memory.SnapshotStore
+	tx   eventstore.Store
+	inTx snapshot.Store
+}
+
+func (s *bindingSnapshots) BindTx(events eventstore.Store) (snapshot.Store, bool) {
+	if events != s.tx {
+		return nil, false
+	}
+	return s.inTx, true
+}
+
+// deadlineSnapshots records the deadline of each Save.
+type deadlineSnapshots struct {
+	*memory.SnapshotStore
+	saves, withDeadline atomic.Int32
+}
+
+func (s *deadlineSnapshots) Save(ctx context.Context, snap snapshot.Snapshot) error {
+	s.saves.Add(1)
+	if _, ok := ctx.Deadline(); ok {
+		s.withDeadline.Add(1)
+	}
+	return s.SnapshotStore.Save(ctx, snap)
+}
+
+func TestSnapshotWith(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// A snapshot store that cannot join the given store's transaction is
+	// not used at all: no snapshot of uncommitted events may outlive them.
+	t.Run("NotBindable", func(t *testing.T) {
+		t.Parallel()
+		f := setupSnapshots(t, aggregate.Config{SnapshotPolicy: snapshot.EveryN(1)}, nil)
+		f.deposit(t, 2)
+		f.putSnapshot(t, snapshot.Snapshot{StreamID: "wallet-1", Type: "wallet", Version: 2, SchemaVersion: 1, Data: []byte(`{"balance":1000}`)})
+		tx := &readLog{Store: f.mem}
+		w, err := f.repo.With(tx).Update(ctx, "wallet-1", func(w *wallet) error { return w.Deposit(1) })
+		if err != nil || w.Balance != 3 || w.SnapshotVersion() != 0 {
+			t.Fatalf("Update = %v, %v; want balance 3 from the events, without a snapshot", w, err)
+		}
+		if v := f.snapshotVersion(t); v != 2 {
+			t.Fatalf("snapshot at version %d, want 2: the bound repository took one", v)
+		}
+		bound := f.repo.With(tx)
+		if err := bound.Snapshot(ctx, w); !errors.Is(err, eventstore.ErrInvalidInput) || !strings.Contains(err.Error(), "cannot join the transaction") {
+			t.Fatalf("Snapshot = %v, want ErrInvalidInput saying the snapshot store cannot join", err)
+		}
+	})
+
+	t.Run("Bound", func(t *testing.T) {
+		t.Parallel()
+		inTx := &deadlineSnapshots{SnapshotStore: memory.NewSnapshotStore(nil)}
+		var binding *bindingSnapshots
+		f := setupSnapshots(t, aggregate.Config{SnapshotPolicy: snapshot.EveryN(1)}, func(s snapshot.Store) snapshot.Store {
+			binding = &bindingSnapshots{SnapshotStore: s.(*memory.SnapshotStore), inTx: inTx}
+			return binding
+		})
+		binding.tx = &readLog{Store: f.mem}
+		bound := f.repo.With(binding.tx)
+		w, err := bound.Update(ctx, "wallet-1", func(w *wallet) error { return w.Deposit(4) })
+		if err != nil || w.SnapshotVersion() != 1 {
+			t.Fatalf("Update = %v, %v; want a snapshot at version 1", w, err)
+		}
+		if f.snapshotVersion(t) != 0 || inTx.saves.Load() != 1 {
+			t.Fatalf("the snapshot went to the repository's own store (%d saves in the transaction)", inTx.saves.Load())
+		}
+		if inTx.withDeadline.Load() != 0 {
+			t.Fatal("a snapshot inside a transaction was given the SnapshotTimeout deadline")
+		}
+		// Loads read the bound store's snapshot; an unusable one is not
+		// replaced inside the transaction.
+		if err := inTx.SnapshotStore.Save(ctx, snapshot.Snapshot{StreamID: "wallet-1", Type: "wallet", Version: 1, SchemaVersion: 9, Data: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		saves := inTx.saves.Load()
+		if w, err := bound.Load(ctx, "wallet-1"); err != nil || w.Balance != 4 {
+			t.Fatalf("Load = %v, %v", w, err)
+		}
+		if !strings.Contains(f.log.String(), "ignoring a snapshot of another type or schema version") {
+			t.Fatalf("the load did not meet the stale snapshot:\n%s", f.log.String())
+		}
+		if inTx.saves.Load() != saves {
+			t.Fatal("a load inside a transaction replaced a stale snapshot")
+		}
+	})
+
+	// Inside a transaction a snapshot that cannot be read fails the load:
+	// the statement may have aborted the transaction. (Outside, such a
+	// failure is logged and skipped: TestSnapshotStoreFailure.)
+	t.Run("ReadFailure", func(t *testing.T) {
+		t.Parallel()
+		var binding *bindingSnapshots
+		f := setupSnapshots(t, aggregate.Config{SnapshotPolicy: snapshot.EveryN(1)}, func(s snapshot.Store) snapshot.Store {
+			binding = &bindingSnapshots{SnapshotStore: s.(*memory.SnapshotStore), inTx: failingSnapshots{s}}
+			return binding
+		})
+		binding.tx = &readLog{Store: f.mem}
+		f.deposit(t, 1)
+		if _, err := f.repo.With(binding.tx).Load(ctx, "wallet-1"); !errors.Is(err, errSnapshotsDown) {
+			t.Fatalf("Load in a transaction = %v, want the snapshot store's error", err)
+		}
+		if w, err := f.repo.Load(ctx, "wallet-1"); err != nil || w.Balance != 1 {
+			t.Fatalf("Load = %v, %v", w, err)
+		}
+	})
 }

@@ -43,6 +43,12 @@ func (b *Base) SnapshotVersion() int64 { return b.snapshot }
 // [eventstore.ErrInvalidInput] when the repository has no
 // [Config.Snapshots] store.
 func (r *Repository[T, PT]) Snapshot(ctx context.Context, agg PT) error {
+	if r.err != nil {
+		return r.err
+	}
+	if r.unbound {
+		return &eventstore.ValidationError{Field: "Config.Snapshots", Reason: "cannot join the transaction of the store given to With (see snapshot.TxBinder)"}
+	}
 	if r.snapshots == nil {
 		return &eventstore.ValidationError{Field: "Config.Snapshots", Reason: "is nil: snapshots are disabled"}
 	}
@@ -60,10 +66,15 @@ func (r *Repository[T, PT]) Snapshot(ctx context.Context, agg PT) error {
 }
 
 // trySnapshot takes a snapshot of agg within the snapshot timeout and logs
-// a failure instead of returning it.
+// a failure instead of returning it. Inside a transaction (see
+// [Repository.With]) it takes no timeout: with pgx, a cancelled statement
+// closes the connection, which would end the caller's transaction.
 func (r *Repository[T, PT]) trySnapshot(ctx context.Context, agg PT, why string) {
-	ctx, cancel := context.WithTimeout(ctx, r.snapTimeout)
-	defer cancel()
+	if !r.inTx {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.snapTimeout)
+		defer cancel()
+	}
 	if err := r.saveSnapshot(ctx, agg); err != nil {
 		r.logger.WarnContext(ctx, "chronicle: snapshot not taken", "stream", agg.ID(), "version", agg.Version(), "when", why, "error", err)
 	}
@@ -99,7 +110,9 @@ func (r *Repository[T, PT]) loadSnapshot(ctx context.Context, id string, upTo in
 		case err == nil:
 			return r.fromStreamLoad(ctx, id, res, limit)
 		case errors.Is(err, errors.ErrUnsupported):
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || r.inTx:
+			// Inside a transaction a failed statement may have aborted it:
+			// going on would fail later with a less useful error.
 			return nil, false, false, fmt.Errorf("load %q: %w", id, err)
 		default:
 			r.logger.WarnContext(ctx, "chronicle: cannot read the snapshot and the events together; reading them apart", "stream", id, "error", err)
@@ -110,7 +123,7 @@ func (r *Repository[T, PT]) loadSnapshot(ctx context.Context, id string, upTo in
 	switch {
 	case errors.Is(err, snapshot.ErrNotFound):
 		return nil, false, false, nil
-	case err != nil && ctx.Err() != nil:
+	case err != nil && (ctx.Err() != nil || r.inTx):
 		return nil, false, false, fmt.Errorf("load %q: %w", id, err)
 	case err != nil:
 		r.logger.WarnContext(ctx, "chronicle: cannot load the snapshot; loading from events", "stream", id, "error", err)

@@ -4,7 +4,7 @@
 // stored event types.
 //
 // It imports no database driver. The in-memory store lives in
-// eventstore/memory, the PostgreSQL store in package postgres, and the
+// package memory, the PostgreSQL store in package postgres, and the
 // conformance suite both pass in eventstore/storetest.
 //
 // # Streams and versions

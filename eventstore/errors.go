@@ -3,6 +3,7 @@ package eventstore
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Stores and the codec return typed errors (below) that
@@ -113,17 +114,35 @@ func (e *DuplicateEventError) Is(target error) bool { return target == ErrDuplic
 
 // DecodeError reports a stored event that could not be decoded.
 type DecodeError struct {
+	// StreamID and StreamVersion locate the event, when known: a record
+	// read from a store always carries them.
+	StreamID      string
+	StreamVersion int64
 	// Type and SchemaVersion identify the payload.
 	Type          string
 	SchemaVersion int
-	// EventID identifies the event, when known.
+	// EventID identifies the event, when known. It is zero when the event
+	// was read without its ID, as [PayloadReader] reads do.
 	EventID EventID
 	// Err is the cause.
 	Err error
 }
 
+// Error says where the event is (stream and version), its ID when known,
+// its type and schema version, and the cause.
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("cannot decode event %s (type %q, schema version %d): %v", e.EventID, e.Type, e.SchemaVersion, e.Err)
+	var b strings.Builder
+	b.WriteString("cannot decode event")
+	if e.StreamID != "" {
+		fmt.Fprintf(&b, " at version %d of stream %q", e.StreamVersion, e.StreamID)
+	}
+	if !e.EventID.IsZero() {
+		fmt.Fprintf(&b, " (id %s, type %q, schema version %d)", e.EventID, e.Type, e.SchemaVersion)
+	} else {
+		fmt.Fprintf(&b, " (type %q, schema version %d)", e.Type, e.SchemaVersion)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
 }
 
 // Unwrap returns the cause.
@@ -194,3 +213,33 @@ func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
 
 // Is matches [ErrOutcomeUnknown].
 func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// ErrPermanent: a handler's failure that retrying cannot fix (a payload
+// that does not decode, an event the handler can never accept). The error
+// is a [*PermanentError]. Projection handlers and event bus handlers share
+// it: a projection applies its failure policy at once, a bus consumer
+// dead-letters the message at once.
+var ErrPermanent = errors.New("permanent failure")
+
+// PermanentError marks a failure that retrying cannot fix; it matches
+// [ErrPermanent]. Create one with [Permanent].
+type PermanentError struct {
+	// Err is the failure.
+	Err error
+}
+
+// Permanent wraps err in a [*PermanentError]. It returns nil for nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+func (e *PermanentError) Error() string { return "permanent failure: " + e.Err.Error() }
+
+// Unwrap returns the failure.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Is matches [ErrPermanent].
+func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }

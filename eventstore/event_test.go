@@ -150,7 +150,12 @@ func TestErrorsMatchSentinels(t *testing.T) {
 		{&eventstore.DuplicateEventError{StreamID: "s"}, eventstore.ErrDuplicateEvent,
 			`duplicate event id 00000000-0000-0000-0000-000000000000 in append to stream "s": already stored with different content or position`},
 		{&eventstore.DecodeError{Type: "X", SchemaVersion: 2, Err: cause}, eventstore.ErrDecode,
-			`cannot decode event 00000000-0000-0000-0000-000000000000 (type "X", schema version 2): boom`},
+			`cannot decode event (type "X", schema version 2): boom`},
+		// Read without its ID (eventstore.PayloadReader): no zero ID.
+		{&eventstore.DecodeError{StreamID: "s", StreamVersion: 7, Type: "X", SchemaVersion: 2, Err: cause}, eventstore.ErrDecode,
+			`cannot decode event at version 7 of stream "s" (type "X", schema version 2): boom`},
+		{&eventstore.DecodeError{StreamID: "s", StreamVersion: 7, Type: "X", SchemaVersion: 2, EventID: eventstore.EventID{15: 1}, Err: cause}, eventstore.ErrDecode,
+			`cannot decode event at version 7 of stream "s" (id 00000000-0000-0000-0000-000000000001, type "X", schema version 2): boom`},
 	}
 	sentinels := []error{eventstore.ErrConcurrencyConflict, eventstore.ErrStreamNotFound, eventstore.ErrInvalidInput,
 		eventstore.ErrEventTooLarge, eventstore.ErrUnknownEventType, eventstore.ErrDuplicateEvent, eventstore.ErrDecode}

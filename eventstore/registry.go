@@ -225,7 +225,7 @@ func (r *Registry) Decode(rec Record) (any, error) {
 	data := rec.Data
 	version := max(rec.SchemaVersion, 1)
 	fail := func(err error) (any, error) {
-		return nil, &DecodeError{Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: err}
+		return nil, &DecodeError{StreamID: rec.StreamID, StreamVersion: rec.StreamVersion, Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: err}
 	}
 	if version > et.version {
 		return fail(fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
@@ -254,7 +254,7 @@ func Decode[T any](r *Registry, rec Record) (T, error) {
 	}
 	t, ok := v.(T)
 	if !ok {
-		return zero, &DecodeError{Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: fmt.Errorf("holds %T, not %s", v, reflect.TypeFor[T]())}
+		return zero, &DecodeError{StreamID: rec.StreamID, StreamVersion: rec.StreamVersion, Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: fmt.Errorf("holds %T, not %s", v, reflect.TypeFor[T]())}
 	}
 	return t, nil
 }

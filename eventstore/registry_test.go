@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 // The seed scenario: UserRegistered gained an email in schema version 2.
@@ -323,7 +323,8 @@ func TestDecodeErrors(t *testing.T) {
 			t.Errorf("%s: Decode = %#v, %v; want a DecodeError", tt.name, v, err)
 			continue
 		}
-		if de.EventID != tt.rec.EventID || de.Type != tt.rec.Type || de.SchemaVersion != tt.rec.SchemaVersion || de.Err == nil {
+		if de.EventID != tt.rec.EventID || de.StreamID != tt.rec.StreamID || de.StreamVersion != tt.rec.StreamVersion ||
+			de.Type != tt.rec.Type || de.SchemaVersion != tt.rec.SchemaVersion || de.Err == nil {
 			t.Errorf("%s: DecodeError %+v does not identify the record", tt.name, de)
 		}
 		if tt.cause != nil && !errors.Is(err, tt.cause) {

@@ -7,7 +7,7 @@ import (
 
 // Store is an event store: append-only streams with optimistic concurrency,
 // and one global order that readers tail. The in-memory store
-// (eventstore/memory) and the PostgreSQL store (postgres) implement it, and
+// (package memory) and the PostgreSQL store (postgres) implement it, and
 // both pass the conformance suite in eventstore/storetest.
 //
 // All methods are safe for concurrent use.

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 // flakyStore fails every read after the first failAfter ones and counts reads.

@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
@@ -20,7 +21,8 @@ const (
 )
 
 // ValidateStreamID checks a stream ID: non-empty, at most
-// [MaxStreamIDLength] bytes, valid UTF-8 and free of control characters.
+// [MaxStreamIDLength] bytes, valid UTF-8 and free of control characters
+// (C0 U+0000–U+001F, DEL U+007F and C1 U+0080–U+009F).
 // Quotes, semicolons and any other printable characters are allowed: stores
 // pass stream IDs as bind parameters, never as SQL text.
 func ValidateStreamID(id string) error {
@@ -45,7 +47,7 @@ func nameProblem(s string, max int) string {
 		return "is not valid utf-8"
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+		if r < 0x20 || (0x7f <= r && r <= 0x9f) { // C0, DEL, C1
 			return fmt.Sprintf("contains control character %U", r)
 		}
 	}
@@ -141,7 +143,117 @@ func validateEvent(i int, e *Event, maxEventSize int) error {
 	if reason := jsonbEscapeProblem(e.Data); reason != "" {
 		return &ValidationError{Field: field("data"), Reason: reason}
 	}
+	if reason := jsonbNumberProblem(e.Data); reason != "" {
+		return &ValidationError{Field: field("data"), Reason: reason}
+	}
 	return nil
+}
+
+// Limits of PostgreSQL's numeric type, which jsonb uses for every JSON
+// number (measured on PostgreSQL 15; see numeric.c):
+const (
+	// numericMaxDigitsBefore: a non-zero value must be below 1e131072
+	// (32768 base-10000 digits before the decimal point).
+	numericMaxDigitsBefore = 131072
+	// numericMaxScale: at most 16383 digits after the decimal point, as
+	// written (trailing zeros count, and so does 0e-16384).
+	numericMaxScale = 16383
+	// numericMaxExponent: numeric input refuses an exponent whose absolute
+	// value reaches INT_MAX/2, even on zero.
+	numericMaxExponent = 1<<30 - 1
+)
+
+// jsonbNumberProblem says why PostgreSQL's jsonb would refuse a number in
+// valid JSON data ("value overflows numeric format"), or returns "". JSON
+// allows any magnitude and precision; numeric does not. data must be valid
+// JSON.
+func jsonbNumberProblem(data []byte) string {
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '"':
+			// Skip the string: in valid JSON a backslash always starts an
+			// escape, so skipping the escaped byte is enough.
+			for i++; i < len(data) && data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+		case c == '-' || ('0' <= c && c <= '9'):
+			j := i
+			for j < len(data) && isNumberByte(data[j]) {
+				j++
+			}
+			if reason := numericProblem(data[i:j]); reason != "" {
+				return reason
+			}
+			i = j - 1
+		}
+	}
+	return ""
+}
+
+func isNumberByte(c byte) bool {
+	return '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
+}
+
+// numericProblem checks one JSON number token against numeric's limits.
+func numericProblem(num []byte) string {
+	const overflow = "contains the number %.40s, outside the range postgresql jsonb can store (numeric: below 1e131072, at most 16383 digits after the decimal point)"
+	if len(num) <= 32 && !bytes.ContainsAny(num, "eE") {
+		return "" // the common case: short, no exponent
+	}
+	mant, exp := num, int64(0)
+	if k := bytes.IndexAny(num, "eE"); k >= 0 {
+		mant = num[:k]
+		digits := num[k+1:]
+		neg := false
+		if len(digits) > 0 && (digits[0] == '+' || digits[0] == '-') {
+			neg = digits[0] == '-'
+			digits = digits[1:]
+		}
+		for _, d := range digits {
+			exp = exp*10 + int64(d-'0')
+			if exp >= numericMaxExponent {
+				return fmt.Sprintf(overflow, num)
+			}
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	if len(mant) > 0 && mant[0] == '-' {
+		mant = mant[1:]
+	}
+	intPart, frac := mant, []byte(nil)
+	if k := bytes.IndexByte(mant, '.'); k >= 0 {
+		intPart, frac = mant[:k], mant[k+1:]
+	}
+	if scale := int64(len(frac)) - exp; scale > numericMaxScale {
+		return fmt.Sprintf(overflow, num)
+	}
+	// The decimal exponent of the first significant digit.
+	lead, nonzero := int64(len(intPart)-1), false
+	for _, d := range intPart {
+		if d != '0' {
+			nonzero = true
+			break
+		}
+		lead--
+	}
+	if !nonzero {
+		lead = -1
+		for _, d := range frac {
+			if d != '0' {
+				nonzero = true
+				break
+			}
+			lead--
+		}
+	}
+	if nonzero && lead+exp >= numericMaxDigitsBefore {
+		return fmt.Sprintf(overflow, num)
+	}
+	return ""
 }
 
 func containsNUL(s string) bool {

@@ -21,7 +21,6 @@ func TestValidateStreamID(t *testing.T) {
 		{"日本語 🎉", true},
 		{"with space", true},
 		{"nbsp\u00a0and\u2028separator", true}, // not ASCII control characters
-		{"\u0080c1-control", true},             // only ASCII control characters are refused
 		{strings.Repeat("x", eventstore.MaxStreamIDLength), true},
 		{strings.Repeat("日", eventstore.MaxStreamIDLength/3), true},
 		{"", false},
@@ -34,6 +33,9 @@ func TestValidateStreamID(t *testing.T) {
 		{"tab\t", false},
 		{"\x1b[31m", false},
 		{"del\x7f", false},
+		{"\u0080c1-control", false}, // C1 controls, U+0080 to U+009F
+		{"c1\u009f", false},
+		{"latin1\u00a0\u00ff", true}, // just above C1
 	}
 	for _, tt := range tests {
 		err := eventstore.ValidateStreamID(tt.id)
@@ -92,6 +94,11 @@ func TestValidateAppend(t *testing.T) {
 		{name: "surrogate pair", stream: "s", expected: eventstore.Any, events: one(ev("E", `"\ud83d\ude00"`))},
 		{name: "upper-case surrogate pair", stream: "s", expected: eventstore.Any, events: one(ev("E", `"\uD83D\uDE00"`))},
 		{name: "non-surrogate escapes", stream: "s", expected: eventstore.Any, events: one(ev("E", `"\u00e9\u20ac\uffff\ue000\ud7ff"`))},
+		{name: "numbers at jsonb's limits", stream: "s", expected: eventstore.Any, events: []eventstore.Event{
+			ev("E", `1e131071`), ev("E", `9.9e131071`), ev("E", `-123456789e131063`), ev("E", `0.00001e131076`), ev("E", `1e-16383`),
+			ev("E", `1.0e-16382`), ev("E", `0e200000`), ev("E", `0e1073741822`), ev("E", `"1e200000 in a string"`), ev("E", `{"1e200000":[1E5,-0]}`),
+			ev("E", `0.`+strings.Repeat("1", 16383)), ev("E", `1`+strings.Repeat("0", 131071)),
+		}},
 		{name: "zero ids repeat", stream: "s", expected: eventstore.Any, events: []eventstore.Event{ok, ok, ok}},
 		{name: "40 distinct ids", stream: "s", expected: eventstore.Any, events: many(40, 0)},
 		{name: "no size limit", stream: "s", expected: eventstore.Any, events: one(ev("E", `"`+strings.Repeat("x", 2<<20)+`"`)), max: 0},
@@ -120,6 +127,17 @@ func TestValidateAppend(t *testing.T) {
 		{name: "two high surrogates", stream: "s", expected: eventstore.Any, events: one(ev("E", `"\ud800\ud800"`)), wantField: "events[0].data"},
 		{name: "lone low surrogate", stream: "s", expected: eventstore.Any, events: one(ev("E", `["\uDC00"]`)), wantField: "events[0].data"},
 		{name: "high surrogate at the end of a key", stream: "s", expected: eventstore.Any, events: one(ev("E", `{"\ud83d":1}`)), wantField: "events[0].data"},
+		{name: "number too large for jsonb", stream: "s", expected: eventstore.Any, events: one(ev("E", `1e200000`)), wantField: "events[0].data"},
+		{name: "number just too large for jsonb", stream: "s", expected: eventstore.Any, events: []eventstore.Event{ok, ev("E", `[1, 1e131072]`)}, wantField: "events[1].data"},
+		{name: "negative number too large for jsonb", stream: "s", expected: eventstore.Any, events: one(ev("E", `{"a":-1E+131072}`)), wantField: "events[0].data"},
+		{name: "shifted mantissa too large for jsonb", stream: "s", expected: eventstore.Any, events: one(ev("E", `123456789e131064`)), wantField: "events[0].data"},
+		{name: "long integer too large for jsonb", stream: "s", expected: eventstore.Any, events: one(ev("E", `1`+strings.Repeat("0", 131072))), wantField: "events[0].data"},
+		{name: "too many decimals for jsonb", stream: "s", expected: eventstore.Any, events: one(ev("E", `1e-16384`)), wantField: "events[0].data"},
+		{name: "trailing zeros count as decimals", stream: "s", expected: eventstore.Any, events: one(ev("E", `1.50e-16382`)), wantField: "events[0].data"},
+		{name: "zero with too many decimals", stream: "s", expected: eventstore.Any, events: one(ev("E", `0e-16384`)), wantField: "events[0].data"},
+		{name: "long fraction for jsonb", stream: "s", expected: eventstore.Any, events: one(ev("E", `0.`+strings.Repeat("1", 16384))), wantField: "events[0].data"},
+		{name: "exponent overflow on zero", stream: "s", expected: eventstore.Any, events: one(ev("E", `0e1073741823`)), wantField: "events[0].data"},
+		{name: "huge exponent", stream: "s", expected: eventstore.Any, events: one(ev("E", `1e99999999999999999999`)), wantField: "events[0].data"},
 		{name: "correlation id invalid utf-8", stream: "s", expected: eventstore.Any, events: withMD(eventstore.Metadata{CorrelationID: "\xff"}), wantField: "events[0].metadata"},
 		{name: "causation id with NUL", stream: "s", expected: eventstore.Any, events: withMD(eventstore.Metadata{CausationID: "a\x00"}), wantField: "events[0].metadata"},
 		{name: "header key with NUL", stream: "s", expected: eventstore.Any, events: withMD(eventstore.Metadata{Headers: map[string]string{"\x00": "v"}}), wantField: "events[0].metadata"},

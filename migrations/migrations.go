@@ -1,34 +1,48 @@
 package migrations
 
 import (
+	"cmp"
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
-
-	"github.com/golang-migrate/migrate/v4"
-	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
-	"github.com/golang-migrate/migrate/v4/source"
-	"github.com/golang-migrate/migrate/v4/source/iofs"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the pgx/v5 database/sql driver
 )
 
 //go:embed *.sql
 var files embed.FS
 
-// MigrationsTable is the table in which golang-migrate records the applied
-// version. It lives in the connection's default schema (usually public) so
-// that it exists before the first migration creates the chronicle schema;
-// its name keeps it apart from an application's own migrations table.
-const MigrationsTable = "chronicle_schema_migrations"
+// Where golang-migrate records the applied version: the table
+// chronicle.schema_migrations, next to Chronicle's own tables, never in
+// public (where PostgreSQL 15 and later let only the database owner create
+// tables). The stock migrate CLI finds it with
+// x-migrations-table="chronicle"."schema_migrations" and
+// x-migrations-table-quoted=1; see the package documentation.
+const (
+	// Schema is the PostgreSQL schema of Chronicle's tables and of the
+	// version table.
+	Schema = "chronicle"
+	// MigrationsTable is the version table's name, in [Schema].
+	MigrationsTable = "schema_migrations"
+)
 
 // ErrDirty reports that a previous migration failed half-way. Inspect the
 // database, then use [Force] to set the version that is really applied.
 var ErrDirty = errors.New("schema is dirty")
+
+// ErrNoSuchVersion reports a request beyond the embedded migrations: a
+// [Force] to a version that does not exist, or [Steps] past the latest or
+// the first migration. Nothing is changed.
+var ErrNoSuchVersion = errors.New("no such migration")
+
+// ErrLegacyTable reports a table named chronicle_schema_migrations (where
+// older Chronicle versions kept the version) that is not golang-migrate's
+// version table, so it is not moved into the chronicle schema.
+var ErrLegacyTable = errors.New("unexpected chronicle_schema_migrations table")
 
 // DirtyError is returned when the schema is dirty. It matches [ErrDirty].
 type DirtyError struct {
@@ -48,134 +62,130 @@ func (e *DirtyError) Is(target error) bool { return target == ErrDirty }
 // folder for the stock migrate CLI.
 func FS() fs.FS { return files }
 
+// Migration is one embedded migration.
+type Migration struct {
+	// Version is its number, e.g. 2 for 000002_projections.up.sql.
+	Version uint
+	// Name is the part of the file name after the number, e.g.
+	// "projections".
+	Name string
+}
+
+// String returns the migration's file name stem, e.g. "000002_projections".
+func (m Migration) String() string { return fmt.Sprintf("%06d_%s", m.Version, m.Name) }
+
+// List returns the embedded migrations, oldest first.
+func List() []Migration {
+	entries, _ := fs.ReadDir(files, ".")
+	var list []Migration
+	for _, e := range entries {
+		stem, ok := strings.CutSuffix(e.Name(), ".up.sql")
+		if !ok {
+			continue
+		}
+		num, name, _ := strings.Cut(stem, "_")
+		v, err := strconv.ParseUint(num, 10, 32)
+		if err != nil {
+			continue
+		}
+		list = append(list, Migration{Version: uint(v), Name: name})
+	}
+	slices.SortFunc(list, func(a, b Migration) int { return cmp.Compare(a.Version, b.Version) })
+	return list
+}
+
 // Latest returns the highest migration version embedded in this build.
 func Latest() uint {
-	entries, _ := fs.ReadDir(files, ".")
-	var latest uint
-	for _, e := range entries {
-		var v uint
-		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && v > latest {
-			latest = v
+	list := List()
+	if len(list) == 0 {
+		return 0
+	}
+	return list[len(list)-1].Version
+}
+
+func find(version int) (Migration, bool) {
+	for _, m := range List() {
+		if int(m.Version) == version {
+			return m, true
 		}
 	}
-	return latest
+	return Migration{}, false
+}
+
+// lookup returns the embedded migration of version, or one without a name.
+func lookup(version uint) Migration {
+	m, ok := find(int(version))
+	if !ok {
+		return Migration{Version: version, Name: "unknown"}
+	}
+	return m
+}
+
+func migrationName(version uint) string { return lookup(version).String() }
+
+func knownVersions() string {
+	var vs []string
+	for _, m := range List() {
+		vs = append(vs, strconv.FormatUint(uint64(m.Version), 10))
+	}
+	return strings.Join(vs, ", ")
 }
 
 // Up applies every migration not yet applied. Applying when already up to
-// date is a no-op. Concurrent callers are safe: golang-migrate serialises
-// them with an advisory lock.
+// date is a no-op. Concurrent callers are safe: they serialise on an
+// advisory lock. The role needs CREATE on the database the first time
+// (to create the chronicle schema), as the database owner has; see
+// [Migrator] to apply through an existing pool or connection.
 func Up(ctx context.Context, databaseURL string) error {
-	return run(ctx, databaseURL, func(m *migrate.Migrate) error { return m.Up() })
+	return withURL(ctx, databaseURL, func(m *Migrator) error {
+		_, err := m.Up(ctx)
+		return err
+	})
 }
 
-// Down reverts every applied migration, dropping the chronicle schema and
-// all events in it. Reverting an empty database is a no-op.
+// Down reverts every applied migration, dropping Chronicle's tables and
+// all events in them. Reverting an empty database is a no-op.
 func Down(ctx context.Context, databaseURL string) error {
-	return run(ctx, databaseURL, func(m *migrate.Migrate) error { return m.Down() })
+	return withURL(ctx, databaseURL, func(m *Migrator) error {
+		_, err := m.Down(ctx)
+		return err
+	})
 }
 
 // Steps applies n migrations up (n > 0) or reverts -n migrations (n < 0).
+// See [Migrator.Steps].
 func Steps(ctx context.Context, databaseURL string, n int) error {
-	return run(ctx, databaseURL, func(m *migrate.Migrate) error { return m.Steps(n) })
+	return withURL(ctx, databaseURL, func(m *Migrator) error {
+		_, err := m.Steps(ctx, n)
+		return err
+	})
 }
 
 // Force records version as applied and clears the dirty flag without
 // running any migration. Use it after repairing a failed migration by hand.
-// A version of -1 means no migration is applied.
+// A version of -1 means no migration is applied. See [Migrator.Force].
 func Force(ctx context.Context, databaseURL string, version int) error {
-	return run(ctx, databaseURL, func(m *migrate.Migrate) error { return m.Force(version) })
+	return withURL(ctx, databaseURL, func(m *Migrator) error { return m.Force(ctx, version) })
 }
 
 // Version returns the applied version (0 when none) and whether the schema
 // is dirty.
 func Version(ctx context.Context, databaseURL string) (version uint, dirty bool, err error) {
-	err = run(ctx, databaseURL, func(m *migrate.Migrate) error {
-		v, d, err := m.Version()
-		if errors.Is(err, migrate.ErrNilVersion) {
-			return nil
-		}
-		version, dirty = v, d
+	err = withURL(ctx, databaseURL, func(m *Migrator) error {
+		version, dirty, err = m.Version(ctx)
 		return err
 	})
 	return version, dirty, err
 }
 
-func run(ctx context.Context, databaseURL string, op func(*migrate.Migrate) error) error {
-	dbURL, err := driverURL(databaseURL)
+// withURL runs f on a Migrator connected to databaseURL.
+func withURL(ctx context.Context, databaseURL string, f func(*Migrator) error) error {
+	m, err := Open(ctx, databaseURL)
 	if err != nil {
 		return err
 	}
-	src, err := iofs.New(files, ".")
-	if err != nil {
-		return fmt.Errorf("open embedded migrations: %w", err)
-	}
-	type result struct {
-		m   *migrate.Migrate
-		err error
-	}
-	opened := make(chan result, 1)
-	go func() {
-		m, err := open(dbURL, src)
-		opened <- result{m, err}
-	}()
-	var m *migrate.Migrate
-	select {
-	case r := <-opened:
-		if r.err != nil {
-			return fmt.Errorf("connect to database: %w", redactErr(r.err, databaseURL))
-		}
-		m = r.m
-	case <-ctx.Done():
-		go func() {
-			if r := <-opened; r.m != nil {
-				r.m.Close()
-			}
-		}()
-		return ctx.Err()
-	}
-	defer m.Close()
-
-	stop := context.AfterFunc(ctx, func() {
-		select {
-		case m.GracefulStop <- true:
-		default:
-		}
-	})
-	defer stop()
-
-	// Up, Down and Steps refuse a dirty schema with migrate.ErrDirty;
-	// Force is the way out.
-	err = op(m)
-	var de migrate.ErrDirty
-	switch {
-	case err == nil, errors.Is(err, migrate.ErrNoChange):
-		return ctx.Err()
-	case errors.As(err, &de):
-		return &DirtyError{Version: uint(de.Version)}
-	default:
-		return fmt.Errorf("migrate: %w", err)
-	}
-}
-
-// open connects golang-migrate's pgx/v5 driver through database/sql. Unlike
-// migrate.NewWithSourceInstance with a URL, it closes the *sql.DB when the
-// connection fails (the URL path leaks it: golang-migrate/migrate#1366).
-func open(dbURL string, src source.Driver) (*migrate.Migrate, error) {
-	db, err := sql.Open("pgx/v5", dbURL)
-	if err != nil {
-		return nil, err
-	}
-	driver, err := migratepgx.WithInstance(db, &migratepgx.Config{MigrationsTable: MigrationsTable})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	m, err := migrate.NewWithInstance("iofs", src, "pgx5", driver)
-	if err != nil {
-		driver.Close()
-		return nil, err
-	}
-	return m, nil
+	defer m.Close(context.WithoutCancel(ctx))
+	return f(m)
 }
 
 // driverURL checks a postgres:// URL and adds a connect timeout.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
+	"github.com/chronicle-go/chronicle/postgres/internal/notify"
 )
 
 // The savepoint that isolates an append inside the caller's transaction.
@@ -48,8 +49,8 @@ const (
 // event IDs is safe: it is stored exactly once. Give events IDs up front
 // when you need that.
 //
-// Unless [Config.DisableGroupCommit] is set, concurrent Append calls share
-// statements and commits (see [Config.DisableGroupCommit]); each keeps its
+// With [Config.GroupCommit] set, concurrent Append calls share
+// statements and commits (see [Config.GroupCommit]); each keeps its
 // own outcome, and the contract above is unchanged.
 func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	if s.group != nil {
@@ -200,9 +201,8 @@ func (s *Store) appendPrepared(ctx context.Context, tx pgx.Tx, in *eventsql.Inpu
 		}
 		if conflict == nil {
 			if tx == nil {
-				s.watchAfterCommit()
+				s.watch.AfterCommit()
 			}
-			s.notePosition(res[len(res)-1].Position.Global)
 			return res, nil
 		}
 		if err := conflict.definite(tx, in); err != nil {
@@ -409,7 +409,7 @@ func (s *Store) appendOnce(ctx context.Context, tx pgx.Tx, in *eventsql.Input) (
 	b.Queue(sql, args...)
 	// The notification is delivered when tx commits, and dropped if it
 	// rolls back; the store cannot see that commit to notify after it.
-	b.Queue(notifySQL)
+	b.Queue(notify.SQL)
 	b.Queue(releaseSavepointSQL)
 	br := tx.SendBatch(ctx, b)
 	var (

@@ -93,10 +93,6 @@ func TestAppendTxDeadlockReturnsAtOnce(t *testing.T) {
 					t.Errorf("%s at version %d (%v), want 1", stream, v, err)
 				}
 			}
-			recs, err := s.ReadAll(ctx, eventstore.Position{}, 10)
-			if err != nil || len(recs) != 2 {
-				t.Fatalf("after the winner's commit ReadAll has %d events (%v), want 2: the winner's two appends", len(recs), err)
-			}
 		})
 	}
 }
@@ -161,3 +157,55 @@ func (k *batchKiller) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tr
 	return ctx
 }
 func (k *batchKiller) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestAppendTxOnFinishedTransaction appends inside a transaction that is
+// already committed, rolled back, or aborted by an earlier error: each is a
+// validation error on tx (matching ErrInvalidInput), not a driver error.
+func TestAppendTxOnFinishedTransaction(t *testing.T) {
+	t.Parallel()
+	s, pool := setupStore(t, nil)
+	ctx := t.Context()
+	for _, c := range []struct {
+		name   string
+		finish func(pgx.Tx) error
+		reason string
+	}{
+		{"committed", func(tx pgx.Tx) error { return tx.Commit(ctx) }, "is already committed or rolled back"},
+		{"rolled back", func(tx pgx.Tx) error { return tx.Rollback(ctx) }, "is already committed or rolled back"},
+		{"aborted", func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `SELECT 1/0`)
+			if err == nil {
+				return errors.New("division by zero did not fail")
+			}
+			return nil
+		}, "is aborted by an earlier error: roll it back"},
+	} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.finish(tx); err != nil {
+			t.Fatal(err)
+		}
+		for _, appendTx := range []func() error{
+			func() error {
+				_, err := s.AppendTx(ctx, tx, "finished", eventstore.Any, testEvents("E", 1)...)
+				return err
+			},
+			func() error {
+				_, err := s.AppendStreamsTx(ctx, tx, eventstore.StreamAppend{StreamID: "finished", Expected: eventstore.Any, Events: testEvents("E", 2)})
+				return err
+			},
+		} {
+			err := appendTx()
+			var ve *eventstore.ValidationError
+			if !errors.Is(err, eventstore.ErrInvalidInput) || !errors.As(err, &ve) || ve.Field != "tx" || ve.Reason != c.reason {
+				t.Errorf("%s: append = %v, want a validation error on tx: %s", c.name, err, c.reason)
+			}
+		}
+		_ = tx.Rollback(ctx)
+	}
+	if _, err := s.StreamVersion(ctx, "finished"); !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("StreamVersion after the refused appends: %v, want not found", err)
+	}
+}

@@ -53,6 +53,16 @@
 // The append runs under a savepoint, so a conflict leaves the transaction
 // usable.
 //
+// [Store.InTx] and [SnapshotStore.InTx] are views of the stores inside such
+// a transaction ([TxStore], [TxSnapshotStore]): code written against
+// eventstore.Store and snapshot.Store runs in it unchanged. The aggregate
+// repository binds to one with its With method, so an aggregate's events
+// (and a snapshot of it) commit with the caller's rows:
+//
+//	_, err := accounts.With(store.InTx(tx)).Update(ctx, "account-42", func(a *Account) error {
+//		return a.Withdraw(30)
+//	})
+//
 // # Global order
 //
 // [Store.ReadAll] returns events in one global order: by the id of the

@@ -291,8 +291,7 @@ func (g *groupCommit) runLone(ctx context.Context, m *groupMember) groupOutcome 
 	stored := err == nil && conflict == nil
 	switch {
 	case err == nil && stored:
-		g.s.watchAfterCommit()
-		g.s.notePosition(res[0].Position.Global)
+		g.s.watch.AfterCommit()
 		return groupOutcome{res: res[0]}
 	case err != nil && outcomeUnknown(err) && !errors.As(err, new(*acquireError)):
 		return groupOutcome{err: &eventstore.OutcomeUnknownError{Op: m.in.Op(), Err: err}}
@@ -355,8 +354,7 @@ func (g *groupCommit) run(ctx context.Context, batch []*groupMember) []groupOutc
 		last = max(last, res[i].Position.Global)
 	}
 	if last > 0 {
-		g.s.watchAfterCommit()
-		g.s.notePosition(last)
+		g.s.watch.AfterCommit()
 	}
 	return outs
 }

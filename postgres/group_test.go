@@ -114,7 +114,7 @@ func (h *groupHarness) run(calls ...groupCall) []groupReply {
 
 func TestGroupCommitMixedOutcomes(t *testing.T) {
 	t.Parallel()
-	s, _ := setupStore(t, nil)
+	s, _ := setupStore(t, &Config{GroupCommit: true})
 	h := newGroupHarness(t, s)
 	ctx := t.Context()
 	if _, err := s.Append(ctx, "a", eventstore.NoStream, testEvents("E", 1)...); err != nil {
@@ -176,7 +176,7 @@ func TestGroupCommitMixedOutcomes(t *testing.T) {
 // gets its own outcome.
 func TestGroupCommitDuplicates(t *testing.T) {
 	t.Parallel()
-	s, _ := setupStore(t, nil)
+	s, _ := setupStore(t, &Config{GroupCommit: true})
 	h := newGroupHarness(t, s)
 	ctx := t.Context()
 	stored := testEvents("E", 2)
@@ -226,7 +226,7 @@ func TestGroupCommitDuplicates(t *testing.T) {
 // order, each seeing the version the one before it left.
 func TestGroupCommitSameStream(t *testing.T) {
 	t.Parallel()
-	s, _ := setupStore(t, nil)
+	s, _ := setupStore(t, &Config{GroupCommit: true})
 	h := newGroupHarness(t, s)
 	first, second, third := testEvents("A", 1), testEvents("B", 2), testEvents("C", 1)
 	other := testEvents("O", 1)
@@ -261,7 +261,7 @@ func TestGroupCommitSameStream(t *testing.T) {
 // into a group: it fails alone, with a validation error.
 func TestGroupCommitInvalidData(t *testing.T) {
 	t.Parallel()
-	s, _ := setupStore(t, nil)
+	s, _ := setupStore(t, &Config{GroupCommit: true})
 	h := newGroupHarness(t, s)
 	good1, good2 := testEvents("E", 2), testEvents("E", 1)
 	bad := []eventstore.Event{{Type: "E", Data: []byte(`{"a":1e200000}`)}}
@@ -290,7 +290,7 @@ func TestGroupCommitInvalidData(t *testing.T) {
 // append lands after the transaction's events once it commits.
 func TestGroupCommitLockedStreamDoesNotStall(t *testing.T) {
 	t.Parallel()
-	s, pool := setupStore(t, nil)
+	s, pool := setupStore(t, &Config{GroupCommit: true})
 	ctx := t.Context()
 	if _, err := s.Append(ctx, "x", eventstore.NoStream, testEvents("E", 1)...); err != nil {
 		t.Fatal(err)
@@ -348,7 +348,7 @@ func TestGroupCommitLockedStreamDoesNotStall(t *testing.T) {
 // alone until the transaction ends.
 func TestGroupCommitLockTimeout(t *testing.T) {
 	t.Parallel()
-	s, pool := setupStore(t, nil)
+	s, pool := setupStore(t, &Config{GroupCommit: true})
 	h := newGroupHarness(t, s)
 	ctx := t.Context()
 	if _, err := s.Append(ctx, "x", eventstore.NoStream, testEvents("E", 1)...); err != nil {
@@ -410,14 +410,14 @@ func TestGroupCommitConnectionLost(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return &storeTestLossyConn{Conn: conn, armed: &armed}, nil
+		return &lossyConn{Conn: conn, armed: &armed}, nil
 	}
 	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := newStoreOn(t, pool, &Config{PollOnly: true})
+	s := newStoreOn(t, pool, &Config{PollOnly: true, GroupCommit: true})
 	h := newGroupHarness(t, s)
 	ctx := t.Context()
 	if _, err := s.Append(ctx, "b", eventstore.NoStream, testEvents("E", 2)...); err != nil {
@@ -470,7 +470,7 @@ func TestGroupCommitConnectionLost(t *testing.T) {
 // MaxGroupBytes, and that an append larger than the bounds is sent alone.
 func TestGroupCommitSizeBounds(t *testing.T) {
 	t.Parallel()
-	s, _ := setupStore(t, &Config{MaxGroupEvents: 4, MaxGroupBytes: 64})
+	s, _ := setupStore(t, &Config{GroupCommit: true, MaxGroupEvents: 4, MaxGroupBytes: 64})
 	h := newGroupHarness(t, s)
 	big := []eventstore.Event{{Type: "E", Data: []byte(`{"note":"` + strings.Repeat("x", 100) + `"}`)}}
 	r := h.run(
@@ -498,7 +498,7 @@ func TestGroupCommitSizeBounds(t *testing.T) {
 // with nothing sent.
 func TestGroupCommitLeaveQueue(t *testing.T) {
 	t.Parallel()
-	s, _ := setupStore(t, nil)
+	s, _ := setupStore(t, &Config{GroupCommit: true})
 	g := s.group
 	g.slots = 1
 	release := make(chan struct{})
@@ -543,7 +543,7 @@ func TestGroupCommitManyWriters(t *testing.T) {
 	for _, disable := range []bool{false, true} {
 		t.Run(fmt.Sprintf("disable=%t", disable), func(t *testing.T) {
 			t.Parallel()
-			s, _ := setupStore(t, &Config{DisableGroupCommit: disable, MaxGroupEvents: 7})
+			s, _ := setupStore(t, &Config{GroupCommit: !disable, MaxGroupEvents: 7})
 			const writers, appends = 12, 25
 			ctx := t.Context()
 			var wg sync.WaitGroup
@@ -604,12 +604,12 @@ func TestGroupCommitManyWriters(t *testing.T) {
 
 func TestGroupCommitConfig(t *testing.T) {
 	t.Parallel()
-	s, pool := setupStore(t, nil)
+	s, pool := setupStore(t, &Config{GroupCommit: true})
 	if s.group == nil || s.cfg.MaxGroupEvents != defaultMaxGroupEvents || s.cfg.MaxGroupBytes != defaultMaxGroupBytes {
 		t.Fatalf("defaults: group %v, %d events, %d bytes", s.group != nil, s.cfg.MaxGroupEvents, s.cfg.MaxGroupBytes)
 	}
-	if off := newStoreOn(t, pool, &Config{DisableGroupCommit: true}); off.group != nil {
-		t.Fatal("DisableGroupCommit left group commit on")
+	if off := newStoreOn(t, pool, nil); off.group != nil {
+		t.Fatal("group commit is on by default")
 	}
 	for _, tc := range []struct {
 		name string

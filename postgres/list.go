@@ -8,18 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 )
-
-// listStreamsSQL lists head rows newest-created first, through
-// streams_created_seq_idx (read backward, filtered by prefix).
-//
-// $1 prefix (” for all), $2 created_seq bound (exclusive), $3 limit.
-const listStreamsSQL = `
-SELECT stream_id, version, created_seq, created_at, updated_at
-FROM chronicle.streams
-WHERE created_seq < $2 AND starts_with(stream_id, $1)
-ORDER BY created_seq DESC
-LIMIT $3`
 
 // ListStreams lists streams newest-created first, from their head rows in
 // chronicle.streams; see [eventstore.StreamLister].
@@ -33,7 +23,11 @@ func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOpti
 	}
 	var out []eventstore.StreamInfo
 	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		rows, err := conn.Query(ctx, listStreamsSQL, opts.Prefix, before, int64(opts.EffectiveLimit()))
+		// An unnamed statement, planned for the table as it is at each call:
+		// a listing is rare, and its generic plan, made while the table is
+		// tiny, would be a sequential scan and a sort that a prepared
+		// statement keeps as the table grows.
+		rows, err := conn.Query(ctx, eventsql.ListStreamsSQL, pgx.QueryExecModeExec, opts.Prefix, before, int64(opts.EffectiveLimit()))
 		if err != nil {
 			return err
 		}

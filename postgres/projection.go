@@ -3,18 +3,15 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
-	"hash/fnv"
-	"strconv"
-	"strings"
+	"github.com/chronicle-go/chronicle/postgres/internal/projections"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // ProjectionStoreConfig configures a [ProjectionStore]. The zero value (or
@@ -32,7 +29,7 @@ type ProjectionStoreConfig struct {
 	LeaseConnConfig *pgx.ConnConfig
 }
 
-// ProjectionStore is the PostgreSQL [projection.Storage]: checkpoints,
+// ProjectionStore is the PostgreSQL [projectionstore.Storage]: checkpoints,
 // leadership and dead letters in the tables of migration 2
 // (chronicle.projection_checkpoints, chronicle.projection_dead_letters),
 // in the same database as the events.
@@ -57,13 +54,12 @@ type ProjectionStoreConfig struct {
 //
 // A ProjectionStore is safe for concurrent use. It does not own the pool.
 type ProjectionStore struct {
-	pool     *pgxpool.Pool
-	leaseCfg *pgx.ConnConfig
+	s *projections.Store
 }
 
 var (
-	_ projection.Storage      = (*ProjectionStore)(nil)
-	_ projection.EventCounter = (*ProjectionStore)(nil)
+	_ projectionstore.Storage      = (*ProjectionStore)(nil)
+	_ projectionstore.EventCounter = (*ProjectionStore)(nil)
 )
 
 // NewProjectionStore returns a ProjectionStore that runs its queries on
@@ -73,15 +69,12 @@ func NewProjectionStore(pool *pgxpool.Pool, cfg *ProjectionStoreConfig) (*Projec
 	if pool == nil {
 		return nil, &eventstore.ValidationError{Field: "pool", Reason: "must not be nil"}
 	}
-	s := &ProjectionStore{pool: pool}
-	if cfg != nil && cfg.LeaseConnConfig != nil {
-		s.leaseCfg = cfg.LeaseConnConfig.Copy()
+	c := projections.Config{WrapError: wrapError}
+	if cfg != nil {
+		c.LeaseConnConfig = cfg.LeaseConnConfig
 	}
-	return s, nil
+	return &ProjectionStore{s: projections.New(pool, c)}, nil
 }
-
-// projTxKey is the context key of a projection batch's transaction.
-type projTxKey struct{}
 
 // ErrNoProjectionTx reports a handler that needs the transaction of a
 // projection batch but runs without one: the projection is not
@@ -93,10 +86,10 @@ var ErrNoProjectionTx = errors.New("no projection transaction in context: the pr
 // [ProjectionStore], the handler's (and the reset hook's) ctx carries the
 // transaction that commits with the checkpoint. Write the read model
 // through it, never through another connection, for an exactly-once
-// effect. Do not commit or roll it back.
+// effect. Do not commit or roll it back: the runner does (both return an
+// error).
 func ProjectionTx(ctx context.Context) (pgx.Tx, bool) {
-	tx, ok := ctx.Value(projTxKey{}).(pgx.Tx)
-	return tx, ok
+	return projections.TxFromContext(ctx)
 }
 
 // ProjectionTxHandler adapts fn to a [projection.Handler] that receives
@@ -146,171 +139,59 @@ func ProjectionTxReset(fn func(ctx context.Context, tx pgx.Tx, partition int) er
 	}
 }
 
-// projLockKey is the session advisory lock key of a projection partition:
-// FNV-1a (64 bits) of a prefix, the name and the partition. Other
-// applications' advisory locks on the same database are unlikely to
-// collide with it.
-func projLockKey(key projection.Key) int64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte("chronicle.projection\x00" + key.Projection + "\x00" + strconv.Itoa(key.Partition)))
-	return int64(h.Sum64())
+// Acquire implements [projectionstore.Storage]: it tries the partition's
+// session advisory lock and, when granted, keeps the connection as the
+// lease's own (see [ProjectionStore]). It returns a nil Lease when another
+// session holds the lock.
+func (s *ProjectionStore) Acquire(ctx context.Context, key projectionstore.Key, partitions int, holder string) (projectionstore.Lease, error) {
+	return s.s.Acquire(ctx, key, partitions, holder)
 }
 
-// projMaxErrorLen bounds the stored error messages, in bytes.
-const projMaxErrorLen = 4000
-
-// projErrorText makes a handler's error message storable as text: valid
-// UTF-8, no NUL, bounded.
-func projErrorText(msg string) string {
-	msg = strings.ToValidUTF8(msg, "\uFFFD")
-	msg = strings.ReplaceAll(msg, "\x00", "")
-	if len(msg) > projMaxErrorLen {
-		cut := projMaxErrorLen
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut] + "…"
-	}
-	return msg
+// Checkpoints implements [projectionstore.Storage]. A checkpoint's Holder
+// is set only while its holder's advisory lock is held.
+func (s *ProjectionStore) Checkpoints(ctx context.Context, name string) ([]projectionstore.Checkpoint, error) {
+	return s.s.Checkpoints(ctx, name)
 }
 
-const projCheckpointColumns = `c.projection, c.partition, c.partitions, c.transaction_id, c.global_position,
-       c.updated_at, coalesce(c.holder, ''), c.rebuild_requested, coalesce(c.error, ''),
-       (SELECT count(*) FROM chronicle.projection_dead_letters d
-        WHERE d.projection = c.projection AND d.partition = c.partition AND d.status IN ('parked', 'retry'))`
-
-const projCheckpointsSQL = `
-SELECT ` + projCheckpointColumns + `
-FROM chronicle.projection_checkpoints c
-WHERE $1 = '' OR c.projection = $1
-ORDER BY c.projection, c.partition`
-
-// projHeldLocksSQL lists the advisory locks with a bigint key held in this
-// database: classid holds the key's high 32 bits, objid its low 32 bits.
-const projHeldLocksSQL = `
-SELECT (classid::bigint << 32) | objid::bigint
-FROM pg_locks
-WHERE locktype = 'advisory' AND objsubid = 1 AND granted
-  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
-
-func projScanCheckpoint(row pgx.Row) (projection.Checkpoint, error) {
-	var cp projection.Checkpoint
-	var parked int64
-	err := row.Scan(&cp.Projection, &cp.Partition, &cp.Partitions, &cp.Position.Transaction, &cp.Position.Global,
-		&cp.UpdatedAt, &cp.Holder, &cp.RebuildRequested, &cp.Error, &parked)
-	cp.Parked = int(parked)
-	cp.UpdatedAt = cp.UpdatedAt.UTC()
-	return cp, err
-}
-
-// Checkpoints implements [projection.Storage]. A checkpoint's Holder is
-// set only while its holder's advisory lock is held.
-func (s *ProjectionStore) Checkpoints(ctx context.Context, name string) ([]projection.Checkpoint, error) {
-	if name != "" {
-		if err := projection.ValidateName(name); err != nil {
-			return nil, err
-		}
-	}
-	rows, err := s.pool.Query(ctx, projCheckpointsSQL, name)
-	if err != nil {
-		return nil, wrapError("read projection checkpoints", err)
-	}
-	cps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (projection.Checkpoint, error) { return projScanCheckpoint(row) })
-	if err != nil {
-		return nil, wrapError("read projection checkpoints", err)
-	}
-	if len(cps) == 0 {
-		return nil, nil
-	}
-	rows, err = s.pool.Query(ctx, projHeldLocksSQL)
-	if err != nil {
-		return nil, wrapError("read projection locks", err)
-	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, wrapError("read projection locks", err)
-	}
-	held := make(map[int64]bool, len(keys))
-	for _, k := range keys {
-		held[k] = true
-	}
-	for i := range cps {
-		if !held[projLockKey(projection.Key{Projection: cps[i].Projection, Partition: cps[i].Partition})] {
-			cps[i].Holder = ""
-		}
-	}
-	return cps, nil
-}
-
-const projMismatchSQL = `
-SELECT partitions FROM chronicle.projection_checkpoints
-WHERE projection = $1 AND partitions <> $2
-LIMIT 1`
-
-const projRequestRebuildSQL = `
-UPDATE chronicle.projection_checkpoints SET rebuild_requested = true
-WHERE projection = $1`
-
-const projCreateRebuildSQL = `
-INSERT INTO chronicle.projection_checkpoints (projection, partition, partitions, rebuild_requested)
-SELECT $1, p, $2, true FROM generate_series(0, $2 - 1) AS p
-ON CONFLICT (projection, partition) DO UPDATE SET rebuild_requested = true`
-
-// RequestRebuild implements [projection.Storage]: it marks the projection's
-// partitions for rebuild, for their holders to reset and replay. It is
-// what `chronicle projections rebuild NAME` does.
+// RequestRebuild implements [projectionstore.Storage]: it marks the
+// projection's partitions for rebuild, for their holders to reset and
+// replay. It is what `chronicle projections rebuild NAME` does.
 func (s *ProjectionStore) RequestRebuild(ctx context.Context, name string, partitions int) error {
-	if err := projection.ValidateName(name); err != nil {
-		return err
-	}
-	if partitions < 0 || partitions > 1024 {
-		return &eventstore.ValidationError{Field: "partitions", Reason: fmt.Sprintf("%d is not between 0 and 1024", partitions)}
-	}
-	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		if partitions == 0 {
-			tag, err := tx.Exec(ctx, projRequestRebuildSQL, name)
-			if err != nil {
-				return wrapError("request rebuild", err)
-			}
-			if tag.RowsAffected() == 0 {
-				return fmt.Errorf("%w: %q has no checkpoints", projection.ErrUnknownProjection, name)
-			}
-			return nil
-		}
-		// The same per-name lock as a first claim (lease.go), so the check
-		// and the insert cannot race a runner claiming another count.
-		if _, err := tx.Exec(ctx, projNameLockSQL, projNameLockKey(name)); err != nil {
-			return wrapError("request rebuild", err)
-		}
-		var stored int
-		err := tx.QueryRow(ctx, projMismatchSQL, name, partitions).Scan(&stored)
-		switch {
-		case err == nil:
-			return &projection.PartitionsMismatchError{Projection: name, Stored: stored, Configured: partitions}
-		case !errors.Is(err, pgx.ErrNoRows):
-			return wrapError("request rebuild", err)
-		}
-		if _, err := tx.Exec(ctx, projCreateRebuildSQL, name, partitions); err != nil {
-			return wrapError("request rebuild", err)
-		}
-		return nil
-	})
+	return s.s.RequestRebuild(ctx, name, partitions)
 }
 
-const projCountEventsSQL = `
-SELECT count(*) FROM chronicle.events
-WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
-  AND (transaction_id, global_position) <= ($3::xid8, $4::bigint)`
-
-// CountEvents implements [projection.EventCounter]: it counts the events
-// in (after, upTo] in SQL, for status reports.
-func (s *ProjectionStore) CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error) {
-	var n int64
-	if err := s.pool.QueryRow(ctx, projCountEventsSQL, after.Transaction, after.Global, upTo.Transaction, upTo.Global).Scan(&n); err != nil {
-		return 0, wrapError("count events", err)
-	}
-	return n, nil
+// Heartbeat implements [projectionstore.Storage], in the table
+// chronicle.projection_instances (migration 5), with the database's
+// clock.
+func (s *ProjectionStore) Heartbeat(ctx context.Context, name, holder string, ttl time.Duration) ([]string, error) {
+	return s.s.Heartbeat(ctx, name, holder, ttl)
 }
 
-// projTimeout bounds the statements run while releasing a lease.
-const projTimeout = 5 * time.Second
+// Leave implements [projectionstore.Storage].
+func (s *ProjectionStore) Leave(ctx context.Context, name, holder string) error {
+	return s.s.Leave(ctx, name, holder)
+}
+
+// CountEvents implements [projectionstore.EventCounter]: it counts the
+// events of a partition in (after, upTo] in SQL, for status reports.
+func (s *ProjectionStore) CountEvents(ctx context.Context, after, upTo eventstore.Position, partition, partitions int) (int64, error) {
+	return s.s.CountEvents(ctx, after, upTo, partition, partitions)
+}
+
+// DeadLetters implements [projectionstore.DeadLetterStore]: the dead
+// letters matching filter, in ID order.
+func (s *ProjectionStore) DeadLetters(ctx context.Context, filter projectionstore.DeadLetterFilter) ([]projectionstore.DeadLetter, error) {
+	return s.s.DeadLetters(ctx, filter)
+}
+
+// RetryDeadLetter implements [projectionstore.DeadLetterStore]: the dead
+// letter becomes "retry", and the holder of its partition handles its
+// event again at its next poll.
+func (s *ProjectionStore) RetryDeadLetter(ctx context.Context, id int64) error {
+	return s.s.RetryDeadLetter(ctx, id)
+}
+
+// SkipDeadLetter implements [projectionstore.DeadLetterStore].
+func (s *ProjectionStore) SkipDeadLetter(ctx context.Context, id int64) error {
+	return s.s.SkipDeadLetter(ctx, id)
+}

@@ -167,14 +167,19 @@ func (s *SnapshotStore) LoadStream(ctx context.Context, events eventstore.Store,
 	if es, ok := events.(*Store); !ok || es.pool != s.pool {
 		return snapshot.StreamLoad{}, fmt.Errorf("postgres snapshot store: events are not in a postgres.Store on the same pool: %w", errors.ErrUnsupported)
 	}
+	return loadStream(ctx, s.pool, fmt.Sprintf("load snapshot and events of stream %q", streamID), streamID, typ, schemaVersion, limit)
+}
+
+// loadStream validates and runs snapshotLoadStreamSQL on db; op names it
+// in errors.
+func loadStream(ctx context.Context, db dbtx, op, streamID, typ string, schemaVersion int, limit int) (snapshot.StreamLoad, error) {
 	if err := eventstore.ValidateStreamID(streamID); err != nil {
 		return snapshot.StreamLoad{}, err
 	}
 	if limit <= 0 {
 		return snapshot.StreamLoad{}, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is not positive", limit)}
 	}
-	op := fmt.Sprintf("load snapshot and events of stream %q", streamID)
-	rows, err := s.pool.Query(ctx, snapshotLoadStreamSQL, streamID, typ, int32(schemaVersion), int64(limit))
+	rows, err := db.Query(ctx, snapshotLoadStreamSQL, streamID, typ, int32(schemaVersion), int64(limit))
 	if err != nil {
 		return snapshot.StreamLoad{}, wrapError(op, err)
 	}

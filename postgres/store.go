@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/notify"
 )
 
 // The defaults of [Config].
@@ -23,9 +22,9 @@ const (
 	defaultNotifyDebounce = 10 * time.Millisecond
 )
 
-// storeListenerAppName is the application_name of the LISTEN connection,
+// listenerAppName is the application_name of the LISTEN connection,
 // unless ListenConfig sets one.
-const storeListenerAppName = "chronicle-listener"
+const listenerAppName = "chronicle-listener"
 
 // Config configures a [Store]. The zero value (or a nil *Config) gives the
 // defaults.
@@ -68,8 +67,8 @@ type Config struct {
 
 	// Group commit, see group.go.
 
-	// DisableGroupCommit turns group commit off: every [Store.Append] then
-	// runs its own statement and commit. With group commit on, appends
+	// GroupCommit turns group commit on. Off, every [Store.Append] runs its
+	// own statement and commit. With group commit on, appends
 	// that arrive while another append of this Store is in flight queue up
 	// and are sent together, when it ends, as one statement and one
 	// commit, which shares the round trip and the WAL flush among them. A
@@ -77,8 +76,10 @@ type Config struct {
 	// concurrency an append may wait for the flush before it. Each append
 	// keeps its own outcome and errors. Appends inside a caller's
 	// transaction ([Store.AppendTx]) and [Store.AppendStreams] never join
-	// a group. Defaults to false (group commit on).
-	DisableGroupCommit bool
+	// a group. Defaults to false (off): it is new, and it does not yet reach
+	// its throughput targets at 8 writers (see docs/postgres.md, "Group
+	// commit").
+	GroupCommit bool
 
 	// MaxGroupEvents bounds the number of events of one group commit; an
 	// append larger than it is sent alone. Defaults to 1000.
@@ -130,24 +131,11 @@ type Store struct {
 	pool *pgxpool.Pool
 	cfg  Config
 
-	// plans holds the text of the size-dependent statements, see
-	// store_plans.go.
-	plans atomic.Pointer[storePlanSet]
+	// watch wakes watchers (see Store.Watch); its goroutines start lazily
+	// and stop on Close.
+	watch *notify.Hub
 
-	// Watch and notify machinery, see store_watch.go. The goroutines start
-	// lazily and stop on Close.
-	watchMu         sync.Mutex
-	watchers        map[chan struct{}]struct{}
-	watchClosed     bool
-	watchStarted    bool // dispatcher (and listener) running
-	notifierStarted bool // notifier running
-	watchCtx        context.Context
-	watchCancel     context.CancelFunc
-	watchWG         sync.WaitGroup
-	watchNotify     chan struct{} // notifications and local appends, to the dispatcher
-	notifyRequest   chan struct{} // committed local appends, to the notifier
-
-	// Group commit, see group.go: nil when Config.DisableGroupCommit.
+	// Group commit, see group.go: nil unless Config.GroupCommit.
 	group *groupCommit
 }
 
@@ -182,21 +170,25 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		}
 		if c.ListenConfig.RuntimeParams["application_name"] == "" {
 			// Operators can tell the listener apart in pg_stat_activity.
-			c.ListenConfig.RuntimeParams["application_name"] = storeListenerAppName
+			c.ListenConfig.RuntimeParams["application_name"] = listenerAppName
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{
-		pool:          pool,
-		cfg:           c,
-		watchers:      make(map[chan struct{}]struct{}),
-		watchCtx:      ctx,
-		watchCancel:   cancel,
-		watchNotify:   make(chan struct{}, 1),
-		notifyRequest: make(chan struct{}, 1),
+	s := &Store{pool: pool, cfg: c}
+	var listen *pgx.ConnConfig
+	if !c.PollOnly {
+		listen = c.ListenConfig
 	}
-	s.plans.Store(storeNewPlanSet(0))
-	if !c.DisableGroupCommit {
+	s.watch = notify.New(notify.Config{
+		Logger:       c.Logger,
+		Listen:       listen,
+		PollInterval: c.PollInterval,
+		Debounce:     c.NotifyDebounce,
+		Notify: func(ctx context.Context) error {
+			_, err := pool.Exec(ctx, notify.SQL)
+			return err
+		},
+	})
+	if c.GroupCommit {
 		s.group = newGroupCommit(s)
 	}
 	return s, nil
@@ -208,15 +200,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 // closing the pool. Appends and reads keep working after Close, without
 // notifying other processes; Watch returns closed channels.
 func (s *Store) Close() {
-	s.watchMu.Lock()
-	s.watchClosed = true
-	for ch := range s.watchers {
-		delete(s.watchers, ch)
-		close(ch)
-	}
-	s.watchMu.Unlock()
-	s.watchCancel()
-	s.watchWG.Wait()
+	s.watch.Close()
 }
 
 // dbtx is what the store's statements run on: a *pgxpool.Pool, a

@@ -170,7 +170,7 @@ func benchAppend(b *testing.B, perOp, writers int) {
 	s := newStoreOn(b, pool, &Config{PollOnly: true})
 	// The same store with group commit off: one statement and commit per
 	// append, as the baseline.
-	noGroup := newStoreOn(b, pool, &Config{PollOnly: true, DisableGroupCommit: true})
+	noGroup := newStoreOn(b, pool, &Config{PollOnly: true})
 	// The same store on a database with a NOTIFY trigger on the events
 	// table, the design this store replaced, to measure its cost.
 	trigPool := benchDB(b, conns)

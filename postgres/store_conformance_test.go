@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 			t.Run(tc.name+"/"+group, func(t *testing.T) {
 				t.Parallel()
 				cfg := tc.cfg
-				cfg.DisableGroupCommit = group == "no-group"
+				cfg.GroupCommit = group != "no-group"
 				storetest.Run(t, func(t *testing.T) eventstore.Store {
 					s, _ := setupStore(t, &cfg)
 					return s

@@ -16,7 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(postgrestest.ReportSkips(m))
 }
 
 // setupStore returns a Store on a fresh migrated database, and its pool.

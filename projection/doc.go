@@ -3,10 +3,13 @@
 // handler of each registered [Projection], checkpointing its progress.
 //
 // It is storage-agnostic. The runner reads events from any
-// [eventstore.Store] and keeps its own state (checkpoints, leadership, dead
-// letters) in a [Storage]: [MemoryStorage] for the in-memory store, and
+// [eventstore.Store] and keeps its own state (checkpoints, leadership,
+// instances, dead letters) in a [projectionstore.Storage]:
+// memory.ProjectionStore for the in-memory store, and
 // postgres.ProjectionStore for PostgreSQL, where a read model, its
-// checkpoint and its dead letters commit in one transaction.
+// checkpoint and its dead letters commit in one transaction. Package
+// [projectionstore] is the seam storage implementations write against;
+// this package holds what applications call.
 //
 // # Handlers
 //
@@ -45,18 +48,20 @@
 // the dead-letter store while the projection continues ([ParkOnFailure]),
 // or the partition stops ([StopOnFailure], the default). Other projections
 // and partitions keep running: a poison event never blocks them. Parked
-// events are listed, retried and skipped through the [DeadLetterStore]
+// events are listed, retried and skipped through the [projectionstore.DeadLetterStore]
 // (and `chronicle projections dead-letters`). A handler error wrapped with
 // [Permanent], or a payload that does not decode, skips the retries.
 //
 // # Leadership and partitions
 //
 // Every partition of every projection has one holder at a time across all
-// processes: a runner acquires a [Lease] from the storage before
+// processes: a runner acquires a [projectionstore.Lease] from the storage before
 // processing, and a standby runner takes over when the holder dies. With
 // [Projection.Partitions] set, a projection is split by [PartitionOf] the
 // stream ID; each partition has its own checkpoint and holder and keeps
-// the order of each stream.
+// the order of each stream, and the runners running a projection share
+// its partitions evenly (each of k runners holds about n/k of n), moving
+// them when a runner joins, leaves or dies.
 //
 // # Rebuilds, status and waiting
 //

@@ -3,6 +3,7 @@ package projection
 import (
 	"errors"
 	"fmt"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 )
@@ -30,13 +31,19 @@ var (
 	// ErrDeadLetterState: the dead letter is in a state that does not allow
 	// the operation; the error is a [*DeadLetterStateError].
 	ErrDeadLetterState = errors.New("dead letter state")
+	// ErrNoProjections: [Runner.Run] was called with no projection
+	// registered.
+	ErrNoProjections = errors.New("no projection registered")
+	// ErrRunnerStarted: [Runner.Run] was called twice, or [Runner.Add]
+	// after Run.
+	ErrRunnerStarted = errors.New("projection runner already started")
 )
 
 // CheckpointConflictError reports a compare-and-set of a checkpoint that
 // found another position stored. It matches [ErrCheckpointConflict].
 type CheckpointConflictError struct {
 	// Key is the partition.
-	Key Key
+	Key projectionstore.Key
 	// Expected is the position the writer expected; Actual is the stored
 	// one (the zero Position when the checkpoint does not exist).
 	Expected, Actual eventstore.Position
@@ -73,7 +80,7 @@ func (e *PartitionsMismatchError) Is(target error) bool { return target == ErrPa
 // unwraps to the handler's error.
 type StoppedError struct {
 	// Key is the stopped partition.
-	Key Key
+	Key projectionstore.Key
 	// EventID identifies the event that failed (zero when the partition
 	// stopped for another reason, such as a partition count mismatch).
 	EventID eventstore.EventID
@@ -103,12 +110,15 @@ type DeadLetterStateError struct {
 	// ID is the dead letter.
 	ID int64
 	// Status is its state.
-	Status DeadLetterStatus
+	Status projectionstore.DeadLetterStatus
 	// Op is the refused operation ("retry" or "skip").
 	Op string
 }
 
 func (e *DeadLetterStateError) Error() string {
+	if e.Op == "retry" && e.Status == projectionstore.DeadLetterSkipped {
+		return fmt.Sprintf("cannot retry dead letter %d: it was skipped, and a skipped dead letter stays skipped", e.ID)
+	}
 	return fmt.Sprintf("cannot %s dead letter %d: it is %s", e.Op, e.ID, e.Status)
 }
 

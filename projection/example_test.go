@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
+	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 type DepositCompleted struct {
@@ -35,7 +37,11 @@ func Example() {
 		return nil
 	})
 
-	runner, err := projection.New(store, projection.NewMemoryStorage(), &projection.Config{Logger: slog.New(slog.DiscardHandler)})
+	storage, err := chmemory.NewProjectionStore(nil)
+	if err != nil {
+		panic(err)
+	}
+	runner, err := projection.New(store, storage, &projection.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}
@@ -66,10 +72,10 @@ func Example() {
 }
 
 // Parked events can be listed, retried and skipped.
-func ExampleDeadLetterStore() {
+func Example_deadLetters() {
 	ctx := context.Background()
 	store := memory.New(nil)
-	storage := projection.NewMemoryStorage()
+	storage, _ := chmemory.NewProjectionStore(nil)
 	runner, _ := projection.New(store, storage, &projection.Config{
 		Logger: slog.New(slog.DiscardHandler),
 		Retry:  projection.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond},
@@ -87,7 +93,7 @@ func ExampleDeadLetterStore() {
 	defer cancel()
 	_ = runner.WaitFor(waitCtx, "mailer", res.Position) // the projection moved past the event
 
-	dls, _ := storage.DeadLetters(ctx, projection.DeadLetterFilter{Projection: "mailer"})
+	dls, _ := storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Projection: "mailer"})
 	for _, dl := range dls {
 		fmt.Printf("%s %s v%d: %s after %d attempts (%s)\n", dl.Projection, dl.StreamID, dl.StreamVersion, dl.Error, dl.Attempts, dl.Status)
 		_ = storage.SkipDeadLetter(ctx, dl.ID)
@@ -98,8 +104,10 @@ func ExampleDeadLetterStore() {
 }
 
 func ExamplePartitionOf() {
-	// Every event of a stream goes to the same partition.
-	fmt.Println(projection.PartitionOf("account-42", 8) == projection.PartitionOf("account-42", 8))
+	// Every event of a stream goes to the same partition, between 0 and
+	// the count minus one.
+	p := projection.PartitionOf("account-42", 8)
+	fmt.Println(p >= 0 && p < 8)
 	fmt.Println(projection.PartitionOf("account-42", 1))
 	// Output:
 	// true

@@ -35,7 +35,7 @@ type Event struct {
 //
 // In [Transactional] mode on a store with transactions, Handle runs inside
 // the batch's transaction, which the storage puts in ctx (on PostgreSQL,
-// see postgres.TxFromContext); its writes through it commit together with
+// see postgres.ProjectionTx); its writes through it commit together with
 // the checkpoint.
 type Handler interface {
 	Handle(ctx context.Context, ev Event) error
@@ -150,32 +150,18 @@ func (h *Handlers) Handle(ctx context.Context, ev Event) error {
 	return nil
 }
 
-// ErrPermanent is matched by a [*PermanentError].
-var ErrPermanent = errors.New("permanent failure")
+// ErrPermanent is matched by a [*PermanentError]: [eventstore.ErrPermanent],
+// shared with the event bus.
+var ErrPermanent = eventstore.ErrPermanent
 
 // PermanentError marks a handler failure that retrying cannot fix, such as
 // a payload that does not decode: the runner applies the projection's
-// [FailurePolicy] at once instead of retrying. It matches [ErrPermanent].
-type PermanentError struct {
-	// Err is the failure.
-	Err error
-}
+// [FailurePolicy] at once instead of retrying. It is
+// [eventstore.PermanentError], shared with the event bus.
+type PermanentError = eventstore.PermanentError
 
 // Permanent wraps err in a [*PermanentError]. It returns nil for nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &PermanentError{Err: err}
-}
-
-func (e *PermanentError) Error() string { return "permanent failure: " + e.Err.Error() }
-
-// Unwrap returns the failure.
-func (e *PermanentError) Unwrap() error { return e.Err }
-
-// Is matches [ErrPermanent].
-func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
+func Permanent(err error) error { return eventstore.Permanent(err) }
 
 // isPermanent reports whether retrying err is pointless: it was marked
 // [Permanent], or it is a payload the registry cannot decode.

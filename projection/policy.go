@@ -18,7 +18,7 @@ const (
 	// model's writes through it take effect exactly once, even when the
 	// process dies at any point. It is the default.
 	//
-	// On a storage without transactions ([MemoryStorage]) batches are
+	// On a storage without transactions (memory.ProjectionStore by default) batches are
 	// delivered as in [AtLeastOnce].
 	Transactional Mode = iota
 
@@ -57,7 +57,7 @@ const (
 
 	// ParkOnFailure records the event in the dead-letter store, atomically
 	// with moving the checkpoint past it, and continues. Parked events can
-	// be listed, retried and skipped ([DeadLetterStore],
+	// be listed, retried and skipped ([projectionstore.DeadLetterStore],
 	// `chronicle projections dead-letters`).
 	ParkOnFailure
 )

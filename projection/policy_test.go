@@ -8,6 +8,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func TestBackoff(t *testing.T) {
@@ -96,7 +97,7 @@ func TestErrors(t *testing.T) {
 		{&projection.PartitionsMismatchError{Projection: "p", Stored: 2, Configured: 3}, projection.ErrPartitionsMismatch},
 		{&projection.StoppedError{Err: cause}, projection.ErrStopped},
 		{&projection.StoppedError{Err: cause}, cause},
-		{&projection.DeadLetterStateError{ID: 1, Status: projection.DeadLetterResolved, Op: "retry"}, projection.ErrDeadLetterState},
+		{&projection.DeadLetterStateError{ID: 1, Status: projectionstore.DeadLetterResolved, Op: "retry"}, projection.ErrDeadLetterState},
 		{projection.Permanent(cause), projection.ErrPermanent},
 		{projection.Permanent(cause), cause},
 	}

@@ -5,8 +5,8 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -33,9 +33,10 @@ type Config struct {
 	// rebuilds. Defaults to [slog.Default].
 	Logger *slog.Logger
 
-	// Holder names this runner in checkpoints and status reports. Use
-	// something an operator recognises (host and process). Defaults to
-	// "<hostname>/<pid>/<random>".
+	// Holder names this runner in checkpoints, status reports and the
+	// instances sharing partitioned projections: it must be unique among
+	// the runners of a projection. Use something an operator recognises
+	// (host and process). Defaults to "<hostname>/<pid>/<random>".
 	Holder string
 
 	// BatchSize is the default number of events read, handled and
@@ -49,8 +50,11 @@ type Config struct {
 	PollInterval time.Duration
 
 	// AcquireInterval is how often a runner that does not hold a partition
-	// tries to acquire it: it bounds the time another runner takes over
-	// from a holder that died. Defaults to 1s.
+	// tries to acquire it (every three intervals when it holds its share
+	// of a partitioned projection), and how often it records itself as a
+	// live instance of its partitioned projections: it bounds the time
+	// another runner takes over from a holder that died, and the time
+	// partitions take to spread over runners. Defaults to 1s.
 	AcquireInterval time.Duration
 
 	// BatchTimeout bounds each unit of work the runner commits: in
@@ -93,9 +97,12 @@ type Projection struct {
 	Mode Mode
 
 	// Partitions splits the projection into this many partitions by
-	// [PartitionOf] the stream ID, each with its own checkpoint and
-	// holder, so that several runners (or goroutines) share the work
-	// while each stream's events stay in order. It cannot change once the
+	// [PartitionOf] the stream ID, each with its own checkpoint, holder
+	// and goroutine, so that handlers run in parallel while each stream's
+	// events stay in order. The runners running the projection share its
+	// partitions: with k runners each holds about Partitions/k, and
+	// partitions move when a runner joins, leaves or dies (see
+	// docs/projections.md for the bounds). It cannot change once the
 	// projection has checkpoints. Defaults to 1.
 	Partitions int
 
@@ -126,7 +133,7 @@ type Projection struct {
 // projections with [Runner.Add], then call [Runner.Run].
 type Runner struct {
 	store   eventstore.Store
-	storage Storage
+	storage projectionstore.Storage
 	cfg     Config
 	log     *slog.Logger
 
@@ -144,6 +151,7 @@ type proj struct {
 	Projection
 	reset func(ctx context.Context, partition int) error
 	parts []*partState
+	share *share // this runner's share of the partitions
 }
 
 // partState is what this process knows of a partition.
@@ -151,7 +159,8 @@ type partState struct {
 	mu      sync.Mutex
 	holding bool
 	pos     eventstore.Position
-	err     error // non-nil while stopped
+	err     error         // non-nil while stopped
+	shed    chan struct{} // a request to give the partition up (see balance.go)
 }
 
 func (s *partState) set(fn func(*partState)) {
@@ -168,7 +177,7 @@ func (s *partState) get() (holding bool, pos eventstore.Position, err error) {
 
 // New returns a runner that reads events from store and keeps its state in
 // storage. A nil cfg means the defaults.
-func New(store eventstore.Store, storage Storage, cfg *Config) (*Runner, error) {
+func New(store eventstore.Store, storage projectionstore.Storage, cfg *Config) (*Runner, error) {
 	if store == nil {
 		return nil, invalid("store", "must not be nil")
 	}
@@ -256,14 +265,14 @@ func (r *Runner) Add(p Projection) error {
 	if p.Retry.MaxAttempts == 0 {
 		p.Retry.MaxAttempts = 1
 	}
-	pr := &proj{Projection: p, reset: p.Reset}
+	pr := &proj{Projection: p, reset: p.Reset, share: newShare()}
 	if pr.reset == nil {
 		if rs, ok := p.Handler.(Resetter); ok {
 			pr.reset = rs.Reset
 		}
 	}
 	for range p.Partitions {
-		pr.parts = append(pr.parts, &partState{})
+		pr.parts = append(pr.parts, &partState{shed: make(chan struct{}, 1)})
 	}
 
 	r.mu.Lock()
@@ -289,19 +298,20 @@ func (r *Runner) Add(p Projection) error {
 // short grace period) and the rest will be delivered again. Leases are
 // released, so that another runner takes over at once.
 //
-// Run can be called once. It fails at once if no projection is
-// registered.
+// Run can be called once; a second call fails with an error matching
+// [ErrRunnerStarted]. It fails at once, with an error matching
+// [ErrNoProjections], if no projection is registered.
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started {
 		r.mu.Unlock()
-		return errors.New("projection runner: Run called twice")
+		return fmt.Errorf("projection runner: run called twice: %w", ErrRunnerStarted)
 	}
 	r.started = true
 	projections := slices.Clone(r.projections)
 	r.mu.Unlock()
 	if len(projections) == 0 {
-		return errors.New("projection runner: no projection registered")
+		return fmt.Errorf("projection runner: %w: add one with Runner.Add before Run", ErrNoProjections)
 	}
 
 	var wg sync.WaitGroup
@@ -312,8 +322,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	})
 	for _, p := range projections {
+		if p.balancerNeeded() {
+			wg.Go(func() { r.balance(ctx, p) })
+		}
 		for i := range p.Partitions {
-			w := &worker{r: r, p: p, key: Key{Projection: p.Name, Partition: i}, state: p.parts[i]}
+			w := &worker{r: r, p: p, key: projectionstore.Key{Projection: p.Name, Partition: i}, state: p.parts[i]}
 			w.log = r.log.With("projection", p.Name, "partition", i)
 			wg.Go(func() { w.run(ctx) })
 		}

@@ -14,8 +14,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
+	"github.com/chronicle-go/chronicle/memory"
+	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,7 +36,7 @@ type Withdrawn struct {
 type env struct {
 	t       *testing.T
 	store   *memory.Store
-	storage *projection.MemoryStorage
+	storage *chmemory.ProjectionStore
 	reg     *eventstore.Registry
 }
 
@@ -43,7 +45,11 @@ func setup(t *testing.T) *env {
 	reg := eventstore.NewRegistry(nil)
 	eventstore.MustRegister[Deposited](reg, "Deposited")
 	eventstore.MustRegister[Withdrawn](reg, "Withdrawn")
-	return &env{t: t, store: memory.New(nil), storage: projection.NewMemoryStorage(), reg: reg}
+	storage, err := chmemory.NewProjectionStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, store: memory.New(nil), storage: storage, reg: reg}
 }
 
 // quietLogger discards logs unless the test runs verbosely.
@@ -332,11 +338,15 @@ func TestAddValidation(t *testing.T) {
 
 func TestNewValidation(t *testing.T) {
 	t.Parallel()
-	store, storage := memory.New(nil), projection.NewMemoryStorage()
+	store := memory.New(nil)
+	storage, err := chmemory.NewProjectionStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		store   eventstore.Store
-		storage projection.Storage
+		storage projectionstore.Storage
 		cfg     *projection.Config
 	}{
 		{"nil store", nil, storage, nil},
@@ -448,7 +458,7 @@ func TestTransientFailureIsRetried(t *testing.T) {
 			t.Errorf("%s handled %d times, want 1", s, n)
 		}
 	}
-	dls, err := e.storage.DeadLetters(context.Background(), projection.DeadLetterFilter{})
+	dls, err := e.storage.DeadLetters(context.Background(), projectionstore.DeadLetterFilter{})
 	if err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters = %v, %v; want none", dls, err)
 	}
@@ -478,7 +488,7 @@ func TestParkThenContinueThenRetryAndSkip(t *testing.T) {
 	if got := fmt.Sprint(f.attemptsOf(poison)); got != "[1 2 3]" {
 		t.Fatalf("attempts of poison = %s, want [1 2 3]", got)
 	}
-	dls, err := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Projection: "p", Status: projection.DeadLetterParked})
+	dls, err := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Projection: "p", Status: projectionstore.DeadLetterParked})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,10 +510,10 @@ func TestParkThenContinueThenRetryAndSkip(t *testing.T) {
 	}
 	waitUntil(t, func() bool { return f.handledCount(poison) == 1 })
 	waitUntil(t, func() bool {
-		dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Projection: "p", Status: projection.DeadLetterResolved})
+		dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Projection: "p", Status: projectionstore.DeadLetterResolved})
 		return len(dls) == 1 && dls[0].EventID == poison && dls[0].Attempts == 4
 	})
-	dls, _ = e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterSkipped})
+	dls, _ = e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterSkipped})
 	if len(dls) != 1 || dls[0].EventID != poison2 {
 		t.Fatalf("skipped = %+v", dls)
 	}
@@ -511,14 +521,8 @@ func TestParkThenContinueThenRetryAndSkip(t *testing.T) {
 		t.Fatalf("skipped event handled %d times", n)
 	}
 
-	// Settled dead letters refuse further transitions.
-	resolved, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterResolved})
-	if err := e.storage.RetryDeadLetter(ctx, resolved[0].ID); !errors.Is(err, projection.ErrDeadLetterState) {
-		t.Fatalf("retry resolved = %v, want ErrDeadLetterState", err)
-	}
-	if err := e.storage.SkipDeadLetter(ctx, 999); !errors.Is(err, projection.ErrDeadLetterNotFound) {
-		t.Fatalf("skip unknown = %v, want ErrDeadLetterNotFound", err)
-	}
+	// The states' transitions themselves are the storage's: see
+	// projectionstore/storagetest (DeadLetterStates).
 }
 
 func TestRetriedDeadLetterFailingAgainIsParkedAgain(t *testing.T) {
@@ -534,7 +538,7 @@ func TestRetriedDeadLetterFailingAgainIsParkedAgain(t *testing.T) {
 	if err := r.WaitForHead(ctx, "p"); err != nil {
 		t.Fatal(err)
 	}
-	dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{})
+	dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{})
 	if len(dls) != 1 {
 		t.Fatalf("dead letters = %+v", dls)
 	}
@@ -542,7 +546,7 @@ func TestRetriedDeadLetterFailingAgainIsParkedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, func() bool {
-		dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterParked})
+		dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterParked})
 		return len(dls) == 1 && dls[0].Attempts == 4
 	})
 }
@@ -590,7 +594,7 @@ func TestStopPolicyDoesNotBlockOthers(t *testing.T) {
 			}
 		}
 	}
-	dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{})
+	dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{})
 	if len(dls) != 0 {
 		t.Fatalf("stop policy parked %v", dls)
 	}
@@ -640,7 +644,7 @@ func TestCorruptPayloadIsParkedWithoutRetry(t *testing.T) {
 	if err := r.WaitFor(ctx, "p", res.Position); err != nil {
 		t.Fatal(err)
 	}
-	dls, _ := e.storage.DeadLetters(ctx, projection.DeadLetterFilter{})
+	dls, _ := e.storage.DeadLetters(ctx, projectionstore.DeadLetterFilter{})
 	if len(dls) != 1 || dls[0].Attempts != 1 || dls[0].StreamVersion != 1 {
 		t.Fatalf("dead letters = %+v", dls)
 	}
@@ -1002,5 +1006,126 @@ func TestIdleRebuildWithFrequentWakeUps(t *testing.T) {
 	}
 	if resets.Load() != 1 {
 		t.Fatalf("reset hook called %d times, want 1", resets.Load())
+	}
+}
+
+func TestRunWithoutProjectionsIsTyped(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := e.runner()
+	if err := r.Run(context.Background()); !errors.Is(err, projection.ErrNoProjections) {
+		t.Fatalf("Run with no projection = %v, want ErrNoProjections", err)
+	}
+	if err := r.Run(context.Background()); !errors.Is(err, projection.ErrRunnerStarted) {
+		t.Fatalf("second Run = %v, want ErrRunnerStarted", err)
+	}
+}
+
+// TestPartitionLagCountsOwnEvents checks that each partition's lag counts
+// only the events of its own streams.
+func TestPartitionLagCountsOwnEvents(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := waitCtx(t)
+	const parts = 3
+	want := make([]int64, parts)
+	for i := range 40 {
+		s := fmt.Sprintf("acc-%d", i%7)
+		e.deposit(s, 1)
+		want[projection.PartitionOf(s, parts)]++
+	}
+	r := e.runner(projection.Projection{Name: "p", Partitions: parts,
+		Handler: projection.HandlerFunc(func(context.Context, projection.Event) error { return nil })})
+	sts, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != parts {
+		t.Fatalf("%d statuses, want %d", len(sts), parts)
+	}
+	for _, st := range sts {
+		if st.LagEvents != want[st.Partition] {
+			t.Errorf("partition %d lag = %d events, want %d", st.Partition, st.LagEvents, want[st.Partition])
+		}
+		if want[st.Partition] > 0 && st.LagTime <= 0 {
+			t.Errorf("partition %d lag time = %s, want > 0", st.Partition, st.LagTime)
+		}
+	}
+}
+
+// TestTransactionalRedeliveryOnMemory runs a transactional projection on
+// the transactional memory storage: an event failing in the middle of a
+// batch rolls the batch back, the events before it are delivered again in
+// a transaction of their own, and the read model (written through the
+// transaction) still applies each event exactly once.
+func TestTransactionalRedeliveryOnMemory(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := waitCtx(t)
+	storage, err := chmemory.NewProjectionStore(&chmemory.ProjectionStoreConfig{Transactional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.storage = storage
+	for i := range 10 {
+		e.deposit(fmt.Sprintf("acc-%d", i%3), int64(i))
+	}
+	poison := lastEventID(t, e.store, "acc-2") // the 9th event
+	var (
+		mu       sync.Mutex
+		applied  = map[eventstore.EventID]int{}
+		attempts = map[eventstore.EventID][]int{}
+		failed   bool
+	)
+	h := projection.HandlerFunc(func(ctx context.Context, ev projection.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[ev.EventID] = append(attempts[ev.EventID], ev.Attempt)
+		if ev.EventID == poison && !failed {
+			failed = true
+			return errors.New("transient")
+		}
+		tx, ok := chmemory.ProjectionTxFrom(ctx)
+		if !ok {
+			return errors.New("no transaction")
+		}
+		id := ev.EventID
+		tx.OnCommit(func() {
+			mu.Lock()
+			applied[id]++
+			mu.Unlock()
+		})
+		return nil
+	})
+	r := e.runner(projection.Projection{Name: "p", Handler: h, BatchSize: 100})
+	e.start(r)
+	if err := r.WaitForHead(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(applied) != 10 {
+		t.Fatalf("%d events applied, want 10", len(applied))
+	}
+	for id, n := range applied {
+		if n != 1 {
+			t.Fatalf("event %s applied %d times", id, n)
+		}
+	}
+	recs, err := e.store.ReadAll(ctx, eventstore.Position{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The 8 events before the poison were delivered twice (the rolled-back
+	// batch, then their own transaction); the poison was retried; the one
+	// after it was delivered once.
+	for i, rec := range recs {
+		want := "[1 2]"
+		if i == 9 {
+			want = "[1]"
+		}
+		if got := fmt.Sprint(attempts[rec.EventID]); got != want {
+			t.Errorf("event %d attempts = %s, want %s", i, got, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"fmt"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -31,7 +32,7 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 	if pos.IsZero() {
 		return nil
 	}
-	stored := make([]*Checkpoint, p.Partitions)
+	stored := make([]*projectionstore.Checkpoint, p.Partitions)
 	var lastRead time.Time
 	for {
 		changed := r.commits.wait()
@@ -67,7 +68,7 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 
 // reached reports whether every partition of p is at pos or beyond, using
 // this process's state for held partitions and stored for the others.
-func (r *Runner) reached(p *proj, pos eventstore.Position, stored []*Checkpoint) (done, needRead bool, err error) {
+func (r *Runner) reached(p *proj, pos eventstore.Position, stored []*projectionstore.Checkpoint) (done, needRead bool, err error) {
 	done = true
 	for i, st := range p.parts {
 		holding, at, stopErr := st.get()
@@ -75,7 +76,7 @@ func (r *Runner) reached(p *proj, pos eventstore.Position, stored []*Checkpoint)
 			cp := stored[i]
 			if cp == nil {
 				if stopErr != nil {
-					return false, false, &StoppedError{Key: Key{Projection: p.Name, Partition: i}, Err: stopErr}
+					return false, false, &StoppedError{Key: projectionstore.Key{Projection: p.Name, Partition: i}, Err: stopErr}
 				}
 				done, needRead = false, true
 				continue
@@ -92,7 +93,7 @@ func (r *Runner) reached(p *proj, pos eventstore.Position, stored []*Checkpoint)
 			if se, ok := stopErr.(*StoppedError); ok {
 				return false, false, se
 			}
-			return false, false, &StoppedError{Key: Key{Projection: p.Name, Partition: i}, Position: at, Err: stopErr}
+			return false, false, &StoppedError{Key: projectionstore.Key{Projection: p.Name, Partition: i}, Position: at, Err: stopErr}
 		}
 		done = false
 		if !holding {
@@ -175,11 +176,11 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 }
 
 // WaitRebuild waits until a rebuild requested with
-// [Storage.RequestRebuild] has started in every partition and caught up
+// [projectionstore.Storage.RequestRebuild] has started in every partition and caught up
 // with the head, calling progress (when not nil) about every 200ms and at
 // the end. It is the waiting half of [Runner.Rebuild], for tools that
 // request a rebuild of a projection run by another process.
-func WaitRebuild(ctx context.Context, store eventstore.Store, storage Storage, name string, progress func(Progress)) error {
+func WaitRebuild(ctx context.Context, store eventstore.Store, storage projectionstore.Storage, name string, progress func(Progress)) error {
 	const tick = 200 * time.Millisecond
 	pr := Progress{Projection: name}
 	for {
@@ -210,7 +211,7 @@ func WaitRebuild(ctx context.Context, store eventstore.Store, storage Storage, n
 					if progress != nil {
 						progress(pr)
 					}
-					return &StoppedError{Key: Key{Projection: name, Partition: cp.Partition}, Position: cp.Position, Err: storedError(cp.Error)}
+					return &StoppedError{Key: projectionstore.Key{Projection: name, Partition: cp.Partition}, Position: cp.Position, Err: storedError(cp.Error)}
 				}
 			}
 			pr.Done = low.Compare(pr.Head) >= 0
@@ -229,13 +230,14 @@ func WaitRebuild(ctx context.Context, store eventstore.Store, storage Storage, n
 
 // Status is the state of one partition of a projection, with its lag.
 type Status struct {
-	Checkpoint
+	projectionstore.Checkpoint
 	// Head is the store's head when the status was read.
 	Head eventstore.Position
-	// LagEvents counts the events after the checkpoint, up to the head.
+	// LagEvents counts the partition's events (those of the streams
+	// [PartitionOf] maps to it) after the checkpoint, up to the head.
 	LagEvents int64
-	// LagTime is the age of the oldest event after the checkpoint: how
-	// long it has waited. It is 0 when the partition has caught up.
+	// LagTime is the age of the partition's oldest event after the
+	// checkpoint: how long it has waited. It is 0 when the partition has caught up.
 	LagTime time.Duration
 }
 
@@ -252,14 +254,14 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 		if err != nil {
 			return nil, err
 		}
-		byPart := make(map[int]Checkpoint, len(cps))
+		byPart := make(map[int]projectionstore.Checkpoint, len(cps))
 		for _, cp := range cps {
 			byPart[cp.Partition] = cp
 		}
 		for i := range p.Partitions {
 			cp, ok := byPart[i]
 			if !ok {
-				cp = Checkpoint{Projection: p.Name, Partition: i, Partitions: p.Partitions}
+				cp = projectionstore.Checkpoint{Projection: p.Name, Partition: i, Partitions: p.Partitions}
 			}
 			if _, _, err := p.parts[i].get(); err != nil && cp.Error == "" {
 				cp.Error = err.Error()
@@ -275,7 +277,7 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 // the lag of each: the events after the checkpoint up to the store's head,
 // and the age of the oldest of them. It is what `chronicle projections
 // status` prints.
-func Statuses(ctx context.Context, store eventstore.Store, storage Storage, projection string) ([]Status, error) {
+func Statuses(ctx context.Context, store eventstore.Store, storage projectionstore.Storage, projection string) ([]Status, error) {
 	cps, err := storage.Checkpoints(ctx, projection)
 	if err != nil {
 		return nil, err
@@ -287,7 +289,7 @@ func Statuses(ctx context.Context, store eventstore.Store, storage Storage, proj
 	return out, fillLag(ctx, store, storage, out)
 }
 
-func fillLag(ctx context.Context, store eventstore.Store, storage Storage, sts []Status) error {
+func fillLag(ctx context.Context, store eventstore.Store, storage projectionstore.Storage, sts []Status) error {
 	if len(sts) == 0 {
 		return nil
 	}
@@ -296,34 +298,39 @@ func fillLag(ctx context.Context, store eventstore.Store, storage Storage, sts [
 		return err
 	}
 	now := time.Now()
-	counter, _ := storage.(EventCounter)
+	counter, _ := storage.(projectionstore.EventCounter)
 	for i := range sts {
 		st := &sts[i]
 		st.Head = head
 		if st.Position.Compare(head) >= 0 {
 			continue
 		}
+		parts := max(st.Partitions, 1)
 		if counter != nil {
-			st.LagEvents, err = counter.CountEvents(ctx, st.Position, head)
+			st.LagEvents, err = counter.CountEvents(ctx, st.Position, head, st.Partition, parts)
 		} else {
-			st.LagEvents, err = countEvents(ctx, store, st.Position, head)
+			st.LagEvents, err = countEvents(ctx, store, st.Position, head, st.Partition, parts)
 		}
 		if err != nil {
 			return err
 		}
-		next, err := store.ReadAll(ctx, st.Position, 1)
+		if st.LagEvents == 0 {
+			continue
+		}
+		oldest, err := firstOfPartition(ctx, store, st.Position, head, st.Partition, parts)
 		if err != nil {
 			return err
 		}
-		if len(next) > 0 {
-			st.LagTime = max(now.Sub(next[0].RecordedAt), 0)
+		if !oldest.IsZero() {
+			st.LagTime = max(now.Sub(oldest), 0)
 		}
 	}
 	return nil
 }
 
-// countEvents counts the events in (after, upTo] by reading them.
-func countEvents(ctx context.Context, store eventstore.Store, after, upTo eventstore.Position) (int64, error) {
+// countEvents counts the events of partition part (of parts) in
+// (after, upTo] by reading them.
+func countEvents(ctx context.Context, store eventstore.Store, after, upTo eventstore.Position, part, parts int) (int64, error) {
 	var n int64
 	for rec, err := range eventstore.ReadAllSeq(ctx, store, after, 1000) {
 		if err != nil {
@@ -332,7 +339,30 @@ func countEvents(ctx context.Context, store eventstore.Store, after, upTo events
 		if rec.Position.Compare(upTo) > 0 {
 			break
 		}
-		n++
+		if PartitionOf(rec.StreamID, parts) == part {
+			n++
+		}
 	}
 	return n, nil
+}
+
+// firstOfPartition returns the recorded-at time of the first event of
+// partition part (of parts) in (after, upTo], or the zero time.
+func firstOfPartition(ctx context.Context, store eventstore.Store, after, upTo eventstore.Position, part, parts int) (time.Time, error) {
+	page := 1
+	if parts > 1 {
+		page = 1000
+	}
+	for rec, err := range eventstore.ReadAllSeq(ctx, store, after, page) {
+		if err != nil {
+			return time.Time{}, err
+		}
+		if rec.Position.Compare(upTo) > 0 {
+			break
+		}
+		if PartitionOf(rec.StreamID, parts) == part {
+			return rec.RecordedAt, nil
+		}
+	}
+	return time.Time{}, nil
 }

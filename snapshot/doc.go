@@ -9,14 +9,18 @@
 //
 // A [Store] keeps the latest [Snapshot] of each stream: [Store.Save] never
 // replaces a snapshot with an older one, so racing writers cannot move a
-// stream's snapshot backwards. [MemoryStore] keeps snapshots in memory;
+// stream's snapshot backwards. memory.SnapshotStore keeps snapshots in memory;
 // the PostgreSQL store is postgres.SnapshotStore, in the chronicle.snapshots
 // table. Both pass the conformance suite in snapshot/snapshottest, and both
 // validate input with [Validate].
 //
 // A store may also implement [StreamLoader], reading a snapshot and the
 // events after it in one round trip; the PostgreSQL store does when its
-// event store shares its connection pool.
+// event store shares its connection pool. A store that implements
+// [TxBinder] can join the transaction of an event store view, so that a
+// repository saving inside the caller's transaction writes its snapshots
+// in that transaction too; a repository in a transaction never writes
+// snapshots to a store that cannot join it.
 //
 // # Policies
 //

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
-func ExampleMemoryStore() {
+func Example() {
 	ctx := context.Background()
-	store := snapshot.NewMemoryStore(nil)
+	store := memory.NewSnapshotStore(nil)
 	for _, v := range []int64{100, 300, 200} { // the last one arrives late
 		_ = store.Save(ctx, snapshot.Snapshot{
 			StreamID: "account-42", Type: "Account", Version: v, SchemaVersion: 1,

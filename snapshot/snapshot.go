@@ -42,7 +42,7 @@ type Snapshot struct {
 }
 
 // Store keeps the latest snapshot of each stream. The in-memory
-// [MemoryStore] and the PostgreSQL store (package postgres) implement it,
+// The in-memory store (memory.SnapshotStore) and the PostgreSQL store (package postgres) implement it,
 // and both pass the conformance suite in snapshot/snapshottest.
 //
 // Snapshots are a cache of state that the events can always rebuild, so a
@@ -82,6 +82,21 @@ type StreamLoader interface {
 	// is not an event store it can read in the same round trip (another
 	// implementation, another database).
 	LoadStream(ctx context.Context, events eventstore.Store, streamID, typ string, schemaVersion int, limit int) (StreamLoad, error)
+}
+
+// TxBinder is an optional interface of a [Store] whose snapshots can be
+// read and written inside the caller's transaction. The aggregate
+// repository's With method uses it to follow an event store view bound to
+// a transaction (such as the one postgres.Store.InTx returns): a snapshot
+// taken inside the transaction then commits or rolls back with its events,
+// so a snapshot of events that were rolled back can never survive.
+type TxBinder interface {
+	// BindTx returns a Store that reads and writes snapshots in the same
+	// transaction as events, and true; or false when events is not a
+	// transaction view that this store can join (another implementation,
+	// another database). A repository given such a view without a bound
+	// snapshot store takes no snapshots in it.
+	BindTx(events eventstore.Store) (Store, bool)
 }
 
 // StreamLoad is the result of [StreamLoader.LoadStream].

@@ -14,6 +14,10 @@ import (
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
+func TestMain(m *testing.M) {
+	os.Exit(postgrestest.ReportSkips(m).Run())
+}
+
 var emptyDatabases = mustEmptyTemplate()
 
 func mustEmptyTemplate() *postgrestest.Template {
@@ -41,8 +45,15 @@ func buildBinary(t *testing.T) string {
 // chronicle runs the binary and returns its exit code and output.
 func chronicle(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
 	t.Helper()
+	return chronicleStdin(t, bin, env, "", args...)
+}
+
+// chronicleStdin runs the binary with stdin as its standard input.
+func chronicleStdin(t *testing.T, bin string, env []string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -81,18 +92,25 @@ func TestBinarySmoke(t *testing.T) {
 	t.Run("migrate", func(t *testing.T) {
 		t.Parallel()
 		env := []string{"DATABASE_URL=" + emptyDatabases.DatabaseURL(t)}
+		latest := fmt.Sprintf("version %d (latest %d)", migrations.Latest(), migrations.Latest())
 		for _, step := range []struct {
-			args []string
-			want string
+			args     []string
+			stdin    string
+			wantCode int
+			want     string
 		}{
-			{[]string{"migrate", "up"}, fmt.Sprintf("schema is up to date at version %d", migrations.Latest())},
-			{[]string{"migrate", "version"}, fmt.Sprintf("version %d (latest %d)", migrations.Latest(), migrations.Latest())},
-			{[]string{"migrate", "down"}, "reverted every migration"},
-			{[]string{"migrate", "version"}, "version 0"},
+			{args: []string{"migrate", "up"}, want: fmt.Sprintf("schema is up to date at version %d", migrations.Latest())},
+			{args: []string{"migrate", "version"}, want: latest},
+			// "n" (or "y") piped in changes nothing: down never prompts.
+			{args: []string{"migrate", "down"}, stdin: "n\n", wantCode: 1},
+			{args: []string{"migrate", "down"}, stdin: "y\n", wantCode: 1},
+			{args: []string{"migrate", "version"}, want: latest},
+			{args: []string{"migrate", "down", "--yes"}, want: "reverted every migration"},
+			{args: []string{"migrate", "version"}, want: "version 0"},
 		} {
-			code, stdout, stderr := chronicle(t, bin, env, step.args...)
-			if code != 0 || !strings.Contains(stdout, step.want) {
-				t.Fatalf("chronicle %s: exit %d, stdout %q, stderr %q; want 0 and %q", strings.Join(step.args, " "), code, stdout, stderr, step.want)
+			code, stdout, stderr := chronicleStdin(t, bin, env, step.stdin, step.args...)
+			if code != step.wantCode || !strings.Contains(stdout, step.want) {
+				t.Fatalf("chronicle %s: exit %d, stdout %q, stderr %q; want %d and %q", strings.Join(step.args, " "), code, stdout, stderr, step.wantCode, step.want)
 			}
 		}
 	})

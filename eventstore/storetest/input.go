@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,27 @@ func testPayloadRoundTrip(t *testing.T, s *suite) {
 	}
 	mustAppend(t, ctx, store, "s", eventstore.NoStream, events...)
 	requireStream(t, ctx, store, "s", events)
+
+	// Numbers at the edges of what PostgreSQL's jsonb (numeric) stores are
+	// accepted by every store and read back with the same value.
+	limits := []string{
+		`1e131071`, `-9.9e131071`, `0.00001e131076`, `1e-16383`, `1.0e-16382`,
+		`0e200000`, `0e1073741822`, `0.00000000000000000000000000000000000000000000000007`,
+	}
+	for _, n := range limits {
+		mustAppend(t, ctx, store, "limits", eventstore.Any, newEvent("Number", n))
+	}
+	recs := readStream(t, ctx, store, "limits")
+	if len(recs) != len(limits) {
+		t.Fatalf("stream limits has %d events, want %d", len(recs), len(limits))
+	}
+	for i, r := range recs {
+		got, ok1 := new(big.Rat).SetString(strings.TrimSpace(string(r.Data)))
+		want, ok2 := new(big.Rat).SetString(limits[i])
+		if !ok1 || !ok2 || got.Cmp(want) != 0 {
+			t.Fatalf("number %.40s read back as %.40s", limits[i], r.Data)
+		}
+	}
 }
 
 func testStreamIDs(t *testing.T, s *suite) {
@@ -163,6 +185,10 @@ func badAppends() []badAppend {
 		stream("stream id with tab", "acc\t1"),
 		stream("stream id with escape sequence", "\x1b[31macc"),
 		stream("stream id with DEL", "acc\x7f"),
+		stream("stream id with C1 control U+0080", "acc\u0080"),
+		stream("stream id with C1 control U+009B (CSI)", "\u009b31macc"),
+		stream("stream id with C1 control U+009F", "acc-\u009f-1"),
+		event("event type with C1 control", typ("Deposit\u0085")),
 		event("empty event type", typ("")),
 		event("event type with invalid utf-8", typ("Dep\xffosit")),
 		event("event type with newline", typ("Deposit\n")),
@@ -184,6 +210,18 @@ func badAppends() []badAppend {
 		event("lone high surrogate escape", data(`"\ud800"`)),
 		event("lone low surrogate escape", data(`"x\udc00"`)),
 		event("reversed surrogate escapes", data(`"\udc00\ud800"`)),
+		event("number above jsonb's numeric range", data(`{"amount":1e200000}`)),
+		event("number just above jsonb's numeric range", data(`[1e131072]`)),
+		event("negative number above jsonb's numeric range", data(`-9.99E+131072`)),
+		event("integer with too many digits for jsonb", data(`1`+strings.Repeat("0", 131072))),
+		event("number with too many decimals for jsonb", data(`1e-16384`)),
+		event("trailing zeros beyond jsonb's decimals", data(`1.50e-16382`)),
+		event("zero with too many decimals for jsonb", data(`0e-16384`)),
+		event("exponent beyond jsonb's numeric input", data(`0e1073741823`)),
+		// PostgreSQL's limit depends on max_stack_depth (the default
+		// accepts 10001 levels); the shared validation refuses what Go's
+		// encoding/json cannot parse, so every store refuses the same.
+		event("nesting deeper than 10000", data(strings.Repeat("[", 10001)+strings.Repeat("]", 10001))),
 		event("negative schema version", with(func(e *eventstore.Event) { e.SchemaVersion = -1 })),
 		event("schema version above 32 bits", with(func(e *eventstore.Event) { e.SchemaVersion = 1<<32 + 1 })),
 		event("schema version 2^31", with(func(e *eventstore.Event) { e.SchemaVersion = 1 << 31 })),

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/eventstore/storetest"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 // A mutant is the memory store with one deliberate bug. The suite is only

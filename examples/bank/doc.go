@@ -11,4 +11,10 @@
 // migrations first:
 //
 //	go run ./examples/bank -dsn 'postgres://user:pass@localhost:5432/bank'
+//
+// Its store and its projection handler are wrapped with package telemetry;
+// with -otel-stdout the spans and metrics are written to stderr as JSON
+// (each append and the handling of its events share a trace):
+//
+//	go run ./examples/bank -otel-stdout 2> telemetry.json
 package main

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
+
+func TestMain(m *testing.M) {
+	os.Exit(postgrestest.ReportSkips(m).Run())
+}
 
 func TestStory(t *testing.T) {
 	t.Parallel()

@@ -15,8 +15,11 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/examples/bank/account"
+	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
+	"github.com/chronicle-go/chronicle/telemetry"
 )
 
 // balancesProjectionName names the projection and its checkpoint.
@@ -166,11 +169,14 @@ func withBalancesProjection(ctx context.Context, w io.Writer, store eventstore.S
 	}
 	var (
 		model   balanceModel
-		storage projection.Storage
+		storage projectionstore.Storage
 		where   string
 	)
 	if dsn == "" {
-		model, storage = &memBalances{rows: map[string]*memBalance{}}, projection.NewMemoryStorage()
+		model = &memBalances{rows: map[string]*memBalance{}}
+		if storage, err = chmemory.NewProjectionStore(nil); err != nil {
+			return err
+		}
 		where = "in memory"
 	} else {
 		// The runner could live in another process; here it has its own pool.
@@ -194,7 +200,11 @@ func withBalancesProjection(ctx context.Context, w io.Writer, store eventstore.S
 	if err != nil {
 		return err
 	}
-	if err := runner.Add(balancesProjection(reg, model)); err != nil {
+	p := balancesProjection(reg, model)
+	if p.Handler, err = telemetry.NewHandler(p.Handler, nil); err != nil { // spans per event, in the trace of the append
+		return err
+	}
+	if err := runner.Add(p); err != nil {
 		return err
 	}
 	runCtx, stop := context.WithCancel(ctx)

@@ -194,7 +194,7 @@ func (t *teller) tellers(ctx context.Context, id string) error {
 	if err := one.Deposit(20); err != nil {
 		return err
 	}
-	if err := t.accounts.Save(ctx, one); err != nil {
+	if _, err := t.accounts.Save(ctx, one); err != nil {
 		return err
 	}
 	t.printf("   teller 1: deposit 20   -> saved at v%d, balance %d\n", one.Version(), one.Balance)
@@ -202,7 +202,7 @@ func (t *teller) tellers(ctx context.Context, id string) error {
 	if err := two.Withdraw(10); err != nil {
 		return err
 	}
-	err = t.accounts.Save(ctx, two)
+	_, err = t.accounts.Save(ctx, two)
 	if !errors.Is(err, eventstore.ErrConcurrencyConflict) {
 		return fmt.Errorf("teller 2: want a concurrency conflict, got %v", err)
 	}

@@ -40,6 +40,11 @@ type Config struct {
 	// Workloads selects workloads by name (see [Names]). Defaults to all.
 	Workloads []string
 
+	// NATSURL is the URL of a NATS server with JetStream for the event bus
+	// workloads (bus-relay, bus-latency), which are skipped without it.
+	// Defaults to none.
+	NATSURL string
+
 	// Quick makes every size small, for tests and a smoke run. Explicit
 	// sizes still win.
 	Quick bool
@@ -127,6 +132,10 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 	var selected []workload
 	for _, w := range workloads() {
 		if len(c.Workloads) == 0 || slices.Contains(c.Workloads, w.name) {
+			if w.nats && c.NATSURL == "" {
+				fmt.Fprintf(c.Progress, "%s skipped: no NATS server (--nats)\n", w.label())
+				continue
+			}
 			selected = append(selected, w)
 		}
 	}

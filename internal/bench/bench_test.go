@@ -9,11 +9,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chronicle-go/chronicle/natsbus/natstest"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(postgrestest.ReportSkips(m))
 }
 
 func TestRunQuick(t *testing.T) {
@@ -21,6 +22,7 @@ func TestRunQuick(t *testing.T) {
 	var progress bytes.Buffer
 	report, err := Run(context.Background(), &Config{
 		DatabaseURL: postgrestest.AdminURL(t),
+		NATSURL:     natstest.PrivateURL(t),
 		Quick:       true,
 		Progress:    &progress,
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 // catchUpRunnerWorkload measures a projection catching up from the start
@@ -94,7 +95,7 @@ func benchRandom() string {
 
 // benchRunProjection runs p on a runner until wait returns, then stops the
 // runner. pollInterval 0 means the runner's default.
-func benchRunProjection(ctx context.Context, store eventstore.Store, ps projection.Storage, p projection.Projection, pollInterval time.Duration,
+func benchRunProjection(ctx context.Context, store eventstore.Store, ps projectionstore.Storage, p projection.Projection, pollInterval time.Duration,
 	wait func(context.Context, *projection.Runner) error) error {
 	r, err := projection.New(store, ps, &projection.Config{Logger: slog.New(slog.DiscardHandler), PollInterval: pollInterval})
 	if err != nil {

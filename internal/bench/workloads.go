@@ -27,6 +27,8 @@ type workload struct {
 	// baseline and chronicle run the workload and return one value per
 	// metric.
 	baseline, chronicle func(ctx context.Context, e *env) ([]float64, error)
+	// nats marks workloads that need Config.NATSURL.
+	nats bool
 }
 
 // metric is one measured quantity of a workload.
@@ -77,6 +79,8 @@ func workloads() []workload {
 		tailLatencyWorkload(false),
 		tailLatencyWorkload(true),
 		load10kSnapshotWorkload(),
+		busRelayWorkload(),
+		busLatencyWorkload(),
 	}
 }
 
@@ -168,7 +172,7 @@ SELECT $1, u.version, $3, u.data FROM unnest($2::bigint[], $4::jsonb[]) AS u(ver
 						return err
 					}
 				}
-				if err := repo.Save(ctx, a); err != nil {
+				if _, err := repo.Save(ctx, a); err != nil {
 					return err
 				}
 				lat.add(w, time.Since(t0))

@@ -42,6 +42,7 @@ database named in the URL is not touched. The URL comes from --dsn, or
 			fs.StringVar(&workloads, "workloads", "", "comma-separated `names` of the workloads to run (default all)")
 			fs.BoolVar(&cfg.Quick, "quick", false, "small sizes and one run: a smoke test, not a measurement")
 			fs.BoolVar(&quiet, "quiet", false, "do not print each measurement on stderr as it is taken")
+			fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server `url` for the event bus workloads, skipped without it (default $NATS_URL)")
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -73,6 +74,7 @@ database named in the URL is not touched. The URL comes from --dsn, or
 				return err
 			}
 			cfg.DatabaseURL = u
+			cfg.NATSURL = cmp.Or(cfg.NATSURL, env.Getenv("NATS_URL"))
 			if !quiet {
 				cfg.Progress = env.Stderr
 			}

@@ -59,6 +59,9 @@ func commands() []command {
 		migrateCommand(),
 		streamsCommand(),
 		projectionsCommand(),
+		busCommand(),
+		doctorCommand(),
+		uiCommand(),
 		benchCommand(),
 		versionCommand(),
 		helpCommand(),
@@ -259,15 +262,43 @@ func helpCommand() command {
 }
 
 func versionCommand() command {
+	var dbURL string
 	return command{
 		name:     "version",
-		synopsis: "",
+		synopsis: "[--database-url URL]",
 		summary:  "print the version of chronicle and of its schema",
-		run: func(_ context.Context, env *Env, args []string) error {
+		help: `Prints the version of this binary and the latest schema version it
+knows. With --database-url (not DATABASE_URL: version never connects
+unless asked), it also prints the schema version applied in that database.`,
+		flags: func(fs *flag.FlagSet) { databaseFlag(fs, &dbURL) },
+		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usagef("version takes no arguments")
 			}
+			if dbURL != "" {
+				if err := checkDatabaseURL(dbURL); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(env.Stdout, "chronicle %s (schema version %d)\n", buildVersion(), migrations.Latest())
+			if dbURL == "" {
+				return nil
+			}
+			v, dirty, err := migrations.Version(ctx, dbURL)
+			if err != nil {
+				return redact(err, dbURL)
+			}
+			switch {
+			case dirty:
+				fmt.Fprintf(env.Stdout, "database schema version %d (dirty)\n", v)
+				return &migrations.DirtyError{Version: v}
+			case v < migrations.Latest():
+				fmt.Fprintf(env.Stdout, "database schema version %d (behind: run chronicle migrate up)\n", v)
+			case v > migrations.Latest():
+				fmt.Fprintf(env.Stdout, "database schema version %d (newer than this binary)\n", v)
+			default:
+				fmt.Fprintf(env.Stdout, "database schema version %d (up to date)\n", v)
+			}
 			return nil
 		},
 	}

@@ -9,10 +9,12 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(postgrestest.ReportSkips(m))
 }
 
 // run runs Main with buffers and the given environment.
@@ -56,6 +58,15 @@ func TestArguments(t *testing.T) {
 		{name: "migrate force nan", args: []string{"migrate", "force", "one"}, wantCode: 2, wantStderr: []string{`"one" is not a number`}},
 		{name: "migrate force -2", args: []string{"migrate", "force", "-2"}, wantCode: 2, wantStderr: []string{"-1 or more"}},
 		{name: "migrate steps 0", args: []string{"migrate", "steps", "0"}, wantCode: 2, wantStderr: []string{"must not be 0"}},
+		{name: "streams list with an argument", args: []string{"streams", "list", "x"}, wantCode: 2, wantStderr: []string{"takes no arguments"}},
+		{name: "streams list negative limit", args: []string{"streams", "list", "--limit", "-1"}, wantCode: 2, wantStderr: []string{"limit"}},
+		{name: "streams list --backward", args: []string{"streams", "list", "--backward"}, wantCode: 2, wantStderr: []string{"flags of streams read"}},
+		{name: "streams read --prefix", args: []string{"streams", "read", "s", "--prefix", "a"}, wantCode: 2, wantStderr: []string{"flags of streams list"}},
+		{name: "migrate force unknown", args: []string{"migrate", "force", "99"}, wantCode: 2, wantStderr: []string{"unknown version 99", "known: -1, 1"}},
+		{name: "migrate force 0", args: []string{"migrate", "force", "0"}, wantCode: 2, wantStderr: []string{"unknown version 0"}},
+		{name: "migrate up --yes", args: []string{"migrate", "up", "--yes"}, wantCode: 2, wantStderr: []string{"--yes only confirms migrate down"}},
+		{name: "help version", args: []string{"help", "version"}, wantStdout: []string{"--database-url", "schema version applied"}},
+		{name: "version bad url", args: []string{"version", "--database-url", "mysql://x"}, wantCode: 1, wantStderr: []string{`scheme "mysql"`}},
 		{name: "unknown flag", args: []string{"migrate", "--databse-url", "x", "up"}, wantCode: 2, wantStderr: []string{"flag provided but not defined: -databse-url"}},
 		{name: "flag without value", args: []string{"migrate", "up", "--database-url"}, wantCode: 2, wantStderr: []string{"flag needs an argument"}},
 

@@ -4,12 +4,20 @@
 //
 // # Commands
 //
-//	chronicle migrate up | down | version | force N | steps N  [--database-url URL]
+//	chronicle migrate up | down --yes | version | force N | steps N  [--database-url URL]
 //	chronicle streams read STREAM [--from N] [--limit N] [--backward] [--json]
+//	chronicle streams list [--prefix P] [--limit N] [--before SEQ] [--json]
 //	chronicle streams head
+//	chronicle projections status [NAME] [--json]
+//	chronicle projections rebuild NAME [--no-wait]
+//	chronicle projections dead-letters list [--state parked|retry|resolved|skipped|all] [--projection NAME] [--json]
+//	chronicle projections dead-letters retry|skip ID...
 //	chronicle bench --dsn URL [--runs N] [--events N] [--workloads a,b] [--quick]
-//	chronicle version
+//	chronicle version [--database-url URL]
 //	chronicle help [command]
+//
+// migrate down drops every event: it refuses without --yes (saying what it
+// would drop) and never prompts, so nothing piped into it can confirm it.
 //
 // Commands that use a database take --database-url, or the DATABASE_URL
 // environment variable. docs/operations.md is the user's reference.

@@ -56,23 +56,56 @@ func TestMigrateCommands(t *testing.T) {
 
 	out, _ = mustRun(t, nil, 0, "migrate", "up", "--database-url", db)
 	wantContains(t, "up", out, fmt.Sprintf("up to date at version %d", latest))
+	for _, m := range migrations.List() {
+		wantContains(t, "up", out, "applied "+m.String()+"\n")
+	}
 
 	// DATABASE_URL works as well as the flag; up again is a no-op.
 	env := map[string]string{"DATABASE_URL": db}
 	out, _ = mustRun(t, env, 0, "migrate", "up")
-	wantContains(t, "second up", out, fmt.Sprintf("version %d", latest))
+	if want := fmt.Sprintf("nothing to apply: schema is up to date at version %d\n", latest); out != want {
+		t.Errorf("second up printed %q, want %q", out, want)
+	}
 	out, _ = mustRun(t, env, 0, "migrate", "version")
 	wantContains(t, "version", out, fmt.Sprintf("version %d (latest %d)", latest, latest))
+	out, _ = mustRun(t, nil, 0, "version", "--database-url", db)
+	wantContains(t, "chronicle version", out, fmt.Sprintf("database schema version %d (up to date)", latest))
 
+	// At the latest version, one more step is a clear error.
+	_, stderr := mustRun(t, env, 1, "migrate", "steps", "1")
+	wantContains(t, "steps 1 at the latest", stderr, fmt.Sprintf("version %d is the latest", latest))
+	if strings.Contains(stderr, "file does not exist") {
+		t.Errorf("steps 1 at the latest version: %q", stderr)
+	}
 	out, _ = mustRun(t, env, 0, "migrate", "steps", "-1")
+	wantContains(t, "steps -1", out, fmt.Sprintf("reverted %s", migrations.List()[len(migrations.List())-1]))
 	wantContains(t, "steps -1", out, "schema is at version")
+	out, _ = mustRun(t, nil, 0, "version", "--database-url", db)
+	wantContains(t, "chronicle version behind", out, "behind")
 	out, _ = mustRun(t, env, 0, "migrate", "steps", "1")
 	wantContains(t, "steps 1", out, fmt.Sprintf("schema is at version %d", latest))
 
-	out, _ = mustRun(t, env, 0, "migrate", "down")
+	// force accepts only known versions.
+	_, stderr = mustRun(t, env, 2, "migrate", "force", "99")
+	wantContains(t, "force 99", stderr, "unknown version 99")
+
+	// down refuses without --yes, says what it would drop, drops nothing.
+	_, stderr = mustRun(t, env, 1, "migrate", "down")
+	for _, want := range []string{"refusing migrate down without --yes", "000001_events", "ALL EVENTS", "nothing was changed", "--yes"} {
+		wantContains(t, "down without --yes", stderr, want)
+	}
+	out, _ = mustRun(t, env, 0, "migrate", "version")
+	wantContains(t, "version after a refused down", out, fmt.Sprintf("version %d", latest))
+	_, stderr = mustRun(t, env, 2, "migrate", "up", "--yes")
+	wantContains(t, "up --yes", stderr, "--yes only confirms migrate down")
+
+	out, _ = mustRun(t, env, 0, "migrate", "down", "--yes")
 	wantContains(t, "down", out, "reverted every migration")
+	wantContains(t, "down", out, "reverted 000001_events")
 	out, _ = mustRun(t, env, 0, "migrate", "version")
 	wantContains(t, "version after down", out, "version 0")
+	out, _ = mustRun(t, env, 0, "migrate", "down", "--yes")
+	wantContains(t, "down on an empty schema", out, "nothing to revert")
 	mustRun(t, env, 0, "migrate", "up")
 }
 
@@ -85,7 +118,7 @@ func TestMigrateDirtySchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = conn.Exec(ctx, "UPDATE "+migrations.MigrationsTable+" SET dirty = true")
+	_, err = conn.Exec(ctx, "UPDATE "+migrations.Schema+"."+migrations.MigrationsTable+" SET dirty = true")
 	conn.Close(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +201,81 @@ func TestStreamsCommands(t *testing.T) {
 	wantContains(t, "head", out, "tail lag:")
 
 	_, stderr := mustRun(t, env, 1, "streams", "read", "account-404")
-	wantContains(t, "missing stream", stderr, `stream "account-404"`)
+	if want := "chronicle streams: stream \"account-404\": stream not found\n"; stderr != want {
+		t.Errorf("missing stream: stderr %q, want %q (one prefix)", stderr, want)
+	}
 	_, stderr = mustRun(t, env, 1, "streams", "read", "bad\xffid")
 	wantContains(t, "invalid stream id", stderr, "invalid")
+}
+
+func TestStreamsList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := postgrestest.DatabaseURL(t)
+	env := map[string]string{"DATABASE_URL": db}
+
+	out, _ := mustRun(t, env, 0, "streams", "list")
+	if out != "no streams\n" {
+		t.Errorf("list on an empty store printed %q", out)
+	}
+
+	pool, err := pgxpool.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := postgres.New(pool, &postgres.Config{PollOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	// Created in this order: account-1 .. account-3, then order-1.
+	for _, id := range []string{"account-1", "account-2", "account-3", "order-1"} {
+		if _, err := store.Append(ctx, id, eventstore.NoStream, eventstore.Event{Type: "Opened", Data: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.Append(ctx, "account-1", eventstore.Exact(1), eventstore.Event{Type: "Deposited", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := func(out string) []string {
+		var got []string
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+			if strings.HasPrefix(line, "more: ") {
+				continue
+			}
+			got = append(got, strings.Fields(line)[0])
+		}
+		return got
+	}
+	out, _ = mustRun(t, env, 0, "streams", "list")
+	if got := ids(out); strings.Join(got, " ") != "order-1 account-3 account-2 account-1" {
+		t.Errorf("list = %v, want newest first:\n%s", got, out)
+	}
+	if strings.Contains(out, "more:") {
+		t.Errorf("a single page announces more:\n%s", out)
+	}
+	wantContains(t, "list", out, "account-1  2 ")
+
+	// Pages of two, with the prefix: the last line gives the next page.
+	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "account-", "--limit", "2")
+	if got := ids(out); strings.Join(got, " ") != "account-3 account-2" {
+		t.Fatalf("first page = %v:\n%s", got, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	next, ok := strings.CutPrefix(lines[len(lines)-1], "more: chronicle ")
+	if !ok {
+		t.Fatalf("a full page does not say how to get the next one:\n%s", out)
+	}
+	args := strings.Fields(strings.ReplaceAll(next, `"`, ""))
+	out, _ = mustRun(t, env, 0, args...)
+	if got := ids(out); strings.Join(got, " ") != "account-1" {
+		t.Errorf("second page (%v) = %v:\n%s", args, got, out)
+	}
+
+	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "invoice-")
+	wantContains(t, "empty prefix", out, `no streams with prefix "invoice-"`)
+	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "order-", "--json")
+	wantContains(t, "json", out, `"stream_id":"order-1","version":1`)
 }

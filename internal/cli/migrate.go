@@ -5,7 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,24 +13,32 @@ import (
 )
 
 func migrateCommand() command {
-	var dbURL string
+	var (
+		dbURL string
+		yes   bool
+	)
 	return command{
 		name:     "migrate",
-		synopsis: "up | down | version | force N | steps N  [--database-url URL]",
+		synopsis: "up | down --yes | version | force N | steps N  [--database-url URL]",
 		summary:  "apply, revert or inspect the database schema",
 		help: `Subcommands:
 
-  up         apply every migration not yet applied (a no-op when up to date)
-  down       revert every migration: drops the chronicle schema and ALL EVENTS
+  up         apply every migration not yet applied and list them (a no-op
+             when up to date)
+  down --yes revert every migration: drops every Chronicle table and ALL
+             EVENTS; without --yes it only says what it would drop
   version    print the applied schema version; exits 1 when the schema is dirty
-  force N    record version N as applied and clear the dirty flag, without
-             running any migration (-1: none applied); use after repairing a
-             failed migration by hand
+  force N    record version N (-1: none applied, or a known migration) as
+             applied and clear the dirty flag, without running any migration;
+             use after repairing a failed migration by hand
   steps N    apply N migrations (N > 0) or revert -N migrations (N < 0)
 
 The database URL comes from --database-url or DATABASE_URL. Connecting
 gives up after 10 seconds unless the URL sets connect_timeout.`,
-		flags: func(fs *flag.FlagSet) { databaseFlag(fs, &dbURL) },
+		flags: func(fs *flag.FlagSet) {
+			databaseFlag(fs, &dbURL)
+			fs.BoolVar(&yes, "yes", false, "confirm migrate down, which drops every event")
+		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) == 0 {
 				return usagef("missing subcommand")
@@ -44,11 +52,19 @@ gives up after 10 seconds unless the URL sets connect_timeout.`,
 			if err != nil {
 				return err
 			}
+			if yes && sub != "down" {
+				return usagef("--yes only confirms migrate down")
+			}
 			u, err := databaseURL(env, dbURL)
 			if err != nil {
 				return err
 			}
-			return explainDirty(op.run(ctx, env, u, n), u)
+			m, err := migrations.Open(ctx, u)
+			if err != nil {
+				return redact(err, u)
+			}
+			defer m.Close(context.WithoutCancel(ctx))
+			return explainDirty(op.run(ctx, env, m, migrateArgs{n: n, yes: yes}), u)
 		},
 	}
 }
@@ -56,25 +72,45 @@ gives up after 10 seconds unless the URL sets connect_timeout.`,
 // migrateOp is one "chronicle migrate" subcommand.
 type migrateOp struct {
 	arg func(args []string) (int, error)
-	run func(ctx context.Context, env *Env, databaseURL string, n int) error
+	run func(ctx context.Context, env *Env, m *migrations.Migrator, a migrateArgs) error
+}
+
+// migrateArgs are a subcommand's parsed arguments.
+type migrateArgs struct {
+	n   int  // force's version, steps' count
+	yes bool // --yes: down is confirmed
 }
 
 var migrateOps = map[string]migrateOp{
-	"up": {arg: noArg("up"), run: func(ctx context.Context, env *Env, u string, _ int) error {
-		if err := migrations.Up(ctx, u); err != nil {
+	"up": {arg: noArg("up"), run: func(ctx context.Context, env *Env, m *migrations.Migrator, _ migrateArgs) error {
+		applied, err := m.Up(ctx)
+		printMigrations(env, "applied", applied)
+		if err != nil {
 			return err
 		}
-		return printVersion(ctx, env, u, "schema is up to date at version %d\n")
+		if len(applied) == 0 {
+			fmt.Fprint(env.Stdout, "nothing to apply: ")
+		}
+		return printVersion(ctx, env, m, "schema is up to date at version %d\n")
 	}},
-	"down": {arg: noArg("down"), run: func(ctx context.Context, env *Env, u string, _ int) error {
-		if err := migrations.Down(ctx, u); err != nil {
+	"down": {arg: noArg("down"), run: func(ctx context.Context, env *Env, m *migrations.Migrator, a migrateArgs) error {
+		if !a.yes {
+			return refuseDown(ctx, m)
+		}
+		undone, err := m.Down(ctx)
+		printMigrations(env, "reverted", undone)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(env.Stdout, "reverted every migration: the chronicle schema is gone")
+		if len(undone) == 0 {
+			fmt.Fprintln(env.Stdout, "nothing to revert: no migration is applied")
+			return nil
+		}
+		fmt.Fprintln(env.Stdout, "reverted every migration: Chronicle's tables and events are gone")
 		return nil
 	}},
-	"version": {arg: noArg("version"), run: func(ctx context.Context, env *Env, u string, _ int) error {
-		v, dirty, err := migrations.Version(ctx, u)
+	"version": {arg: noArg("version"), run: func(ctx context.Context, env *Env, m *migrations.Migrator, _ migrateArgs) error {
+		v, dirty, err := m.Version(ctx)
 		if err != nil {
 			return err
 		}
@@ -85,23 +121,56 @@ var migrateOps = map[string]migrateOp{
 		fmt.Fprintf(env.Stdout, "version %d (latest %d)\n", v, migrations.Latest())
 		return nil
 	}},
-	"force": {arg: intArg("force", -1), run: func(ctx context.Context, env *Env, u string, n int) error {
-		if err := migrations.Force(ctx, u, n); err != nil {
+	"force": {arg: intArg("force", -1), run: func(ctx context.Context, env *Env, m *migrations.Migrator, a migrateArgs) error {
+		if err := m.Force(ctx, a.n); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "forced version %d; the schema is marked clean\n", n)
+		fmt.Fprintf(env.Stdout, "forced version %d; the schema is marked clean\n", a.n)
 		return nil
 	}},
-	"steps": {arg: intArg("steps", 0), run: func(ctx context.Context, env *Env, u string, n int) error {
-		if err := migrations.Steps(ctx, u, n); err != nil {
+	"steps": {arg: intArg("steps", 0), run: func(ctx context.Context, env *Env, m *migrations.Migrator, a migrateArgs) error {
+		done, err := m.Steps(ctx, a.n)
+		if a.n > 0 {
+			printMigrations(env, "applied", done)
+		} else {
+			printMigrations(env, "reverted", done)
+		}
+		if err != nil {
 			return err
 		}
-		return printVersion(ctx, env, u, "schema is at version %d\n")
+		return printVersion(ctx, env, m, "schema is at version %d\n")
 	}},
 }
 
-func printVersion(ctx context.Context, env *Env, u, format string) error {
-	v, _, err := migrations.Version(ctx, u)
+// refuseDown says what migrate down would drop, and drops nothing.
+func refuseDown(ctx context.Context, m *migrations.Migrator) error {
+	v, _, err := m.Version(ctx)
+	if err != nil {
+		return err
+	}
+	var applied []string
+	for _, mg := range slices.Backward(migrations.List()) {
+		if mg.Version <= v {
+			applied = append(applied, mg.String())
+		}
+	}
+	if len(applied) == 0 {
+		return errors.New("refusing migrate down without --yes (no migration is applied, so it would drop nothing)")
+	}
+	return fmt.Errorf("refusing migrate down without --yes: it would revert %d migrations (%s), "+
+		"dropping every Chronicle table in schema %s with ALL EVENTS, snapshots, projection checkpoints and dead letters; "+
+		"nothing was changed; run `chronicle migrate down --yes` to drop them",
+		len(applied), strings.Join(applied, ", "), migrations.Schema)
+}
+
+func printMigrations(env *Env, verb string, list []migrations.Migration) {
+	for _, mg := range list {
+		fmt.Fprintf(env.Stdout, "%s %s\n", verb, mg)
+	}
+}
+
+func printVersion(ctx context.Context, env *Env, m *migrations.Migrator, format string) error {
+	v, _, err := m.Version(ctx)
 	if err != nil {
 		return err
 	}
@@ -133,6 +202,8 @@ func intArg(sub string, minimum int) func([]string) (int, error) {
 			return 0, usagef("migrate steps: N must not be 0")
 		case minimum < 0 && n < minimum:
 			return 0, usagef("migrate %s: version must be -1 or more, got %d", sub, n)
+		case minimum < 0 && n >= 0 && !slices.Contains(migrationVersions(), uint(n)):
+			return 0, usagef("migrate %s: unknown version %d (known: -1, %s)", sub, n, joinVersions())
 		}
 		return n, nil
 	}
@@ -162,16 +233,17 @@ func previous(v uint) int {
 
 // migrationVersions lists the versions of the embedded migrations.
 func migrationVersions() []uint {
-	entries, _ := fs.ReadDir(migrations.FS(), ".")
 	var vs []uint
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".up.sql") {
-			continue
-		}
-		var v uint
-		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil {
-			vs = append(vs, v)
-		}
+	for _, m := range migrations.List() {
+		vs = append(vs, m.Version)
 	}
 	return vs
+}
+
+func joinVersions() string {
+	var vs []string
+	for _, v := range migrationVersions() {
+		vs = append(vs, strconv.FormatUint(uint64(v), 10))
+	}
+	return strings.Join(vs, ", ")
 }

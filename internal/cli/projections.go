@@ -13,10 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func projectionsCommand() command {
@@ -46,10 +45,13 @@ func projectionsCommand() command {
                          shows the replay. The request is stored: if no runner
                          runs NAME, it waits for one (Ctrl-C stops waiting, not
                          the rebuild). --no-wait returns after the request.
-  dead-letters list      parked events (--projection, --status, --limit,
-                         --after for paging, --json)
+  dead-letters list      the parked dead letters (by default only those: the
+                         events waiting for an operator); --state retry,
+                         resolved, skipped or all lists others; --projection,
+                         --limit, --after for paging, --json
   dead-letters retry ID  ask the holder of the event's partition to handle it
                          again (resolved on success, parked again on failure)
+                         (a skipped dead letter cannot be retried)
   dead-letters skip ID   give up on a parked event
 
 See docs/projections.md.`,
@@ -58,7 +60,8 @@ See docs/projections.md.`,
 			fs.BoolVar(&jsonOut, "json", false, "print JSON (status, dead-letters list)")
 			fs.BoolVar(&noWait, "no-wait", false, "rebuild: return once the rebuild is requested")
 			fs.StringVar(&projName, "projection", "", "dead-letters list: only the dead letters of projection `name`")
-			fs.StringVar(&status, "status", "", "dead-letters list: only the dead letters in `state` parked, retry, resolved or skipped")
+			fs.StringVar(&status, "state", string(projectionstore.DeadLetterParked), "dead-letters list: the dead letters in `state` parked, retry, resolved, skipped or all")
+			fs.StringVar(&status, "status", string(projectionstore.DeadLetterParked), "dead-letters list: the same as --state (deprecated)")
 			fs.IntVar(&limit, "limit", 0, "dead-letters list: at most `n` dead letters (default 100)")
 			fs.Int64Var(&afterID, "after", 0, "dead-letters list: the dead letters with an ID above `id`")
 		},
@@ -92,16 +95,18 @@ See docs/projections.md.`,
 				switch args[1] {
 				case "list":
 					if len(args) != 2 {
-						return usagef("dead-letters list takes no arguments; filter with --projection and --status")
+						return usagef("dead-letters list takes no arguments; filter with --projection and --state")
 					}
 					if limit < 0 || afterID < 0 {
 						return usagef("--limit and --after must not be negative")
 					}
-					st := projection.DeadLetterStatus(status)
-					if st != "" && !st.Valid() {
-						return usagef("--status %q is not parked, retry, resolved or skipped", status)
+					st := projectionstore.DeadLetterStatus(status)
+					if status == "all" {
+						st = ""
+					} else if !st.Valid() {
+						return usagef("--state %q is not parked, retry, resolved, skipped or all", status)
 					}
-					filter := projection.DeadLetterFilter{Projection: projName, Status: st, Limit: limit, AfterID: afterID}
+					filter := projectionstore.DeadLetterFilter{Projection: projName, Status: st, Limit: limit, AfterID: afterID}
 					run = func(ctx context.Context, pc *projContext) error {
 						return projListDeadLetters(ctx, env.Stdout, pc, filter, jsonOut)
 					}
@@ -143,22 +148,11 @@ type projContext struct {
 // withProjections opens a pool, a poll-only event store and a projection
 // store, checks the connection and runs fn.
 func withProjections(ctx context.Context, databaseURL string, fn func(context.Context, *projContext) error) error {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	pool, err := openPool(ctx, databaseURL, 2, 10*time.Second)
 	if err != nil {
-		return fmt.Errorf("invalid database url: %w", err)
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
-	}
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to database: %w", err)
+		return err
 	}
 	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("connect to database: %w", err)
-	}
 	store, err := postgres.New(pool, &postgres.Config{PollOnly: true})
 	if err != nil {
 		return err
@@ -361,7 +355,7 @@ type projDeadLetterJSON struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
-func projListDeadLetters(ctx context.Context, w io.Writer, pc *projContext, filter projection.DeadLetterFilter, jsonOut bool) error {
+func projListDeadLetters(ctx context.Context, w io.Writer, pc *projContext, filter projectionstore.DeadLetterFilter, jsonOut bool) error {
 	dls, err := pc.ps.DeadLetters(ctx, filter)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
 
 func TestProjectionsArguments(t *testing.T) {
@@ -33,6 +34,7 @@ func TestProjectionsArguments(t *testing.T) {
 		{[]string{"projections", "dead-letters"}, 2, "missing dead-letters subcommand"},
 		{[]string{"projections", "dead-letters", "bury"}, 2, `unknown dead-letters subcommand "bury"`},
 		{[]string{"projections", "dead-letters", "list", "x"}, 2, "takes no arguments"},
+		{[]string{"projections", "dead-letters", "list", "--state", "lost"}, 2, `"lost" is not parked`},
 		{[]string{"projections", "dead-letters", "list", "--status", "lost"}, 2, `"lost" is not parked`},
 		{[]string{"projections", "dead-letters", "list", "--limit=-1"}, 2, "must not be negative"},
 		{[]string{"projections", "dead-letters", "retry"}, 2, "one or more dead letter IDs"},
@@ -70,16 +72,16 @@ func TestProjectionsCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last eventstore.AppendResult
-	for _, stream := range []string{"acc-1", "poison", "acc-2", "acc-1"} {
+	for _, stream := range []string{"acc-1", "poison", "acc-2", "poison-2", "acc-1"} {
 		if last, err = store.Append(ctx, stream, eventstore.Any, eventstore.Event{Type: "Deposited", Data: []byte(`{"amount":1}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	var resets, handled atomic.Int32
-	var fixed atomic.Bool
+	var fixed, fixedAll atomic.Bool
 	h := projection.HandlerFunc(func(_ context.Context, ev projection.Event) error {
-		if ev.StreamID == "poison" && !fixed.Load() {
+		if strings.HasPrefix(ev.StreamID, "poison") && !fixedAll.Load() && !(fixed.Load() && ev.StreamID == "poison") {
 			return errors.New("cannot handle\nthis")
 		}
 		handled.Add(1)
@@ -121,46 +123,71 @@ func TestProjectionsCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &sts); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	if len(sts) != 1 || sts[0].Parked != 1 || sts[0].Holder != "test-runner" || sts[0].LagEvents != 0 || sts[0].State != "live" {
+	if len(sts) != 1 || sts[0].Parked != 2 || sts[0].Holder != "test-runner" || sts[0].LagEvents != 0 || sts[0].State != "live" {
 		t.Fatalf("status --json = %+v", sts)
 	}
 	_, stderr := mustRun(t, nil, 1, "projections", "status", "nope", "--database-url", db)
 	wantContains(t, "status of an unknown projection", stderr, "unknown projection")
 
 	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--database-url", db)
-	for _, want := range []string{"ID", `"poison"`, "balances", "parked", "cannot handle this"} {
+	for _, want := range []string{"ID", `"poison"`, `"poison-2"`, "balances", "parked", "cannot handle this"} {
 		wantContains(t, "dead-letters list", out, want)
 	}
-	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--json", "--status", "parked", "--projection", "balances", "--database-url", db)
-	var dl projDeadLetterJSON
-	if err := json.Unmarshal([]byte(out), &dl); err != nil {
-		t.Fatalf("dead-letters list --json: %v\n%s", err, out)
+	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--json", "--state", "parked", "--projection", "balances", "--database-url", db)
+	var dls []projDeadLetterJSON
+	for dec := json.NewDecoder(strings.NewReader(out)); dec.More(); {
+		var dl projDeadLetterJSON
+		if err := dec.Decode(&dl); err != nil {
+			t.Fatalf("dead-letters list --json: %v\n%s", err, out)
+		}
+		dls = append(dls, dl)
 	}
-	if dl.StreamID != "poison" || dl.Attempts != 2 || dl.Error != "cannot handle\nthis" {
-		t.Fatalf("dead letter = %+v", dl)
+	if len(dls) != 2 || dls[0].StreamID != "poison" || dls[0].Attempts != 2 || dls[0].Error != "cannot handle\nthis" || dls[1].StreamID != "poison-2" {
+		t.Fatalf("dead letters = %+v", dls)
 	}
-	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--status", "skipped", "--database-url", db)
+	dl, dl2 := dls[0], dls[1]
+	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--state", "skipped", "--database-url", db)
 	wantContains(t, "empty list", out, "no dead letters")
+
+	// A skipped letter leaves the default (parked) list and cannot be retried.
+	id2 := strconv.FormatInt(dl2.ID, 10)
+	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "skip", id2, "--database-url", db)
+	wantContains(t, "skip", out, "skipped")
+	_, stderr = mustRun(t, nil, 1, "projections", "dead-letters", "retry", id2, "--database-url", db)
+	wantContains(t, "retry skipped", stderr, "cannot retry dead letter "+id2+": it was skipped")
+	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--database-url", db)
+	if !strings.Contains(out, `"poison"`) || strings.Contains(out, `"poison-2"`) {
+		t.Fatalf("default list shows skipped letters or misses parked ones:\n%s", out)
+	}
+	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--state", "skipped", "--database-url", db)
+	if !strings.Contains(out, `"poison-2"`) || strings.Contains(out, `"poison"`) {
+		t.Fatalf("--state skipped:\n%s", out)
+	}
 
 	fixed.Store(true)
 	id := strconv.FormatInt(dl.ID, 10)
 	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "retry", id, "--database-url", db)
 	wantContains(t, "retry", out, "retry requested")
 	waitFor(t, func() bool {
-		dls, err := ps.DeadLetters(ctx, projection.DeadLetterFilter{Status: projection.DeadLetterResolved})
+		dls, err := ps.DeadLetters(ctx, projectionstore.DeadLetterFilter{Status: projectionstore.DeadLetterResolved})
 		return err == nil && len(dls) == 1
 	})
+	out, _ = mustRun(t, nil, 0, "projections", "dead-letters", "list", "--state", "all", "--database-url", db)
+	for _, want := range []string{"resolved", "skipped"} {
+		wantContains(t, "list --state all", out, want)
+	}
 	_, stderr = mustRun(t, nil, 1, "projections", "dead-letters", "skip", id, "999999", "--database-url", db)
 	wantContains(t, "skip resolved", stderr, "it is resolved")
 	wantContains(t, "skip unknown", stderr, "dead letter not found: 999999")
 
+	fixedAll.Store(true) // the rebuild replays every event, the skipped one included
 	before := handled.Load()
 	out, stderr = mustRun(t, nil, 0, "projections", "rebuild", "balances", "--database-url", db)
 	wantContains(t, "rebuild", out, "rebuild of balances requested")
 	wantContains(t, "rebuild", out, "rebuilt balances")
 	wantContains(t, "rebuild progress", stderr, "100%")
-	if resets.Load() != 1 || handled.Load() != before+4 {
-		t.Fatalf("after rebuild: %d resets, %d events handled again; want 1 and 4", resets.Load(), handled.Load()-before)
+	if resets.Load() != 1 || handled.Load() != before+5 {
+		t.Fatalf("after rebuild: %d resets, %d events handled again; want 1 and 5", resets.Load(), handled.Load()-before)
 	}
 	out, _ = mustRun(t, nil, 0, "projections", "rebuild", "balances", "--no-wait", "--database-url", db)
 	wantContains(t, "rebuild --no-wait", out, "requested")

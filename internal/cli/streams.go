@@ -11,8 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
 )
@@ -24,21 +22,30 @@ func streamsCommand() command {
 		limit    int
 		backward bool
 		jsonOut  bool
+		prefix   string
+		before   int64
 	)
 	return command{
 		name:     "streams",
-		synopsis: "read STREAM [--from N] [--limit N] [--backward] [--json] | head  [--database-url URL]",
-		summary:  "read a stream's events or show the head of the global order",
+		synopsis: "read STREAM [--from N] [--limit N] [--backward] [--json] | list [--prefix P] [--limit N] [--before SEQ] [--json] | head  [--database-url URL]",
+		summary:  "list streams, read a stream's events or show the head of the global order",
 		help: `Subcommands:
 
   read STREAM  print the events of STREAM in version order: version, global
                position, type, schema version, recorded-at time, payload
+  list         print one page of streams, newest-created first: stream id,
+               version, created and updated times, and the cursor (SEQ);
+               --prefix keeps the streams whose id starts with it, --limit
+               sets the page size (default 100), and the last line gives the
+               --before value that prints the next page
   head         print the position of the last event readers can see now and
                the tailing lag (age of the oldest transaction still running)`,
 		flags: func(fs *flag.FlagSet) {
 			databaseFlag(fs, &dbURL)
 			fs.Int64Var(&from, "from", 0, "first `version` to print (reading backward: the highest)")
-			fs.IntVar(&limit, "limit", 0, "print at most `n` events (0: all)")
+			fs.IntVar(&limit, "limit", 0, "read: print at most `n` events (0: all); list: the page size (0: 100)")
+			fs.StringVar(&prefix, "prefix", "", "list: only streams whose id starts with `p`")
+			fs.Int64Var(&before, "before", 0, "list: only streams created before the one with this `seq` (the next page)")
 			fs.BoolVar(&backward, "backward", false, "read from the newest event to the oldest")
 			fs.BoolVar(&jsonOut, "json", false, "print one JSON object per event")
 		},
@@ -52,6 +59,9 @@ func streamsCommand() command {
 				if len(args) != 2 {
 					return usagef("streams read takes one stream id")
 				}
+				if prefix != "" || before != 0 {
+					return usagef("--prefix and --before are flags of streams list")
+				}
 				if from < 0 || limit < 0 {
 					return usagef("--from and --limit must not be negative")
 				}
@@ -62,6 +72,20 @@ func streamsCommand() command {
 				streamID := args[1]
 				run = func(ctx context.Context, store *postgres.Store) error {
 					return printStream(ctx, env.Stdout, store, streamID, opts, jsonOut)
+				}
+			case "list":
+				if len(args) != 1 {
+					return usagef("streams list takes no arguments (use --prefix)")
+				}
+				if from != 0 || backward {
+					return usagef("--from and --backward are flags of streams read")
+				}
+				opts := eventstore.ListStreamsOptions{Prefix: prefix, Before: before, Limit: limit}
+				if err := opts.Validate(); err != nil {
+					return usagef("streams list: %v", err)
+				}
+				run = func(ctx context.Context, store *postgres.Store) error {
+					return printStreams(ctx, env.Stdout, store, opts, jsonOut)
 				}
 			case "head":
 				if len(args) != 1 {
@@ -85,22 +109,11 @@ func streamsCommand() command {
 // withStore opens a pool and a poll-only store (a one-shot command needs no
 // LISTEN connection), checks the connection and runs fn.
 func withStore(ctx context.Context, databaseURL string, fn func(context.Context, *postgres.Store) error) error {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	pool, err := openPool(ctx, databaseURL, 2, 10*time.Second)
 	if err != nil {
-		return fmt.Errorf("invalid database url: %w", err)
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
-	}
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to database: %w", err)
+		return err
 	}
 	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("connect to database: %w", err)
-	}
 	store, err := postgres.New(pool, &postgres.Config{PollOnly: true})
 	if err != nil {
 		return err
@@ -156,8 +169,9 @@ func printStream(ctx context.Context, w io.Writer, store eventstore.Store, strea
 			rec.RecordedAt.UTC().Format(time.RFC3339Nano), rec.Data)
 	}
 	if count == 0 {
+		// The store's error already names the stream.
 		if _, err := store.StreamVersion(ctx, streamID); errors.Is(err, eventstore.ErrStreamNotFound) {
-			return fmt.Errorf("stream %s: %w", strconv.Quote(streamID), err)
+			return err
 		}
 	}
 	if tw != nil {
@@ -181,5 +195,60 @@ func printHead(ctx context.Context, w io.Writer, store *postgres.Store) error {
 		fmt.Fprintf(w, "head: %s\n", head)
 	}
 	fmt.Fprintf(w, "tail lag: %s\n", lag.Round(time.Millisecond))
+	return nil
+}
+
+// streamJSON is the --json form of a stream in a listing.
+type streamJSON struct {
+	StreamID  string    `json:"stream_id"`
+	Version   int64     `json:"version"`
+	Seq       int64     `json:"seq"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// printStreams prints one page of streams and, when the page is full, how
+// to get the next one.
+func printStreams(ctx context.Context, w io.Writer, store eventstore.StreamLister, opts eventstore.ListStreamsOptions, jsonOut bool) error {
+	streams, err := store.ListStreams(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if jsonOut {
+		enc := json.NewEncoder(w)
+		for _, st := range streams {
+			if err := enc.Encode(streamJSON{StreamID: st.StreamID, Version: st.Version, Seq: st.Seq, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(streams) == 0 {
+		if opts.Prefix != "" {
+			fmt.Fprintf(w, "no streams with prefix %q\n", opts.Prefix)
+		} else {
+			fmt.Fprintln(w, "no streams")
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STREAM\tVERSION\tCREATED AT\tUPDATED AT\tSEQ")
+	for _, st := range streams {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", st.StreamID, st.Version,
+			st.CreatedAt.UTC().Format(time.RFC3339Nano), st.UpdatedAt.UTC().Format(time.RFC3339Nano), st.Seq)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(streams) == opts.EffectiveLimit() {
+		next := "chronicle streams list --before " + strconv.FormatInt(streams[len(streams)-1].Seq, 10)
+		if opts.Prefix != "" {
+			next += " --prefix " + strconv.Quote(opts.Prefix)
+		}
+		if opts.Limit != 0 {
+			next += " --limit " + strconv.Itoa(opts.Limit)
+		}
+		fmt.Fprintf(w, "more: %s\n", next)
+	}
 	return nil
 }

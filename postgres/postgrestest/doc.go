@@ -39,7 +39,12 @@
 // when Docker runs but cannot start the image (for example, it cannot be
 // pulled). When the
 // environment variable CI is true, the test fails instead, so that a CI
-// job cannot pass by skipping every integration test.
+// job cannot pass by skipping every integration test. The reason names the
+// real cause (no socket at /var/run/docker.sock, DOCKER_HOST unreachable,
+// no answer), not the last location testcontainers happened to try.
+//
+// [ReportSkips], called from TestMain, prints one line after a package's
+// tests saying how many skipped and why.
 //
 // # Your own schema
 //

@@ -16,7 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(ReportSkips(m))
 }
 
 func TestChooseSource(t *testing.T) {

@@ -83,7 +83,7 @@ func chooseSource(envURL string, ci bool, probeDocker func() error) (source, str
 	if err == nil {
 		return sourceContainer, ""
 	}
-	reason := fmt.Sprintf("%s (docker: %v)", noPostgres, err)
+	reason := fmt.Sprintf("%s (%v)", noPostgres, err)
 	if ci {
 		return sourceFail, reason + "; " + EnvCI + "=true, so this is a failure, not a skip"
 	}
@@ -118,13 +118,16 @@ func (s *server) get(t interface {
 	s.once.Do(s.init)
 	switch {
 	case s.src == sourceSkip:
+		skips.add(s.reason)
 		t.Skip(s.reason)
 	case s.src == sourceFail:
 		t.Fatal(s.reason)
 	case s.err != nil && s.src == sourceContainer && !isCI():
 		// Docker answers but cannot run the image (not pulled, no
 		// registry): outside CI that is a machine without PostgreSQL.
-		t.Skip(s.err.Error() + " (skipped: " + EnvCI + " is not true)")
+		reason := s.err.Error() + " (skipped: " + EnvCI + " is not true)"
+		skips.add(reason)
+		t.Skip(reason)
 	case s.err != nil:
 		t.Fatal(s.err)
 	}
@@ -187,10 +190,40 @@ func probeDocker() (err error) {
 	}()
 	select {
 	case err := <-done:
-		return firstLine(err)
+		if err == nil {
+			return nil
+		}
+		return dockerUnreachable(os.Getenv("DOCKER_HOST"), fileExists, firstLine(err))
 	case <-ctx.Done():
-		return errors.New("no answer from the docker daemon within " + dockerProbeTimeout.String())
+		return errors.New("docker daemon not reachable: no answer within " + dockerProbeTimeout.String())
 	}
+}
+
+// defaultDockerSocket is where a Docker daemon listens when DOCKER_HOST is
+// not set.
+const defaultDockerSocket = "/var/run/docker.sock"
+
+// dockerUnreachable explains why no Docker daemon answered, naming the
+// real cause. testcontainers tries every known location and reports only
+// the last one it tried (rootless Docker), which misleads when the daemon
+// is simply not running.
+func dockerUnreachable(dockerHost string, exists func(string) bool, err error) error {
+	switch {
+	case dockerHost != "":
+		return fmt.Errorf("docker daemon not reachable at DOCKER_HOST=%s: %v", dockerHost, err)
+	case !exists(defaultDockerSocket):
+		return errors.New("docker daemon not reachable: it is not running (no socket at " + defaultDockerSocket + ") and DOCKER_HOST is not set")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "rootless Docker not found") {
+		msg = "no answer on unix://" + defaultDockerSocket
+	}
+	return errors.New("docker daemon not reachable: " + msg)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // firstLine shortens testcontainers' multi-line discovery errors.

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/examples/bank/account"
+	"github.com/chronicle-go/chronicle/memory"
 )
 
 func setup(t *testing.T) (*memory.Store, *eventstore.Registry, *account.Repository) {
@@ -89,7 +89,7 @@ func TestInsufficientFundsError(t *testing.T) {
 	a := repo.New("account-1")
 	_ = a.Open("Ada")
 	_ = a.Deposit(70)
-	if err := repo.Save(ctx, a); err != nil {
+	if _, err := repo.Save(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	_, err := repo.Update(ctx, "account-1", func(a *account.Account) error { return a.Withdraw(500) })

@@ -1,12 +1,12 @@
-// Package eventsql holds the event store's append statements and the pure
-// logic around them: flattening appends into the statements' parameter
-// arrays, reading their results, and deciding what an append that wrote
-// nothing means (an idempotent retry, a duplicate event, a concurrency
-// conflict, or a race worth retrying).
+// Package eventsql holds the event store's SQL statements and the pure
+// logic around the appends: flattening appends into the statements'
+// parameter arrays, reading their results, and deciding what an append
+// that wrote nothing means (an idempotent retry, a duplicate event, a
+// concurrency conflict, or a race worth retrying).
 //
 // Each statement is a whole .sql file in this folder, embedded as it is:
-// the exact text an append runs is one file away. Package postgres runs
-// them (on its pool or in a caller's transaction) and owns the retries.
+// the exact text a call runs is one file away. Package postgres runs them
+// (on its pool or in a caller's transaction) and owns the retries.
 //
 // # The appends
 //
@@ -20,6 +20,17 @@
 // when an expectation does not hold. Each moves the stream's head row in
 // chronicle.streams and inserts the events numbered from it.
 //
+// # Reads
+//
+//   - read_stream_forward.sql, read_stream_backward.sql: a page of a
+//     stream's records.
+//   - read_payloads_forward.sql, read_payloads_backward.sql: the same,
+//     with only what rehydrating an aggregate uses.
+//   - read_all.sql, head.sql: the global order up to the transaction-id
+//     horizon.
+//   - stream_version.sql, list_streams.sql: head rows.
+//   - tail_lag.sql: how long the horizon has been held back.
+//
 // # Plans that stay right as tables grow
 //
 // PostgreSQL caches a prepared statement's generic plan per connection
@@ -31,7 +42,9 @@
 // LIMIT 1, then compared with the id): its first index entry is all the
 // LIMIT needs, so the planner picks the primary key at every size. The
 // head row itself is reached through ON CONFLICT, which always uses the
-// primary key.
+// primary key. Stream reads use the same idea on
+// events_stream_version_key: a row comparison from (stream, version)
+// bounded by the stream id, ordered by the index columns.
 //
 // # After a conflict
 //

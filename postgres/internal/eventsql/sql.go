@@ -18,6 +18,25 @@ var (
 	CurrentVersionsSQL string
 	//go:embed lookup_events.sql
 	LookupEventsSQL string
+
+	//go:embed read_stream_forward.sql
+	ReadStreamForwardSQL string
+	//go:embed read_stream_backward.sql
+	ReadStreamBackwardSQL string
+	//go:embed read_payloads_forward.sql
+	ReadPayloadsForwardSQL string
+	//go:embed read_payloads_backward.sql
+	ReadPayloadsBackwardSQL string
+	//go:embed read_all.sql
+	ReadAllSQL string
+	//go:embed head.sql
+	HeadSQL string
+	//go:embed stream_version.sql
+	StreamVersionSQL string
+	//go:embed list_streams.sql
+	ListStreamsSQL string
+	//go:embed tail_lag.sql
+	TailLagSQL string
 )
 
 // SQLSTATE codes and constraint names the append path interprets.

@@ -1,0 +1,4 @@
+package natsbus
+
+// DecodeForTest exposes decode to the tests.
+var DecodeForTest = decode

@@ -1,0 +1,17 @@
+-- A page of a stream's records, forward from a version.
+--
+-- $1 stream id, $2 first version, $3 limit (NULL: none).
+--
+-- The WHERE is "from (stream, version) up to the end of the stream" on
+-- events_stream_version_key, written as a row comparison bounded by the
+-- stream id rather than as stream_id = $1: with the ORDER BY on the index
+-- columns and the LIMIT, the planner picks the index at every table size.
+-- The obvious form, planned while the table fits in a page or two, is a
+-- sequential scan and a sort, and a prepared statement keeps that plan as
+-- the table grows (until the next ANALYZE).
+SELECT global_position, transaction_id, event_id, stream_id, stream_version,
+       event_type, schema_version, data, metadata, recorded_at
+FROM chronicle.events
+WHERE (stream_id, stream_version) >= ($1, $2) AND stream_id <= $1
+ORDER BY stream_id, stream_version
+LIMIT $3

@@ -1,0 +1,343 @@
+package rowscan
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// Layout is the shape of the rows a read returns: the full records of
+// postgres/internal/eventsql's read_stream_*.sql and read_all.sql, or the
+// payloads of read_payloads_*.sql.
+type Layout struct {
+	// columns is the number of columns; binary lists those that must come
+	// in binary format for decode, and jsonb the data (and metadata)
+	// columns, which must share one format.
+	columns int
+	binary  []int
+	jsonb   []int
+	// decode decodes one row of wire values into r and returns the
+	// metadata JSON (nil when NULL or not read), which aliases the row
+	// buffer and is only valid until the next row.
+	decode func(v [][]byte, r *eventstore.Record, names *nameCache, arena *blockArena, jsonbBinary bool) ([]byte, error)
+	// scan is the generic fallback for other formats: it scans the row
+	// into r and appends the metadata JSON to md.
+	scan func(rows pgx.Rows, r *eventstore.Record, md *[]byte) error
+}
+
+// Records is the layout of the record reads: global_position,
+// transaction_id, event_id, stream_id, stream_version, event_type,
+// schema_version, data, metadata, recorded_at.
+var Records = Layout{
+	columns: 10,
+	binary:  []int{0, 1, 2, 4, 6, 9},
+	jsonb:   []int{7, 8},
+	decode:  decodeRecord,
+	scan: func(rows pgx.Rows, r *eventstore.Record, md *[]byte) error {
+		err := rows.Scan(&r.Position.Global, &r.Position.Transaction, (*[16]byte)(&r.EventID), &r.StreamID,
+			&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data, md, &r.RecordedAt)
+		r.RecordedAt = r.RecordedAt.UTC()
+		return err
+	},
+}
+
+// Payloads is the layout of the payload reads: stream_version,
+// event_type, schema_version, data; the stream ID
+// comes from the stream hint.
+var Payloads = Layout{
+	columns: 4,
+	binary:  []int{0, 2},
+	jsonb:   []int{3},
+	decode:  decodePayload,
+	scan: func(rows pgx.Rows, r *eventstore.Record, _ *[]byte) error {
+		return rows.Scan(&r.StreamVersion, &r.Type, &r.SchemaVersion, &r.Data)
+	},
+}
+
+// Scan reads rows of layout. streamHint, when not empty, is
+// the stream every row belongs to (ReadStream): its string is shared by
+// the records instead of allocated per row (and the payload layout, which
+// has no stream column, takes it from there).
+//
+// When the server sends the layout's columns in binary format (pgx's
+// default extended protocol), the rows are decoded straight from their wire
+// bytes: payloads copied into shared blocks (see blockArena) plus interned
+// type and stream names, instead of pgx's generic per-column scanning.
+// Other query exec modes fall back to rows.Scan.
+func Scan(rows pgx.Rows, layout *Layout, streamHint string) ([]eventstore.Record, error) {
+	return scan(rows, layout, streamHint, true)
+}
+
+// ScanGeneric is [Scan] through pgx's own per-column scanning only: the
+// plain path the fast decoder is measured and fuzzed against.
+func ScanGeneric(rows pgx.Rows, layout *Layout, streamHint string) ([]eventstore.Record, error) {
+	return scan(rows, layout, streamHint, false)
+}
+
+func scan(rows pgx.Rows, layout *Layout, streamHint string, allowFast bool) ([]eventstore.Record, error) {
+	defer rows.Close()
+	// Rows are gathered in a pooled scratch slice and copied into one of
+	// the exact length at the end: a page is usually much shorter than its
+	// limit (a stream of 100 events read with a limit of 1000), and
+	// allocating (and zeroing) the limit's worth of records dominated the
+	// cost of reading it.
+	scratch := recordScratch.Get().(*[]eventstore.Record)
+	recs := (*scratch)[:0]
+	defer func() {
+		clear(recs) // drop references to payloads and names
+		if cap(recs) <= maxScratch {
+			*scratch = recs[:0]
+			recordScratch.Put(scratch)
+		}
+	}()
+	fast, jsonbBinary := layout.fastFormats(rows.FieldDescriptions())
+	fast = fast && allowFast
+	var (
+		md    []byte
+		arena blockArena
+	)
+	names := nameCache{hint: streamHint, arena: &arena}
+	for rows.Next() {
+		// Decode in place: a local Record would escape (rows.Scan takes
+		// its fields' addresses) and cost an allocation per row.
+		recs = append(recs, eventstore.Record{})
+		r := &recs[len(recs)-1]
+		var err error
+		if fast {
+			md, err = layout.decode(rows.RawValues(), r, &names, &arena, jsonbBinary)
+		} else {
+			md = md[:0]
+			err = layout.scan(rows, r, &md)
+			if r.StreamID == "" {
+				r.StreamID = streamHint
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(md) > 0 {
+			if err := json.Unmarshal(md, &r.Metadata); err != nil {
+				return nil, &eventstore.DecodeError{Type: r.Type, SchemaVersion: r.SchemaVersion, EventID: r.EventID, Err: fmt.Errorf("metadata: %w", err)}
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return []eventstore.Record{}, nil
+	}
+	return slices.Clone(recs), nil
+}
+
+// maxScratch bounds the capacity of the scratch slices kept in
+// recordScratch, so that one huge page does not pin its memory.
+const maxScratch = 4096
+
+// recordScratch holds *[]eventstore.Record scratch slices for
+// Scan.
+var recordScratch = sync.Pool{New: func() any {
+	s := make([]eventstore.Record, 0, 256)
+	return &s
+}}
+
+// arenaChunk is the size of the blocks arena carves payloads
+// from; payloads larger than a quarter of it get their own allocation.
+const arenaChunk = 8 << 10
+
+// blockArena copies the payloads of one page into shared blocks instead of
+// one allocation per event. A record kept after its page is dropped keeps
+// at most one block (8 KiB) alive.
+type blockArena struct{ buf []byte }
+
+// copy returns a copy of b whose capacity is its length, so that appending
+// to it never writes into another record's payload.
+func (a *blockArena) copy(b []byte) []byte {
+	n := len(b)
+	if n > arenaChunk/4 {
+		return append([]byte(nil), b...)
+	}
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, arenaChunk)
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[start:len(a.buf):len(a.buf)]
+}
+
+// string returns b as a string carved from the arena. The arena never
+// writes bytes it has handed out, so the string is immutable like any other.
+func (a *blockArena) string(b []byte) string {
+	c := a.copy(b)
+	return unsafe.String(unsafe.SliceData(c), len(c))
+}
+
+// fastFormats reports whether the row format allows decoding the wire
+// bytes directly: the layout's numeric, uuid and timestamp columns in
+// binary (pgx asks for it), the text columns in either format (the bytes
+// are the same), and the jsonb columns in one format, reported as
+// jsonbBinary.
+func (l *Layout) fastFormats(fields []pgconn.FieldDescription) (fast, jsonbBinary bool) {
+	if len(fields) != l.columns {
+		return false, false
+	}
+	for _, i := range l.binary {
+		if fields[i].Format != pgx.BinaryFormatCode {
+			return false, false
+		}
+	}
+	format := fields[l.jsonb[0]].Format
+	for _, i := range l.jsonb[1:] {
+		if fields[i].Format != format {
+			return false, false
+		}
+	}
+	return true, format == pgx.BinaryFormatCode
+}
+
+// nameCache turns the type names and stream IDs of one page into
+// strings without an allocation per row. Type names are few: they are
+// interned (map lookups by string(bytes) do not allocate). Stream IDs are
+// often all different (a catch-up page spans many streams): the expected
+// stream (hint) and a repeat of the previous row's stream share one string,
+// and any other is carved from the page's arena.
+type nameCache struct {
+	hint   string
+	arena  *blockArena
+	last   string // the previous row's stream
+	types  map[string]string
+	lastTy string
+}
+
+func (n *nameCache) stream(b []byte) string {
+	switch {
+	case n.hint != "" && string(b) == n.hint:
+		return n.hint
+	case n.last != "" && string(b) == n.last:
+		return n.last
+	}
+	n.last = n.arena.string(b)
+	return n.last
+}
+
+func (n *nameCache) typ(b []byte) string {
+	if n.lastTy != "" && string(b) == n.lastTy {
+		return n.lastTy
+	}
+	if s, ok := n.types[string(b)]; ok {
+		n.lastTy = s
+		return s
+	}
+	if n.types == nil {
+		n.types = make(map[string]string, 8)
+	}
+	if len(n.types) >= 256 { // many distinct types: stop growing
+		return n.arena.string(b)
+	}
+	s := string(b)
+	n.types[s], n.lastTy = s, s
+	return s
+}
+
+// pgEpoch is PostgreSQL's timestamp epoch, 2000-01-01 UTC.
+var pgEpochMicros = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+
+// decodeRecord decodes one row of binary values of the Records layout
+// into r and returns the metadata JSON (nil when NULL), which aliases the
+// row buffer and is only valid until the next row.
+func decodeRecord(v [][]byte, r *eventstore.Record, names *nameCache, arena *blockArena, jsonbBinary bool) (md []byte, err error) {
+	if len(v[0]) != 8 {
+		return nil, badColumn("global_position")
+	}
+	r.Position.Global = int64(binary.BigEndian.Uint64(v[0]))
+	if len(v[1]) != 8 {
+		return nil, badColumn("transaction_id")
+	}
+	r.Position.Transaction = binary.BigEndian.Uint64(v[1])
+	if len(v[2]) != 16 {
+		return nil, badColumn("event_id")
+	}
+	copy(r.EventID[:], v[2])
+	if v[3] == nil {
+		return nil, badColumn("stream_id")
+	}
+	r.StreamID = names.stream(v[3])
+	if len(v[4]) != 8 {
+		return nil, badColumn("stream_version")
+	}
+	r.StreamVersion = int64(binary.BigEndian.Uint64(v[4]))
+	if v[5] == nil {
+		return nil, badColumn("event_type")
+	}
+	r.Type = names.typ(v[5])
+	if len(v[6]) != 4 {
+		return nil, badColumn("schema_version")
+	}
+	r.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[6])))
+	// jsonb's binary form is a version byte (1) followed by the JSON text.
+	data, ok := jsonbText(v[7], jsonbBinary)
+	if !ok || len(data) == 0 {
+		return nil, badColumn("data")
+	}
+	r.Data = arena.copy(data)
+	if v[8] != nil {
+		if md, ok = jsonbText(v[8], jsonbBinary); !ok {
+			return nil, badColumn("metadata")
+		}
+	}
+	if len(v[9]) != 8 {
+		return nil, badColumn("recorded_at")
+	}
+	r.RecordedAt = time.UnixMicro(pgEpochMicros + int64(binary.BigEndian.Uint64(v[9]))).UTC()
+	return md, nil
+}
+
+// decodePayload decodes one row of binary values of
+// the Payloads layout into r; the stream is the cache's hint.
+func decodePayload(v [][]byte, r *eventstore.Record, names *nameCache, arena *blockArena, jsonbBinary bool) ([]byte, error) {
+	r.StreamID = names.hint
+	if len(v[0]) != 8 {
+		return nil, badColumn("stream_version")
+	}
+	r.StreamVersion = int64(binary.BigEndian.Uint64(v[0]))
+	if v[1] == nil {
+		return nil, badColumn("event_type")
+	}
+	r.Type = names.typ(v[1])
+	if len(v[2]) != 4 {
+		return nil, badColumn("schema_version")
+	}
+	r.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[2])))
+	data, ok := jsonbText(v[3], jsonbBinary)
+	if !ok || len(data) == 0 {
+		return nil, badColumn("data")
+	}
+	r.Data = arena.copy(data)
+	return nil, nil
+}
+
+// badColumn is the error for a wire value of the wrong size or a NULL
+// where the schema has none.
+func badColumn(col string) error {
+	return fmt.Errorf("decode column %s: unexpected binary value", col)
+}
+
+// jsonbText returns the JSON text of a jsonb value in either wire format.
+func jsonbText(b []byte, binaryFormat bool) ([]byte, bool) {
+	if !binaryFormat {
+		return b, b != nil
+	}
+	if len(b) < 1 || b[0] != 1 {
+		return nil, false
+	}
+	return b[1:], true
+}

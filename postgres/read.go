@@ -1,0 +1,204 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
+	"github.com/chronicle-go/chronicle/postgres/internal/rowscan"
+)
+
+// ReadStream reads one page of a stream; see
+// [eventstore.Store.ReadStream]. It reads a range of the
+// (stream_id, stream_version) unique index (eventsql's
+// read_stream_forward.sql, read_stream_backward.sql).
+func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.Record, error) {
+	return s.readStream(ctx, streamID, opts, false)
+}
+
+// ReadStreamPayloads reads one page of a stream like [Store.ReadStream],
+// but only the columns rehydration uses; see [eventstore.PayloadReader].
+// It sends less than half of what ReadStream sends for small events.
+func (s *Store) ReadStreamPayloads(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.Record, error) {
+	return s.readStream(ctx, streamID, opts, true)
+}
+
+func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions, payloads bool) ([]eventstore.Record, error) {
+	q, err := newStreamRead(streamID, opts, payloads)
+	if err != nil {
+		return nil, err
+	}
+	var recs []eventstore.Record
+	err = readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		recs, err = q.run(ctx, conn)
+		return err
+	})
+	if err != nil {
+		return nil, wrapError(fmt.Sprintf("read stream %q", streamID), err)
+	}
+	return recs, nil
+}
+
+// streamRead is a validated stream read: its statement, arguments and row
+// layout.
+type streamRead struct {
+	sql      string
+	args     []any
+	layout   *rowscan.Layout
+	streamID string
+}
+
+// newStreamRead validates a stream read and picks its statement.
+func newStreamRead(streamID string, opts eventstore.ReadStreamOptions, payloads bool) (*streamRead, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	if opts.Limit < 0 {
+		return nil, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is negative", opts.Limit)}
+	}
+	var limit *int64
+	if opts.Limit > 0 {
+		l := int64(opts.Limit)
+		limit = &l
+	}
+	var (
+		backward bool
+		from     int64
+	)
+	switch opts.Direction {
+	case eventstore.Forward:
+		from = max(opts.From, 1)
+	case eventstore.Backward:
+		backward, from = true, opts.From
+		if from <= 0 {
+			from = math.MaxInt64
+		}
+	default:
+		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
+	}
+	q := &streamRead{sql: eventsql.ReadStreamForwardSQL, layout: &rowscan.Records, streamID: streamID, args: []any{streamID, from, limit}}
+	switch {
+	case payloads && backward:
+		q.sql, q.layout = eventsql.ReadPayloadsBackwardSQL, &rowscan.Payloads
+	case payloads:
+		q.sql, q.layout = eventsql.ReadPayloadsForwardSQL, &rowscan.Payloads
+	case backward:
+		q.sql = eventsql.ReadStreamBackwardSQL
+	}
+	return q, nil
+}
+
+// run runs the read on db.
+func (q *streamRead) run(ctx context.Context, db dbtx) ([]eventstore.Record, error) {
+	rows, err := db.Query(ctx, q.sql, q.args...)
+	if err != nil {
+		return nil, err
+	}
+	return rowscan.Scan(rows, q.layout, q.streamID)
+}
+
+// readAll runs a validated ReadAll on db.
+func readAll(ctx context.Context, db dbtx, after eventstore.Position, limit int) ([]eventstore.Record, error) {
+	rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(limit))
+	if err != nil {
+		return nil, err
+	}
+	return rowscan.Scan(rows, &rowscan.Records, "")
+}
+
+// validateReadAll checks ReadAll's arguments.
+func validateReadAll(after eventstore.Position, limit int) error {
+	if limit <= 0 {
+		return &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is not positive", limit)}
+	}
+	if after.Global < 0 {
+		return &eventstore.ValidationError{Field: "position", Reason: fmt.Sprintf("global position %d is negative", after.Global)}
+	}
+	return nil
+}
+
+// ReadAll reads up to limit events after the position after, in global
+// order; see [eventstore.Store.ReadAll]. It returns only events below the
+// transaction-id horizon, so an event whose transaction is still running,
+// and every event written by a younger transaction, waits until that
+// transaction ends: a tailer never skips or repeats an event. limit must be
+// positive.
+func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Record, error) {
+	if err := validateReadAll(after, limit); err != nil {
+		return nil, err
+	}
+	var recs []eventstore.Record
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		var err error
+		recs, err = readAll(ctx, conn, after, limit)
+		return err
+	})
+	if err != nil {
+		return nil, wrapError("read all", err)
+	}
+	return recs, nil
+}
+
+// Head returns the position of the last event ReadAll can return now, or
+// the zero Position when there is none; see [eventstore.Store.Head].
+func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
+	var p eventstore.Position
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, eventsql.HeadSQL).Scan(&p.Transaction, &p.Global)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Position{}, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, wrapError("read head", err)
+	}
+	return p, nil
+}
+
+// StreamVersion returns the stream's current version, or an error matching
+// [eventstore.ErrStreamNotFound] when it has no events.
+func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return 0, err
+	}
+	var v int64
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, eventsql.StreamVersionSQL, streamID).Scan(&v)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
+	}
+	if err != nil {
+		return 0, wrapError(fmt.Sprintf("read version of stream %q", streamID), err)
+	}
+	return v, nil
+}
+
+// TailLag returns how long the transaction-id horizon of [Store.ReadAll]
+// has been held back: the age of the oldest transaction in the cluster that
+// holds a transaction id and is still running (or prepared). Events
+// committed by younger transactions are invisible to ReadAll until it ends,
+// so TailLag bounds how stale a caught-up tailer can be. It is 0 when no
+// such transaction runs. Export it as a gauge and alert when it grows; set
+// idle_in_transaction_session_timeout so that a forgotten open transaction
+// cannot stall tailers for long (see docs/postgres.md).
+//
+// The role must be able to see other sessions' transactions: grant it
+// pg_read_all_stats (or pg_monitor), otherwise sessions of other roles are
+// invisible and the lag is underestimated.
+func (s *Store) TailLag(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	if err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, eventsql.TailLagSQL).Scan(&secs)
+	}); err != nil {
+		return 0, wrapError("read tail lag", err)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}

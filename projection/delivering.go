@@ -1,0 +1,214 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
+)
+
+// delivery is the outcome of handing events to the handler: either every
+// event was handled and committed (failed is -1), or the handler failed on
+// events[failed] with err, and the events before it were committed.
+// Failures that are not the handler's (storage, lost lease, shutdown) are
+// returned as errors beside it.
+type delivery struct {
+	failed int
+	err    error
+}
+
+// delivered is the outcome of a delivery without a handler failure.
+var delivered = delivery{failed: -1}
+
+// process handles one batch read after the checkpoint and checkpoints its
+// last position: it delivers the partition's events of the batch, retries
+// an event that fails (then parks it or stops the partition), and
+// delivers the rest.
+func (l *leading) process(ctx context.Context, recs []eventstore.Record) error {
+	to := recs[len(recs)-1].Position
+	evs := l.w.own(recs)
+	for {
+		res, err := l.deliverResuming(ctx, evs, to)
+		if err != nil || res.failed < 0 {
+			return err
+		}
+		if err := l.retryFailed(ctx, evs[res.failed], res.err); err != nil {
+			return err
+		}
+		evs = evs[res.failed+1:]
+		if len(evs) == 0 && l.cp.Position == to {
+			return nil
+		}
+	}
+}
+
+// own returns the events of recs that belong to the worker's partition.
+// The others are skipped: the checkpoint moves past them.
+func (w *worker) own(recs []eventstore.Record) []Event {
+	evs := make([]Event, 0, len(recs))
+	for _, rec := range recs {
+		if part := PartitionOf(rec.StreamID, w.p.Partitions); part == w.key.Partition {
+			evs = append(evs, Event{Record: rec, Projection: w.p.Name, Partition: part, Attempt: 1})
+		}
+	}
+	return evs
+}
+
+// deliverResuming is deliver(evs, Commit{To: to}), unless one of evs timed
+// out under the previous lease (see [timedOut]): then it delivers the
+// events before it, and reports it as failed (with its attempt count
+// restored) without running its handler again, so that the caller retries
+// it as if it had just failed.
+func (l *leading) deliverResuming(ctx context.Context, evs []Event, to eventstore.Position) (delivery, error) {
+	i := -1
+	if l.resume != nil {
+		i = slices.IndexFunc(evs, func(ev Event) bool { return ev.Position == l.resume.pos })
+	}
+	if i < 0 {
+		return l.deliver(ctx, evs, projectionstore.Commit{To: to})
+	}
+	if i > 0 {
+		res, err := l.deliver(ctx, evs[:i], projectionstore.Commit{To: evs[i-1].Position})
+		if err != nil || res.failed >= 0 {
+			return res, err
+		}
+	}
+	t := l.resume
+	l.resume = nil
+	evs[i].Attempt = max(evs[i].Attempt, t.attempt)
+	return delivery{failed: i, err: t.err}, nil
+}
+
+// deliver hands evs to the handler and commits base, its From set to the
+// checkpoint. In a transaction, a handler failure rolls the whole batch
+// back: the events before the failed one are then delivered again, in a
+// transaction of their own, until a prefix commits (or the first event
+// fails).
+func (l *leading) deliver(ctx context.Context, evs []Event, base projectionstore.Commit) (delivery, error) {
+	if !l.w.transactional(l.lease) {
+		return l.deliverEach(ctx, evs, base)
+	}
+	first := delivered // the first failure, reported once a prefix commits
+	for {
+		res, err := l.deliverInTx(ctx, evs, base)
+		switch {
+		case err != nil:
+			return delivered, err
+		case res.failed < 0 && first.failed >= 0:
+			return first, nil
+		case res.failed <= 0:
+			return res, nil
+		}
+		first = res
+		evs = evs[:res.failed]
+		for i := range evs {
+			evs[i].Attempt++
+		}
+		base = projectionstore.Commit{To: evs[len(evs)-1].Position}
+	}
+}
+
+// deliverInTx runs the handler on evs and commits base, in one
+// transaction.
+func (l *leading) deliverInTx(ctx context.Context, evs []Event, base projectionstore.Commit) (delivery, error) {
+	w := l.w
+	base.From = l.cp.Position
+	res := delivered
+	if len(evs) > 0 {
+		base.Work = func(ctx context.Context) error {
+			for i := range evs {
+				if err := w.handle(ctx, evs[i]); err != nil {
+					res = delivery{failed: i, err: err}
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	next, err := w.commit(ctx, l.lease, base)
+	if res.failed < 0 {
+		if err != nil {
+			return delivered, err
+		}
+		l.committed(next)
+		return delivered, nil
+	}
+	var bt *batchTimeoutError
+	timeout := errors.As(err, &bt)
+	if ierr := w.interrupted(ctx, l.lease); ierr != nil {
+		if timeout {
+			// The timeout cost the lease (the storage closed the
+			// connection to end a statement): remember the attempt, so
+			// that it counts when the partition is acquired again.
+			ev := evs[res.failed]
+			l.lostTo = &timedOut{pos: ev.Position, attempt: ev.Attempt, err: err}
+		}
+		return delivered, ierr
+	}
+	if timeout {
+		res.err = err // the handler failed because the batch ran out of time
+	}
+	return res, nil
+}
+
+// deliverEach is deliver without a transaction: events are handled one by
+// one, and the checkpoint saved after them, or after the last one handled
+// when one fails.
+func (l *leading) deliverEach(ctx context.Context, evs []Event, base projectionstore.Commit) (delivery, error) {
+	w := l.w
+	base.From = l.cp.Position
+	for i := range evs {
+		if err := w.interrupted(ctx, l.lease); err != nil {
+			l.saveOnShutdown(ctx, evs[:i])
+			return delivered, err
+		}
+		herr := w.handle(ctx, evs[i])
+		if herr == nil {
+			continue
+		}
+		if err := w.interrupted(ctx, l.lease); err != nil {
+			l.saveOnShutdown(ctx, evs[:i])
+			return delivered, err
+		}
+		if err := l.saveHandled(ctx, evs[:i]); err != nil {
+			return delivered, err
+		}
+		return delivery{failed: i, err: herr}, nil
+	}
+	next, err := w.commit(ctx, l.lease, base)
+	if err != nil {
+		l.saveOnShutdown(ctx, evs)
+		return delivered, err
+	}
+	l.committed(next)
+	return delivered, nil
+}
+
+// saveHandled checkpoints the handled events, so that they are not
+// delivered again.
+func (l *leading) saveHandled(ctx context.Context, handled []Event) error {
+	if len(handled) == 0 {
+		return nil
+	}
+	next, err := l.w.commit(ctx, l.lease, projectionstore.Commit{From: l.cp.Position, To: handled[len(handled)-1].Position})
+	if err != nil {
+		return err
+	}
+	l.committed(next)
+	return nil
+}
+
+// saveOnShutdown checkpoints at-least-once progress when the runner shuts
+// down, with a short grace period; after a lost lease it cannot.
+func (l *leading) saveOnShutdown(ctx context.Context, handled []Event) {
+	if ctx.Err() == nil || len(handled) == 0 {
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := l.saveHandled(gctx, handled); err != nil {
+		l.w.log.Debug("cannot checkpoint handled events on shutdown; they will be delivered again", "error", err)
+	}
+}

@@ -1,0 +1,267 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/projection/projectionstore"
+)
+
+// errShed ends a lead whose partition this runner gives up to share the
+// projection's partitions (see [share]).
+var errShed = errors.New("partition given up to another runner")
+
+// leading is the state of one lease: what [worker.lead] knows while it
+// follows the log.
+type leading struct {
+	w      *worker
+	lease  projectionstore.Lease
+	parent context.Context // the runner's ctx: done on shutdown
+
+	cp           projectionstore.Checkpoint // the last committed (or read) checkpoint
+	stopped      error                      // why the partition stopped, or nil
+	pre          *prefetched                // the next batch, being read
+	lastRetries  time.Time                  // when retry requests were last settled
+	lastCheck    time.Time                  // when the checkpoint was last read or committed
+	readFailures int
+
+	resume *timedOut // a timeout carried from the previous lease, until the first batch
+	lostTo *timedOut // a timeout that cost this lease, for the next
+}
+
+// lead follows the partition while the lease holds. It returns nil when
+// ctx is done, [errShed] when the partition is given up, and another error
+// when the lease or the storage failed; and the timeout that cost the
+// lease, if one did.
+func (w *worker) lead(parent context.Context, lease projectionstore.Lease, carry *timedOut) (*timedOut, error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-lease.Done():
+			cancel(ErrLeaseLost)
+		case <-ctx.Done():
+		}
+	}()
+	l := &leading{w: w, lease: lease, parent: parent, resume: carry, lastCheck: time.Now()}
+	err := l.follow(ctx)
+	return l.lostTo, l.leaseErr(err)
+}
+
+// leaseErr reports err, as a lost lease when the lease is gone, and as
+// nil on shutdown.
+func (l *leading) leaseErr(err error) error {
+	if l.parent.Err() != nil {
+		return nil
+	}
+	select {
+	case <-l.lease.Done():
+		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
+	default:
+		return err
+	}
+}
+
+// follow reads the checkpoint, then loops until an error.
+func (l *leading) follow(ctx context.Context) error {
+	cp, err := l.lease.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	l.cp = cp
+	l.w.log.Info("acquired projection partition", "checkpoint", cp.Position.String())
+	l.w.state.set(func(s *partState) { s.holding, s.pos, s.err = true, cp.Position, nil })
+	l.w.r.commits.notify()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if l.w.state.shedRequested() {
+			return errShed
+		}
+		switch {
+		case l.cp.RebuildRequested:
+			err = l.rebuild(ctx)
+		case l.stopped != nil:
+			err = l.waitStopped(ctx)
+		default:
+			err = l.step(ctx)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// step settles retry requests when due, then reads and handles the next
+// batch, or waits for one.
+func (l *leading) step(ctx context.Context) error {
+	poll := l.w.r.cfg.PollInterval
+	if time.Since(l.lastRetries) >= poll {
+		if err := l.settleRetries(ctx); err != nil {
+			return err
+		}
+		l.lastRetries = time.Now()
+	}
+	wake := l.w.r.wake.wait()
+	recs, err := l.read(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			l.readFailures++
+			d := l.w.p.Retry.Backoff(l.readFailures)
+			l.w.log.Warn("cannot read events", "error", err, "retry_in", d)
+			sleep(ctx, d)
+		}
+		return nil
+	}
+	l.readFailures = 0
+	if len(recs) == 0 {
+		return l.idle(ctx, wake)
+	}
+	l.lastCheck = time.Now() // the batch's commit reports the checkpoint's state
+	if n := l.w.batchSize(); len(recs) == n {
+		// Catching up: read the next batch while this one is handled.
+		l.pre = l.w.prefetch(ctx, recs[len(recs)-1].Position, n)
+	}
+	err = l.process(ctx, recs)
+	l.resume = nil // carried for the first batch only
+	return l.outcome(ctx, err)
+}
+
+// read returns the batch after the checkpoint, prefetched if it was.
+func (l *leading) read(ctx context.Context) ([]eventstore.Record, error) {
+	pre := l.pre
+	l.pre = nil
+	if pre != nil && pre.after == l.cp.Position {
+		res := <-pre.ch
+		return res.recs, res.err
+	}
+	return l.w.r.store.ReadAll(ctx, l.cp.Position, l.w.batchSize())
+}
+
+// idle waits for a wake-up, a poll interval or a shed request, and reads
+// the checkpoint (for rebuild requests and the lease's liveness) once per
+// poll interval, however often the store wakes us.
+func (l *leading) idle(ctx context.Context, wake <-chan struct{}) error {
+	poll := l.w.r.cfg.PollInterval
+	timer := time.NewTimer(jitter(poll))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-l.w.state.shedWait():
+		return errShed
+	case <-wake:
+	case <-timer.C:
+	}
+	if ctx.Err() != nil || time.Since(l.lastCheck) < poll {
+		return nil
+	}
+	cp, err := l.lease.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	l.cp, l.lastCheck = cp, time.Now()
+	return nil
+}
+
+// outcome handles the result of a batch: a stopped partition records its
+// error and keeps its lease, a checkpoint conflict reloads the
+// checkpoint, anything else ends the lead.
+func (l *leading) outcome(ctx context.Context, err error) error {
+	var se *StoppedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		l.w.log.Error("projection partition stopped: fix the handler, then restart the runner or rebuild the projection", "error", err)
+		l.stopped = err
+		l.w.state.set(func(s *partState) { s.err = err })
+		l.w.r.commits.notify()
+		next, err := l.w.commit(ctx, l.lease, projectionstore.Commit{From: l.cp.Position, To: l.cp.Position, Error: err.Error()})
+		if err != nil {
+			return err
+		}
+		l.cp = next
+		return nil
+	case errors.Is(err, ErrCheckpointConflict):
+		l.w.log.Warn("checkpoint moved under this holder; reloading it", "error", err)
+		cp, err := l.lease.Checkpoint(ctx)
+		if err != nil {
+			return err
+		}
+		l.cp = cp
+		return nil
+	}
+	return err
+}
+
+// waitStopped keeps the lease of a stopped partition, reading its
+// checkpoint every poll interval for a rebuild request.
+func (l *leading) waitStopped(ctx context.Context) error {
+	if !sleep(ctx, jitter(l.w.r.cfg.PollInterval)) {
+		return nil
+	}
+	cp, err := l.lease.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	l.cp = cp
+	return nil
+}
+
+// rebuild resets the partition: the reset hook, the checkpoint back to the
+// start and the rebuild request cleared, in one unit of work.
+func (l *leading) rebuild(ctx context.Context) error {
+	w := l.w
+	w.log.Info("rebuilding projection partition: resetting its read model and replaying every event", "checkpoint", l.cp.Position.String())
+	c := projectionstore.Commit{From: l.cp.Position, To: eventstore.Position{}, Rebuilt: true}
+	if reset := w.p.reset; reset != nil {
+		part := w.key.Partition
+		if w.transactional(l.lease) {
+			c.Work = func(ctx context.Context) error { return reset(ctx, part) }
+		} else if err := reset(ctx, part); err != nil {
+			return fmt.Errorf("reset the read model: %w", err)
+		}
+	}
+	next, err := w.commit(ctx, l.lease, c)
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	w.state.set(func(s *partState) { s.err = nil })
+	l.stopped, l.resume = nil, nil
+	l.committed(next)
+	return nil
+}
+
+// committed records a successful commit.
+func (l *leading) committed(cp projectionstore.Checkpoint) {
+	l.cp = cp
+	l.w.committed(cp)
+}
+
+// prefetched is a batch being read ahead.
+type prefetched struct {
+	after eventstore.Position
+	ch    chan readResult
+}
+
+type readResult struct {
+	recs []eventstore.Record
+	err  error
+}
+
+// prefetch starts reading the batch after pos. The result is dropped if
+// the partition does not continue from pos (a failure, a rebuild); the
+// goroutine ends with the read either way.
+func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int) *prefetched {
+	p := &prefetched{after: pos, ch: make(chan readResult, 1)}
+	go func() {
+		recs, err := w.r.store.ReadAll(ctx, pos, n)
+		p.ch <- readResult{recs, err}
+	}()
+	return p
+}

@@ -1,0 +1,55 @@
+// Package telemetry traces and measures Chronicle with OpenTelemetry.
+//
+// It uses the OpenTelemetry API only (go.opentelemetry.io/otel, metric and
+// trace): the application chooses the SDK and the exporters, and sets them
+// in [Config] or as the global providers. Nothing else in Chronicle
+// imports this package, so a program that does not use it does not link
+// OpenTelemetry.
+//
+// # Decorators
+//
+// Telemetry wraps the core types instead of changing them:
+//
+//   - [NewStore] wraps an [eventstore.Store] (the PostgreSQL or the
+//     in-memory store): a span per append and read, and the append and
+//     read metrics (events, bytes, conflicts, latency). The aggregate
+//     repository built on it gets spans for its loads and saves;
+//     [Store.With] wraps a transaction view the same way.
+//   - [NewSnapshotStore] wraps a [snapshot.Store]: a span per snapshot
+//     save, load and delete, and [MetricSnapshotDuration].
+//   - [NewHandler] wraps a [projection.Handler]: a span per handled event,
+//     continuing the trace of the append that stored the event.
+//   - [NewGauges] observes projections (lag in events and in time,
+//     stopped and held partitions, dead letters) and the PostgreSQL
+//     store's read horizon.
+//
+// # One trace from command to reaction
+//
+// A [Store] writes the trace context of each append's span into the
+// metadata headers of the appended events ("traceparent" and
+// "tracestate", W3C Trace Context, with the default propagator). A
+// handler wrapped with [NewHandler] starts its span as a child of that
+// context, and an event it appends through a Store with its ctx carries
+// the handler span's context in turn. The request that appended the first
+// event, the projections and the reactions it caused are then one trace.
+// [InjectMetadata] and [ContextFromMetadata] do the same by hand, for
+// appends that bypass the Store (postgres.Store.AppendTx) and for readers
+// of events other than projection handlers.
+//
+// # Metric names
+//
+// Store: [MetricAppendDuration], [MetricAppendEvents],
+// [MetricAppendBytes], [MetricAppendConflicts], [MetricReadDuration],
+// [MetricReadEvents]. Snapshot store: [MetricSnapshotDuration]. Handler:
+// [MetricHandleDuration]. Gauges:
+// [MetricProjectionLagEvents], [MetricProjectionLagAge],
+// [MetricProjectionStopped], [MetricProjectionHeld], [MetricDeadLetters],
+// [MetricReadHorizonAge]. docs/operations.md says what to alert on.
+//
+// # Failures
+//
+// Telemetry never changes the result of an operation: a failing exporter
+// or an SDK that is shut down loses spans and points, never events. Keep
+// exporters off the append path: use the SDK's batching span processor
+// (sdktrace.WithBatcher), not a synchronous one, in production.
+package telemetry
