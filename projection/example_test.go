@@ -9,7 +9,6 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/memory"
-	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
@@ -37,7 +36,7 @@ func Example() {
 		return nil
 	})
 
-	storage, err := chmemory.NewProjectionStore(nil)
+	storage, err := memory.NewProjectionStore(nil)
 	if err != nil {
 		panic(err)
 	}
@@ -75,7 +74,7 @@ func Example() {
 func Example_deadLetters() {
 	ctx := context.Background()
 	store := memory.New(nil)
-	storage, _ := chmemory.NewProjectionStore(nil)
+	storage, _ := memory.NewProjectionStore(nil)
 	runner, _ := projection.New(store, storage, &projection.Config{
 		Logger: slog.New(slog.DiscardHandler),
 		Retry:  projection.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond},

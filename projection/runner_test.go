@@ -15,7 +15,6 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/memory"
-	chmemory "github.com/chronicle-go/chronicle/memory"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/projectionstore"
 )
@@ -36,7 +35,7 @@ type Withdrawn struct {
 type env struct {
 	t       *testing.T
 	store   *memory.Store
-	storage *chmemory.ProjectionStore
+	storage *memory.ProjectionStore
 	reg     *eventstore.Registry
 }
 
@@ -45,7 +44,7 @@ func setup(t *testing.T) *env {
 	reg := eventstore.NewRegistry(nil)
 	eventstore.MustRegister[Deposited](reg, "Deposited")
 	eventstore.MustRegister[Withdrawn](reg, "Withdrawn")
-	storage, err := chmemory.NewProjectionStore(nil)
+	storage, err := memory.NewProjectionStore(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +338,7 @@ func TestAddValidation(t *testing.T) {
 func TestNewValidation(t *testing.T) {
 	t.Parallel()
 	store := memory.New(nil)
-	storage, err := chmemory.NewProjectionStore(nil)
+	storage, err := memory.NewProjectionStore(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1062,7 +1061,7 @@ func TestTransactionalRedeliveryOnMemory(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	ctx := waitCtx(t)
-	storage, err := chmemory.NewProjectionStore(&chmemory.ProjectionStoreConfig{Transactional: true})
+	storage, err := memory.NewProjectionStore(&memory.ProjectionStoreConfig{Transactional: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1085,7 +1084,7 @@ func TestTransactionalRedeliveryOnMemory(t *testing.T) {
 			failed = true
 			return errors.New("transient")
 		}
-		tx, ok := chmemory.ProjectionTxFrom(ctx)
+		tx, ok := memory.ProjectionTxFrom(ctx)
 		if !ok {
 			return errors.New("no transaction")
 		}
