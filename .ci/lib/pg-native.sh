@@ -14,7 +14,9 @@
 # created if missing, and Debian's postgresql-15 is installed if missing.
 # Idempotent: a server already answering on the port is reused; an existing
 # data directory is started again, or recreated when it cannot be.
-# Durability is off (fsync, synchronous_commit, full_page_writes): CI only.
+# Durability and JIT are off (fsync, synchronous_commit, full_page_writes, jit):
+# CI only. CI_PG_NATIVE_DURABLE=1 keeps PostgreSQL's defaults (for benchmarks;
+# use a fresh CI_PG_NATIVE_ROOT, the setting is written when the cluster is made).
 
 CI_PG_NATIVE_PORT="${CI_PG_NATIVE_PORT:-55432}"
 CI_PG_NATIVE_ROOT="${CI_PG_NATIVE_ROOT:-/tmp/chronicle-ci-pg}"
@@ -84,13 +86,15 @@ listen_addresses = '127.0.0.1'
 port = $CI_PG_NATIVE_PORT
 unix_socket_directories = '$CI_PG_NATIVE_ROOT'
 max_connections = 300
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-jit = off
 timezone = 'UTC'
 log_timezone = 'UTC'
 CONF
+	if [ "${CI_PG_NATIVE_DURABLE:-}" = 1 ]; then
+		# Benchmarks: PostgreSQL's default durability and JIT, as users run it.
+		echo "# durable: PostgreSQL defaults for fsync, synchronous_commit, full_page_writes, jit" >>"$data/postgresql.conf"
+	else
+		printf '%s\n' 'fsync = off' 'synchronous_commit = off' 'full_page_writes = off' 'jit = off' >>"$data/postgresql.conf"
+	fi
 }
 
 _ci_pg_native_pgctl_start() {

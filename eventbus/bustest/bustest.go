@@ -19,6 +19,10 @@ import (
 type Options struct {
 	// Timeout bounds each wait of the suite. Defaults to 20s.
 	Timeout time.Duration
+	// KnownFailures names cases this implementation is known to fail, each
+	// with the open bug that explains it; they are skipped, loudly, and
+	// must be fixed, not left. Defaults to none.
+	KnownFailures map[string]string
 }
 
 type suite struct {
@@ -52,6 +56,9 @@ func Run(t *testing.T, newBus func(t *testing.T) eventbus.Bus, opts *Options) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if opts != nil && opts.KnownFailures[tt.name] != "" {
+				t.Skipf("KNOWN BUG, skipped: %s", opts.KnownFailures[tt.name])
+			}
 			tt.fn(t)
 		})
 	}

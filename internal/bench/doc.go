@@ -1,7 +1,8 @@
 // Package bench is Chronicle's benchmark harness, run by `chronicle bench`.
 //
 // Every figure is a ratio against a raw pgx baseline measured in the same
-// run on the same server, as /work/shared/BENCH.md asks: the baseline is
+// run on the same server, as the project's benchmark plan asks (see
+// docs/operations.md, "Benchmark"): the baseline is
 // the fastest honest pgx code on a minimal events table (schema
 // bench_baseline), Chronicle is the postgres store, the aggregate
 // repository and the event registry on the chronicle schema, both in one
