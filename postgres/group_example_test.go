@@ -26,7 +26,7 @@ func ExampleConfig_groupCommit() {
 	store, err := postgres.New(pool, &postgres.Config{
 		MaxGroupEvents: 500,     // events per shared statement
 		MaxGroupBytes:  1 << 20, // payload and metadata per shared statement
-		GroupCommit: true, // concurrent appends share statements and commits
+		GroupCommit:    true,    // concurrent appends share statements and commits
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
@@ -23,6 +24,10 @@ type groupCall struct {
 	expected eventstore.ExpectedVersion
 	events   []eventstore.Event
 	ctx      context.Context // nil: the test's
+	// unvalidated sends the append into the group without the client's
+	// validation (eventstore.ValidateAppend), as data the client does not
+	// know the server refuses would be.
+	unvalidated bool
 }
 
 // groupReply is what a groupCall's Append returned.
@@ -38,14 +43,22 @@ type groupHarness struct {
 	t    *testing.T
 	s    *Store
 	hold atomic.Int64 // queue length the next leader waits for; 0 = none
+	// abort ends every wait of the harness: a call returned before it
+	// queued, so the round can never be complete.
+	abort     chan struct{}
+	abortOnce sync.Once
 }
+
+// harnessHang bounds the harness's waits for appends to queue: a hang
+// limit, not a speed assumption (an append queues within microseconds).
+const harnessHang = 2 * time.Minute
 
 func newGroupHarness(t *testing.T, s *Store) *groupHarness {
 	t.Helper()
 	if s.group == nil {
 		t.Fatal("group commit is off")
 	}
-	h := &groupHarness{t: t, s: s}
+	h := &groupHarness{t: t, s: s, abort: make(chan struct{})}
 	// One flush at a time, so that a held leader keeps every other append
 	// queued.
 	s.group.slots = 1
@@ -65,13 +78,36 @@ func (h *groupHarness) queued() int {
 	return len(h.s.group.queue)
 }
 
-func (h *groupHarness) waitQueued(n int) {
-	deadline := time.Now().Add(30 * time.Second)
+// waitQueued waits until n appends are queued, and reports whether they
+// are: false when the round was aborted. Past the hang limit it panics (it
+// also runs in a leader's goroutine, where t.Fatal cannot be called).
+func (h *groupHarness) waitQueued(n int) bool {
+	deadline := time.Now().Add(harnessHang)
 	for h.queued() < n {
 		if time.Now().After(deadline) {
-			panic(fmt.Sprintf("group harness: %d appends queued after 30s, want %d", h.queued(), n))
+			panic(fmt.Sprintf("group harness: %d appends queued after %s, want %d", h.queued(), harnessHang, n))
 		}
-		time.Sleep(time.Millisecond)
+		select {
+		case <-h.abort:
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return true
+}
+
+// waitCallQueued waits until n appends are queued, failing the test when
+// reply (call n-1's) arrives first: that call returned without queueing.
+func (h *groupHarness) waitCallQueued(n int, reply chan groupReply) {
+	h.t.Helper()
+	queued := make(chan bool, 1)
+	go func() { queued <- h.waitQueued(n) }()
+	select {
+	case <-queued:
+	case r := <-reply:
+		h.abortOnce.Do(func() { close(h.abort) })
+		<-queued
+		h.t.Fatalf("group harness: call %d returned before it queued: %+v, %v", n-1, r.res, r.err)
 	}
 }
 
@@ -88,14 +124,28 @@ func (h *groupHarness) start(calls ...groupCall) []chan groupReply {
 		if ctx == nil {
 			ctx = h.t.Context()
 		}
+		var in *eventsql.Input
+		if c.unvalidated {
+			var err error
+			in, err = eventsql.Flatten([]eventstore.StreamAppend{{StreamID: c.stream, Expected: c.expected, Events: c.events}})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+		}
 		go func() {
-			res, err := h.s.Append(ctx, c.stream, c.expected, c.events...)
+			var res eventstore.AppendResult
+			var err error
+			if in != nil {
+				res, err = h.s.group.append(ctx, in)
+			} else {
+				res, err = h.s.Append(ctx, c.stream, c.expected, c.events...)
+			}
 			out[i] <- groupReply{res, err}
 		}()
 		if i < len(calls)-1 {
 			// The leader holds the queue until the last call is queued;
 			// after that the queue empties at once.
-			h.waitQueued(i + 1)
+			h.waitCallQueued(i+1, out[i])
 		}
 	}
 	return out
@@ -258,16 +308,26 @@ func TestGroupCommitSameStream(t *testing.T) {
 }
 
 // TestGroupCommitInvalidData puts an event whose data PostgreSQL refuses
-// into a group: it fails alone, with a validation error.
+// into a group: it fails alone, with a validation error. The client's
+// validation refuses that data before it can queue, so the test sends it
+// past that validation, as data the client does not know the server
+// refuses would be.
 func TestGroupCommitInvalidData(t *testing.T) {
 	t.Parallel()
 	s, _ := setupStore(t, &Config{GroupCommit: true})
 	h := newGroupHarness(t, s)
 	good1, good2 := testEvents("E", 2), testEvents("E", 1)
-	bad := []eventstore.Event{{Type: "E", Data: []byte(`{"a":1e200000}`)}}
+	bad := []eventstore.Event{{ID: eventstore.NewEventID(), Type: "E", Data: []byte(`{"a":1e200000}`)}}
+	// Through Append, the client refuses it before it queues.
+	if _, err := s.Append(t.Context(), "b", eventstore.Any, bad...); !errors.Is(err, eventstore.ErrInvalidInput) {
+		t.Fatalf("Append of data jsonb cannot hold: %v, want invalid input", err)
+	}
+	if n := h.queued(); n != 0 {
+		t.Fatalf("%d appends queued after a refused one", n)
+	}
 	r := h.run(
 		groupCall{stream: "a", expected: eventstore.Any, events: good1},
-		groupCall{stream: "b", expected: eventstore.Any, events: bad},
+		groupCall{stream: "b", expected: eventstore.Any, events: bad, unvalidated: true},
 		groupCall{stream: "c", expected: eventstore.NoStream, events: good2},
 	)
 	var ve *eventstore.ValidationError
@@ -509,7 +569,7 @@ func TestGroupCommitLeaveQueue(t *testing.T) {
 		_, err := s.Append(t.Context(), "a", eventstore.Any, testEvents("A", 1)...)
 		leader <- err
 	}()
-	h := &groupHarness{t: t, s: s}
+	h := &groupHarness{t: t, s: s, abort: make(chan struct{})}
 	h.waitQueued(1)
 	ctx, cancel := context.WithCancel(t.Context())
 	member := make(chan error, 1)
