@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -50,10 +51,14 @@ type groupCommit struct {
 	lone    int            // leaders flushing a lone append
 	// slots is maxFlushes (tests may change it before the first append).
 	slots int
+	// last is the number of members of the flush that ended last.
+	last int
 
 	// beforeFlush, when set (tests only), runs in a leader before it
 	// takes its group from the queue.
 	beforeFlush func()
+	// yield is gather's yield: runtime.Gosched (tests may replace it).
+	yield func()
 }
 
 // groupMember is one append waiting in, or flushed by, a group.
@@ -83,7 +88,7 @@ type groupOutcome struct {
 }
 
 func newGroupCommit(s *Store) *groupCommit {
-	return &groupCommit{s: s, maxEvents: s.cfg.MaxGroupEvents, maxBytes: s.cfg.MaxGroupBytes, slots: maxFlushes}
+	return &groupCommit{s: s, maxEvents: s.cfg.MaxGroupEvents, maxBytes: s.cfg.MaxGroupBytes, slots: maxFlushes, yield: runtime.Gosched}
 }
 
 // append runs in, a validated one-stream append, through the group: it
@@ -107,6 +112,7 @@ func (g *groupCommit) append(ctx context.Context, in *eventsql.Input) (eventstor
 
 	for {
 		if lead {
+			g.gather()
 			return g.finish(ctx, m, g.flush(ctx, m))
 		}
 		select {
@@ -251,6 +257,32 @@ func (g *groupCommit) take(leader *groupMember) []*groupMember {
 	return batch
 }
 
+// gather runs in a leader before it takes its group, when the flush that
+// ended last had several members: it yields the processor while the queue
+// grows, at most once per member of that flush, so that those members,
+// ready to run now and typically appending again at once, can queue and
+// join this group. Otherwise steady concurrent writers split into groups
+// that flush in turn (the first writer back flushing alone, say, and the
+// others after it), each writer waiting for the other group's flush as
+// well as its own. A yield is no timer: with nothing else ready to run it
+// returns at once; and a lone writer (its last flush had one member) never
+// gathers.
+func (g *groupCommit) gather() {
+	g.mu.Lock()
+	n, last := len(g.queue), g.last
+	g.mu.Unlock()
+	for range last - 1 {
+		g.yield()
+		g.mu.Lock()
+		grew := len(g.queue) > n
+		n = len(g.queue)
+		g.mu.Unlock()
+		if !grew {
+			return
+		}
+	}
+}
+
 // flush runs leader's group: it takes the group from the queue, sends it,
 // tells each member its outcome, hands the lead on and returns the
 // leader's own outcome.
@@ -278,8 +310,16 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 	if len(batch) == 1 {
 		g.lone--
 	}
+	g.last = len(batch)
 	g.handOff()
 	g.mu.Unlock()
+	if obs := g.s.cfg.GroupObserver; obs != nil {
+		events := 0
+		for _, m := range batch {
+			events += m.events
+		}
+		obs(len(batch), events)
+	}
 	return outs[0]
 }
 

@@ -684,3 +684,73 @@ func TestGroupCommitConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCommitGather checks that a leader, before it takes its group,
+// yields while the queue grows, at most once per member of the flush that
+// ended last beyond the first (the members of that flush come back to
+// append again), and that a lone writer never yields. Each yield here
+// queues one more append, standing in for a writer that a flush has just
+// answered.
+func TestGroupCommitGather(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// last is the size of the flush that ended last.
+		last int
+		// arrivals is how many yields queue an append; later ones do not.
+		arrivals int
+		// yields and members are the yields and the group size expected.
+		yields, members int
+	}{
+		{name: "lone writer", last: 1, arrivals: 5, yields: 0, members: 1},
+		{name: "until the queue stops growing", last: 8, arrivals: 2, yields: 3, members: 3},
+		{name: "at most last-1 yields", last: 3, arrivals: 5, yields: 2, members: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var sizes []int
+			s, _ := setupStore(t, &Config{GroupCommit: true, GroupObserver: func(appends, _ int) { sizes = append(sizes, appends) }})
+			g := s.group
+			h := &groupHarness{t: t, s: s, abort: make(chan struct{})}
+			ctx := t.Context()
+			g.mu.Lock()
+			g.last = tc.last
+			g.mu.Unlock()
+			yields := 0
+			var arrived []chan groupReply
+			g.yield = func() {
+				yields++
+				if yields > tc.arrivals {
+					return
+				}
+				reply := make(chan groupReply, 1)
+				arrived = append(arrived, reply)
+				go func() {
+					res, err := s.Append(ctx, fmt.Sprintf("arrival-%d", yields), eventstore.NoStream, testEvents("A", 1)...)
+					reply <- groupReply{res, err}
+				}()
+				h.waitQueued(1 + yields)
+			}
+			res, err := s.Append(ctx, "leader", eventstore.NoStream, testEvents("L", 1)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.yield = func() {} // the arrivals' own flushes do not gather
+			if yields != tc.yields {
+				t.Fatalf("%d yields, want %d", yields, tc.yields)
+			}
+			if len(sizes) == 0 || sizes[0] != tc.members {
+				t.Fatalf("group sizes %v, want the first of %d", sizes, tc.members)
+			}
+			for i, reply := range arrived {
+				r := <-reply
+				if r.err != nil {
+					t.Fatalf("arrival %d: %v", i+1, r.err)
+				}
+				if joined := i+1 < tc.members; joined != (r.res.Position.Transaction == res.Position.Transaction) {
+					t.Fatalf("arrival %d committed in transaction %d, the leader in %d; want joined %t", i+1, r.res.Position.Transaction, res.Position.Transaction, joined)
+				}
+			}
+		})
+	}
+}

@@ -88,6 +88,14 @@ type Config struct {
 	// MaxGroupBytes bounds the bytes of payload and metadata of one group
 	// commit; an append larger than it is sent alone. Defaults to 4 MiB.
 	MaxGroupBytes int
+
+	// GroupObserver, when set with GroupCommit, is called after each flush
+	// of group commit with the number of appends and of events it sent
+	// together (a lone append is a flush of one), for a histogram of group
+	// sizes (package telemetry has one). It runs on the flushing
+	// goroutine, between flushes: it must be quick and must not block.
+	// Defaults to nil (not called).
+	GroupObserver func(appends, events int)
 }
 
 // withDefaults checks cfg and returns it with the defaults filled in.
