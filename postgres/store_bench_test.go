@@ -163,11 +163,11 @@ func benchInterleaved(b *testing.B, unit string, variants ...benchVariant) {
 // without RETURNING), the store's own statement sent with raw pgx
 // (without the store's validation and bookkeeping), the store on a
 // table with the NOTIFY trigger of an earlier schema, and the store with
-// group commit off ("chronicle" has it on, the default).
+// group commit off ("chronicle" and "chronicle-trigger" have it on).
 func benchAppend(b *testing.B, perOp, writers int) {
 	conns := int32(writers + 2)
 	pool := benchDB(b, conns)
-	s := newStoreOn(b, pool, &Config{PollOnly: true})
+	s := newStoreOn(b, pool, &Config{PollOnly: true, GroupCommit: true})
 	// The same store with group commit off: one statement and commit per
 	// append, as the baseline.
 	noGroup := newStoreOn(b, pool, &Config{PollOnly: true})
@@ -177,7 +177,7 @@ func benchAppend(b *testing.B, perOp, writers int) {
 	if _, err := trigPool.Exec(b.Context(), benchNotifyTrigger); err != nil {
 		b.Fatal(err)
 	}
-	trig := newStoreOn(b, trigPool, &Config{PollOnly: true})
+	trig := newStoreOn(b, trigPool, &Config{PollOnly: true, GroupCommit: true})
 
 	const streams, commands = 50, 10
 	type writer struct {
