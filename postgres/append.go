@@ -48,7 +48,21 @@ const (
 // committed (it is atomic: all events or none). Retrying it with the same
 // event IDs is safe: it is stored exactly once. Give events IDs up front
 // when you need that.
+//
+// With [Config.GroupCommit] set, concurrent Append calls share
+// statements and commits (see [Config.GroupCommit]); each keeps its
+// own outcome, and the contract above is unchanged.
 func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	if s.group != nil {
+		if err := ctx.Err(); err != nil {
+			return eventstore.AppendResult{}, err
+		}
+		in, err := s.prepareAppend([]eventstore.StreamAppend{{StreamID: streamID, Expected: expected, Events: events}})
+		if err != nil {
+			return eventstore.AppendResult{}, err
+		}
+		return s.group.append(ctx, in)
+	}
 	res, err := s.appendStreams(ctx, nil, []eventstore.StreamAppend{{StreamID: streamID, Expected: expected, Events: events}})
 	if err != nil {
 		return eventstore.AppendResult{}, err
@@ -101,7 +115,8 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 // see [eventstore.Store.AppendStreams]. Results are in the order of
 // appends, and global positions follow that order. The streams' head rows
 // are locked in stream-ID order, so concurrent AppendStreams calls cannot
-// deadlock each other.
+// deadlock each other. AppendStreams never joins a group commit: it runs
+// its own statement and commit.
 func (s *Store) AppendStreams(ctx context.Context, appends ...eventstore.StreamAppend) ([]eventstore.AppendResult, error) {
 	return s.appendStreams(ctx, nil, appends)
 }
@@ -163,6 +178,13 @@ func (s *Store) appendStreams(ctx context.Context, tx pgx.Tx, appends []eventsto
 	if err != nil {
 		return nil, err
 	}
+	return s.appendPrepared(ctx, tx, in)
+}
+
+// appendPrepared is appendStreams after prepareAppend: it runs in until it
+// is stored or fails. Group commit runs here the appends a group did not
+// store.
+func (s *Store) appendPrepared(ctx context.Context, tx pgx.Tx, in *eventsql.Input) ([]eventstore.AppendResult, error) {
 	var db dbtx = s.pool
 	if tx != nil {
 		db = tx

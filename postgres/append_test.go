@@ -800,9 +800,20 @@ func TestReadsSurviveTerminatedConnections(t *testing.T) {
 // TestAppendSurvivesKilledConnection blocks an append on a table lock and
 // terminates its backend: the append fails with an error (no panic),
 // stores nothing, and a retry with the same event IDs stores it once.
+//
+// It runs with group commit off and on (a lone append in a group).
 func TestAppendSurvivesKilledConnection(t *testing.T) {
 	t.Parallel()
-	s, pool := setupStore(t, nil)
+	for _, group := range []bool{false, true} {
+		t.Run(fmt.Sprintf("group=%t", group), func(t *testing.T) {
+			t.Parallel()
+			testAppendSurvivesKilledConnection(t, &Config{GroupCommit: group})
+		})
+	}
+}
+
+func testAppendSurvivesKilledConnection(t *testing.T, cfg *Config) {
+	s, pool := setupStore(t, cfg)
 	admin := adminConn(t)
 	ctx := t.Context()
 	var db string
@@ -860,15 +871,27 @@ func TestAppendSurvivesKilledConnection(t *testing.T) {
 // keeps terminating the database's active backends. Every append that
 // fails is either wholly stored or not at all, and retrying it with the
 // same event IDs until it succeeds stores each event exactly once.
+//
+// It runs with group commit off and on: with it on, a killed group's
+// members are each resolved on their own.
 func TestAppendsUnderRandomKills(t *testing.T) {
 	t.Parallel()
+	for _, group := range []bool{false, true} {
+		t.Run(fmt.Sprintf("group=%t", group), func(t *testing.T) {
+			t.Parallel()
+			testAppendsUnderRandomKills(t, &Config{GroupCommit: group})
+		})
+	}
+}
+
+func testAppendsUnderRandomKills(t *testing.T, cfg *Config) {
 	// The killer terminates the backends of the store under test (found by
 	// their application_name), never those of the verifier, which reads
 	// through a pool of its own: the test's oracle must not be subject to
 	// the faults it checks.
 	const target = "chronicle-kill-target"
 	url := postgrestest.DatabaseURL(t)
-	s := newStoreOn(t, poolWithAppName(t, url, target), nil)
+	s := newStoreOn(t, poolWithAppName(t, url, target), cfg)
 	verifier := newStoreOn(t, poolWithAppName(t, url, "chronicle-kill-verifier"), nil)
 	admin := adminConn(t)
 	ctx := t.Context()

@@ -120,13 +120,25 @@ func TestReadAllWaitsForOlderOpenTransaction(t *testing.T) {
 // random order with random delays inside them while a reader tails from
 // its checkpoint. The reader sees every committed event exactly once, no
 // aborted one, in the order of a final full read.
+//
+// It runs with group commit off and on: grouped appends then share
+// transactions, and wait on the streams that the writers' transactions hold.
 func TestReadAllTailingUnderConcurrentWriters(t *testing.T) {
 	t.Parallel()
+	for _, group := range []bool{false, true} {
+		t.Run(fmt.Sprintf("group=%t", group), func(t *testing.T) {
+			t.Parallel()
+			testReadAllTailingUnderConcurrentWriters(t, &Config{PollInterval: 20 * time.Millisecond, GroupCommit: group})
+		})
+	}
+}
+
+func testReadAllTailingUnderConcurrentWriters(t *testing.T, cfg *Config) {
 	const writers = 10
 	// Enough connections that no writer and not the reader waits for one:
 	// the reader must be able to read while older transactions are open.
 	pool := poolWithConns(t, writers+4)
-	s := newStoreOn(t, pool, &Config{PollInterval: 20 * time.Millisecond})
+	s := newStoreOn(t, pool, cfg)
 	ctx := t.Context()
 
 	duration := 3 * time.Second
@@ -139,8 +151,24 @@ func TestReadAllTailingUnderConcurrentWriters(t *testing.T) {
 		committed = map[eventstore.EventID]bool{}
 		aborted   = map[eventstore.EventID]bool{}
 	)
-	writerCtx, stopWriters := context.WithTimeout(ctx, duration)
+	// The writers run for duration, and on until they have committed and
+	// aborted enough to exercise the reader (a loaded machine may need
+	// longer), within a hang limit.
+	writerCtx, stopWriters := context.WithTimeout(ctx, 2*time.Minute)
 	defer stopWriters()
+	go func() {
+		defer stopWriters()
+		time.Sleep(duration)
+		for writerCtx.Err() == nil {
+			mu.Lock()
+			enough := len(committed) >= 100 && len(aborted) > 0
+			mu.Unlock()
+			if enough {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Add(1)
@@ -212,7 +240,7 @@ func TestReadAllTailingUnderConcurrentWriters(t *testing.T) {
 	close(writersDone)
 	select {
 	case <-readerDone:
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute):
 		// A reader that skipped events never catches up: stop it and
 		// report what it missed.
 		stopReader()

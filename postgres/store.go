@@ -64,6 +64,38 @@ type Config struct {
 	// transaction-pooling proxy but the server itself is reachable
 	// directly. Defaults to a copy of the pool's connection configuration.
 	ListenConfig *pgx.ConnConfig
+
+	// Group commit, see group.go.
+
+	// GroupCommit turns group commit on. Off, every [Store.Append] runs its
+	// own statement and commit. With group commit on, appends
+	// that arrive while another append of this Store is in flight queue up
+	// and are sent together, when it ends, as one statement and one
+	// commit, which shares the round trip and the WAL flush among them. A
+	// lone append is sent at once (nothing waits for a timer); under
+	// concurrency an append may wait for the flush before it. Each append
+	// keeps its own outcome and errors. Appends inside a caller's
+	// transaction ([Store.AppendTx]) and [Store.AppendStreams] never join
+	// a group. Defaults to false (off): it is new, and it does not yet reach
+	// its throughput targets at 8 writers (see docs/postgres.md, "Group
+	// commit").
+	GroupCommit bool
+
+	// MaxGroupEvents bounds the number of events of one group commit; an
+	// append larger than it is sent alone. Defaults to 1000.
+	MaxGroupEvents int
+
+	// MaxGroupBytes bounds the bytes of payload and metadata of one group
+	// commit; an append larger than it is sent alone. Defaults to 4 MiB.
+	MaxGroupBytes int
+
+	// GroupObserver, when set with GroupCommit, is called after each flush
+	// of group commit with the number of appends and of events it sent
+	// together (a lone append is a flush of one), for a histogram of group
+	// sizes (package telemetry has one). It runs on the flushing
+	// goroutine, between flushes: it must be quick and must not block.
+	// Defaults to nil (not called).
+	GroupObserver func(appends, events int)
 }
 
 // withDefaults checks cfg and returns it with the defaults filled in.
@@ -82,7 +114,13 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, invalid("NotifyDebounce", fmt.Sprintf("%s is negative", cfg.NotifyDebounce))
 	case cfg.PollOnly && cfg.ListenConfig != nil:
 		return cfg, invalid("ListenConfig", "is set but PollOnly disables LISTEN")
+	case cfg.MaxGroupEvents < 0:
+		return cfg, invalid("MaxGroupEvents", fmt.Sprintf("%d is negative", cfg.MaxGroupEvents))
+	case cfg.MaxGroupBytes < 0:
+		return cfg, invalid("MaxGroupBytes", fmt.Sprintf("%d is negative", cfg.MaxGroupBytes))
 	}
+	cfg.MaxGroupEvents = cmp.Or(cfg.MaxGroupEvents, defaultMaxGroupEvents)
+	cfg.MaxGroupBytes = cmp.Or(cfg.MaxGroupBytes, defaultMaxGroupBytes)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.MaxEventSize = cmp.Or(cfg.MaxEventSize, eventstore.DefaultMaxEventSize)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, defaultPollInterval)
@@ -104,6 +142,9 @@ type Store struct {
 	// watch wakes watchers (see Store.Watch); its goroutines start lazily
 	// and stop on Close.
 	watch *notify.Hub
+
+	// Group commit, see group.go: nil unless Config.GroupCommit.
+	group *groupCommit
 }
 
 var (
@@ -155,6 +196,9 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 			return err
 		},
 	})
+	if c.GroupCommit {
+		s.group = newGroupCommit(s)
+	}
 	return s, nil
 }
 

@@ -161,26 +161,30 @@ func benchInterleaved(b *testing.B, unit string, variants ...benchVariant) {
 // each variant's writers each run 10 commands. Next to the baseline and
 // the store it measures the schema floor (benchFloorInsert, with and
 // without RETURNING), the store's own statement sent with raw pgx
-// (without the store's validation and bookkeeping), and the store on a
-// table with the NOTIFY trigger of an earlier schema.
+// (without the store's validation and bookkeeping), the store on a
+// table with the NOTIFY trigger of an earlier schema, and the store with
+// group commit off ("chronicle" and "chronicle-trigger" have it on).
 func benchAppend(b *testing.B, perOp, writers int) {
 	conns := int32(writers + 2)
 	pool := benchDB(b, conns)
-	s := newStoreOn(b, pool, &Config{PollOnly: true})
+	s := newStoreOn(b, pool, &Config{PollOnly: true, GroupCommit: true})
+	// The same store with group commit off: one statement and commit per
+	// append, as the baseline.
+	noGroup := newStoreOn(b, pool, &Config{PollOnly: true})
 	// The same store on a database with a NOTIFY trigger on the events
 	// table, the design this store replaced, to measure its cost.
 	trigPool := benchDB(b, conns)
 	if _, err := trigPool.Exec(b.Context(), benchNotifyTrigger); err != nil {
 		b.Fatal(err)
 	}
-	trig := newStoreOn(b, trigPool, &Config{PollOnly: true})
+	trig := newStoreOn(b, trigPool, &Config{PollOnly: true, GroupCommit: true})
 
 	const streams, commands = 50, 10
 	type writer struct {
 		versions [streams]int64
 		next     int
 	}
-	sides := make([][]writer, 6)
+	sides := make([][]writer, 7)
 	for i := range sides {
 		sides[i] = make([]writer, writers)
 	}
@@ -284,13 +288,16 @@ func benchAppend(b *testing.B, perOp, writers int) {
 		benchVariant{"floor", concurrently(insertWith(benchFloorInsert, 3, true))},
 		benchVariant{"floor-returning", concurrently(insertWith(benchFloorReturning, 4, true))},
 		benchVariant{"statement", concurrently(statement)},
+		benchVariant{"chronicle-nogroup", concurrently(appendWith(noGroup, 6))},
 	)
 }
 
-func BenchmarkAppend1(b *testing.B)          { benchAppend(b, 1, 1) }
-func BenchmarkAppend10(b *testing.B)         { benchAppend(b, 10, 1) }
-func BenchmarkAppend1Writers8(b *testing.B)  { benchAppend(b, 1, 8) }
-func BenchmarkAppend10Writers8(b *testing.B) { benchAppend(b, 10, 8) }
+func BenchmarkAppend1(b *testing.B)           { benchAppend(b, 1, 1) }
+func BenchmarkAppend10(b *testing.B)          { benchAppend(b, 10, 1) }
+func BenchmarkAppend1Writers8(b *testing.B)   { benchAppend(b, 1, 8) }
+func BenchmarkAppend10Writers8(b *testing.B)  { benchAppend(b, 10, 8) }
+func BenchmarkAppend1Writers32(b *testing.B)  { benchAppend(b, 1, 32) }
+func BenchmarkAppend10Writers32(b *testing.B) { benchAppend(b, 10, 32) }
 
 // BenchmarkAppendTx measures the savepoint AppendTx adds: a transaction
 // with the append statement and a commit, with and without the savepoint,

@@ -8,29 +8,31 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore/storetest"
 )
 
+// TestConformance runs the conformance suite under each configuration,
+// with group commit on (the default) and off.
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	t.Run("listen", func(t *testing.T) {
-		t.Parallel()
-		storetest.Run(t, func(t *testing.T) eventstore.Store {
-			s, _ := setupStore(t, &Config{PollInterval: 50 * time.Millisecond})
-			return s
-		}, nil)
-	})
-	t.Run("poll-only", func(t *testing.T) {
-		t.Parallel()
-		storetest.Run(t, func(t *testing.T) eventstore.Store {
-			s, _ := setupStore(t, &Config{PollOnly: true, PollInterval: 50 * time.Millisecond})
-			return s
-		}, nil)
-	})
-	t.Run("small-limit", func(t *testing.T) {
-		t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		opts *storetest.Options
+	}{
+		{name: "listen", cfg: Config{PollInterval: 50 * time.Millisecond}},
+		{name: "poll-only", cfg: Config{PollOnly: true, PollInterval: 50 * time.Millisecond}},
 		// A store with a small size limit, so that the suite checks both
 		// sides of it.
-		storetest.Run(t, func(t *testing.T) eventstore.Store {
-			s, _ := setupStore(t, &Config{MaxEventSize: 4096})
-			return s
-		}, &storetest.Options{MaxEventSize: 4096})
-	})
+		{name: "small-limit", cfg: Config{MaxEventSize: 4096}, opts: &storetest.Options{MaxEventSize: 4096}},
+	} {
+		for _, group := range []string{"group", "no-group"} {
+			t.Run(tc.name+"/"+group, func(t *testing.T) {
+				t.Parallel()
+				cfg := tc.cfg
+				cfg.GroupCommit = group != "no-group"
+				storetest.Run(t, func(t *testing.T) eventstore.Store {
+					s, _ := setupStore(t, &cfg)
+					return s
+				}, tc.opts)
+			})
+		}
+	}
 }

@@ -25,6 +25,9 @@
 //   - [NewGauges] observes projections (lag in events and in time,
 //     stopped and held partitions, dead letters) and the PostgreSQL
 //     store's read horizon.
+//   - [NewGroupCommitMetrics] records the size of each flush of the
+//     PostgreSQL store's group commit, through the store's
+//     Config.GroupObserver (the store does not import this package).
 //
 // # One trace from command to reaction
 //
@@ -48,7 +51,8 @@
 // [MetricBatchEvents]. Gauges:
 // [MetricProjectionLagEvents], [MetricProjectionLagAge],
 // [MetricProjectionStopped], [MetricProjectionHeld], [MetricDeadLetters],
-// [MetricReadHorizonAge]. docs/operations.md says what to alert on.
+// [MetricReadHorizonAge]. Group commit: [MetricGroupCommitAppends],
+// [MetricGroupCommitEvents]. docs/operations.md says what to alert on.
 //
 // # Failures
 //

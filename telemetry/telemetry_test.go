@@ -129,6 +129,10 @@ func points(rm metricdata.ResourceMetrics, name string) []point {
 				for _, p := range d.DataPoints {
 					out = append(out, point{attrs: p.Attributes, value: p.Sum, count: p.Count})
 				}
+			case metricdata.Histogram[int64]:
+				for _, p := range d.DataPoints {
+					out = append(out, point{attrs: p.Attributes, value: float64(p.Sum), count: p.Count})
+				}
 			}
 		}
 	}

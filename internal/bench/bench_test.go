@@ -85,8 +85,17 @@ func TestRunSelectsWorkloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(report.Rows) != 2 || report.Rows[0].Workload != "append-10 x1" || report.Rows[1].Workload != "append-10 x8" {
-		t.Errorf("rows = %+v, want append-10 x1 and x8 only", report.Rows)
+	var got []string
+	for _, row := range report.Rows {
+		got = append(got, row.Workload)
+	}
+	want := []string{
+		"append-10 x1", "append-10 x1 p50", "append-10 x1 p99",
+		"append-10 x8", "append-10 x8 p50", "append-10 x8 p99",
+		"append-10 x32", "append-10 x32 p50", "append-10 x32 p99",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rows = %q, want %q", got, want)
 	}
 }
 

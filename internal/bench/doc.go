@@ -10,12 +10,16 @@
 //
 // # Workloads
 //
-//   - append-1 (x1, x8 writers): each writer runs commands that append one
-//     Deposited event to one of its 50 existing account streams, each its
-//     own save. Baseline: one INSERT … SELECT FROM unnest(…) per command,
+//   - append-1 (x1, x8, x32 writers): each writer runs commands that
+//     append one Deposited event to one of its 50 existing account
+//     streams, each its own save; the rate and each command's latency (p50,
+//     p99). Baseline: one INSERT … SELECT FROM unnest(…) per command,
 //     UNIQUE (stream_id, version) as the concurrency check. Chronicle:
-//     aggregate Record + Repository.Save on a loaded account.
-//   - append-10 (x1, x8): the same with 10 events per save.
+//     aggregate Record + Repository.Save on a loaded account, with group
+//     commit on (the store's default).
+//   - append-10 (x1, x8, x32): the same with 10 events per save.
+//   - append-1-no-group, append-10-no-group: the same with group commit
+//     off, one statement and commit per save as the baseline does.
 //   - load-100: rehydrating accounts of 100 events each. Baseline: SELECT
 //     … WHERE stream_id = $1 ORDER BY version, JSON-decode, apply.
 //     Chronicle: Repository.Load.

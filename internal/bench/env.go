@@ -25,15 +25,18 @@ type env struct {
 	cfg    *Config
 	server string // server version
 
-	// pool is connected to the run's database, with room for 8 writers
+	// pool is connected to the run's database, with room for 32 writers
 	// and a reader.
 	pool *pgxpool.Pool
-	// store is Chronicle's PostgreSQL store on pool.
+	// store is Chronicle's PostgreSQL store on pool, with the defaults
+	// (group commit on).
 	store *postgres.Store
 	// registry knows Deposited.
 	registry *eventstore.Registry
 	// accounts is the aggregate repository of the account aggregate.
 	accounts *aggregate.Repository[account, *account]
+	// accountsNoGroup is accounts on a store with group commit off.
+	accountsNoGroup *aggregate.Repository[account, *account]
 }
 
 // baselineSchema is the minimal events table of BENCH.md, what the raw pgx
@@ -92,7 +95,7 @@ func withRunEnv(ctx context.Context, cfg *Config, fn func(*env) error) (err erro
 	if err != nil {
 		return err
 	}
-	pcfg.MaxConns = 12
+	pcfg.MaxConns = 36
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("connect to benchmark database: %w", err)
@@ -101,17 +104,28 @@ func withRunEnv(ctx context.Context, cfg *Config, fn func(*env) error) (err erro
 	if _, err := pool.Exec(ctx, baselineSchema); err != nil {
 		return fmt.Errorf("create baseline schema: %w", err)
 	}
-	store, err := postgres.New(pool, nil)
+	// The append workloads measure group commit (Config.GroupCommit) on
+	// and, as the -no-group variants, off (the default).
+	store, err := postgres.New(pool, &postgres.Config{GroupCommit: true})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	noGroup, err := postgres.New(pool, nil)
+	if err != nil {
+		return err
+	}
+	defer noGroup.Close()
 	reg := newRegistry()
 	accounts, err := aggregate.NewRepository[account](store, reg, nil)
 	if err != nil {
 		return err
 	}
-	return fn(&env{cfg: cfg, server: server, pool: pool, store: store, registry: reg, accounts: accounts})
+	accountsNoGroup, err := aggregate.NewRepository[account](noGroup, reg, nil)
+	if err != nil {
+		return err
+	}
+	return fn(&env{cfg: cfg, server: server, pool: pool, store: store, registry: reg, accounts: accounts, accountsNoGroup: accountsNoGroup})
 }
 
 // seed writes perStream events to each of the streams on both sides, with

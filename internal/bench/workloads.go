@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,10 +61,18 @@ func (w workload) metricLabel(i int) string {
 // function returning a workload in your own file and add one line here.
 func workloads() []workload {
 	return []workload{
-		appendWorkload("append-1", 1, 1),
-		appendWorkload("append-1", 8, 1),
-		appendWorkload("append-10", 1, 10),
-		appendWorkload("append-10", 8, 10),
+		appendWorkload("append-1", 1, 1, true),
+		appendWorkload("append-1", 8, 1, true),
+		appendWorkload("append-1", 32, 1, true),
+		appendWorkload("append-10", 1, 10, true),
+		appendWorkload("append-10", 8, 10, true),
+		appendWorkload("append-10", 32, 10, true),
+		appendWorkload("append-1-no-group", 1, 1, false),
+		appendWorkload("append-1-no-group", 8, 1, false),
+		appendWorkload("append-1-no-group", 32, 1, false),
+		appendWorkload("append-10-no-group", 1, 10, false),
+		appendWorkload("append-10-no-group", 8, 10, false),
+		appendWorkload("append-10-no-group", 32, 10, false),
 		load100Workload(),
 		catchUpWorkload(),
 		catchUpRunnerWorkload(),
@@ -79,8 +89,10 @@ func throughput(unit string) []metric { return []metric{{unit: unit}} }
 
 // appendWorkload measures writers each running cfg.Commands commands that
 // append perCommand events to one of its 50 existing account streams, each
-// command its own save.
-func appendWorkload(name string, writers, perCommand int) workload {
+// command its own save: the rate in events/s and each command's latency
+// (p50, p99). Chronicle's side runs with group commit on (the store's
+// default) when group is set, and off otherwise.
+func appendWorkload(name string, writers, perCommand int, group bool) workload {
 	const streamsPerWriter = 50
 	prefix := fmt.Sprintf("%s-x%d", name, writers)
 	streams := func(writer int) []string {
@@ -103,6 +115,7 @@ func appendWorkload(name string, writers, perCommand int) workload {
 	baseline := func(ctx context.Context, e *env) ([]float64, error) {
 		const insert = `INSERT INTO bench_baseline.events (stream_id, version, type, data)
 SELECT $1, u.version, $3, u.data FROM unnest($2::bigint[], $4::jsonb[]) AS u(version, data)`
+		lat := newLatencies(writers, e.cfg.Commands)
 		elapsed, err := concurrently(writers, func(w int) error {
 			ss := streams(w)
 			versions := make([]int64, len(ss))
@@ -120,54 +133,101 @@ SELECT $1, u.version, $3, u.data FROM unnest($2::bigint[], $4::jsonb[]) AS u(ver
 					}
 					vs[j], data[j] = versions[i]+int64(j)+1, b
 				}
+				t0 := time.Now()
 				if _, err := e.pool.Exec(ctx, insert, ss[i], vs, depositedType, data); err != nil {
 					return err
 				}
+				lat.add(w, time.Since(t0))
 				versions[i] += int64(perCommand)
 			}
 			return nil
 		})
-		return []float64{rate(events(e), elapsed)}, err
+		return lat.metrics(rate(events(e), elapsed)), err
 	}
 
 	chronicle := func(ctx context.Context, e *env) ([]float64, error) {
 		// Load the writers' aggregates first (not timed), as a service
 		// that keeps them in memory would have them.
+		repo := e.accounts
+		if !group {
+			repo = e.accountsNoGroup
+		}
 		accs := make([][]*account, writers)
 		for w := range writers {
 			for _, id := range streams(w) {
-				a, err := e.accounts.Load(ctx, id)
+				a, err := repo.Load(ctx, id)
 				if err != nil {
 					return nil, err
 				}
 				accs[w] = append(accs[w], a)
 			}
 		}
+		lat := newLatencies(writers, e.cfg.Commands)
 		elapsed, err := concurrently(writers, func(w int) error {
 			for c := range e.cfg.Commands {
 				a := accs[w][c%len(accs[w])]
+				t0 := time.Now()
 				for range perCommand {
 					if err := a.Deposit(deposit(a.ID())); err != nil {
 						return err
 					}
 				}
-				if _, err := e.accounts.Save(ctx, a); err != nil {
+				if _, err := repo.Save(ctx, a); err != nil {
 					return err
 				}
+				lat.add(w, time.Since(t0))
 			}
 			return nil
 		})
-		return []float64{rate(events(e), elapsed)}, err
+		return lat.metrics(rate(events(e), elapsed)), err
 	}
 
 	return workload{
-		name:      name,
-		variant:   fmt.Sprintf("x%d", writers),
-		metrics:   throughput("events/s"),
+		name:    name,
+		variant: fmt.Sprintf("x%d", writers),
+		metrics: []metric{
+			{unit: "events/s"},
+			{label: "p50", unit: "ms", lowerIsBetter: true},
+			{label: "p99", unit: "ms", lowerIsBetter: true},
+		},
 		setup:     setup,
 		baseline:  baseline,
 		chronicle: chronicle,
 	}
+}
+
+// latencies collects the latency of each command of concurrent writers.
+type latencies struct {
+	perWriter [][]time.Duration // each written by its writer only
+}
+
+func newLatencies(writers, commands int) *latencies {
+	l := &latencies{perWriter: make([][]time.Duration, writers)}
+	for w := range l.perWriter {
+		l.perWriter[w] = make([]time.Duration, 0, commands)
+	}
+	return l
+}
+
+func (l *latencies) add(writer int, d time.Duration) {
+	l.perWriter[writer] = append(l.perWriter[writer], d)
+}
+
+// metrics returns rate followed by the p50 and p99 latencies in
+// milliseconds, the metrics of an append workload.
+func (l *latencies) metrics(rate float64) []float64 {
+	var all []time.Duration
+	for _, ds := range l.perWriter {
+		all = append(all, ds...)
+	}
+	if len(all) == 0 {
+		return []float64{rate, 0, 0}
+	}
+	slices.Sort(all)
+	q := func(p float64) float64 {
+		return all[int(math.Ceil(p*float64(len(all))))-1].Seconds() * 1000
+	}
+	return []float64{rate, q(0.50), q(0.99)}
 }
 
 // concurrently runs fn for writers 0..n-1 at once and returns the time until

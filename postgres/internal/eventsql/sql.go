@@ -12,6 +12,8 @@ var (
 	AppendOneSQL string
 	//go:embed append_streams.sql
 	AppendStreamsSQL string
+	//go:embed append_group.sql
+	AppendGroupSQL string
 	//go:embed current_versions.sql
 	CurrentVersionsSQL string
 	//go:embed lookup_events.sql
