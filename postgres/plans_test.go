@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres/internal/eventsql"
+	"github.com/chronicle-go/chronicle/postgres/postgrestest"
 )
 
 // seedTinyAnalyzedTable stores one event in each of 50 streams and
@@ -189,5 +191,160 @@ func TestReadsUseIndexOnTinyTable(t *testing.T) {
 	recs, err := s.ReadStreamPayloads(ctx, "tiny-07", eventstore.ReadStreamOptions{})
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("read after the table grew: %d records, %v", len(recs), err)
+	}
+}
+
+// readAllUncappedSQL is read_all.sql as it was before its inner literal
+// LIMIT: the control of TestReadAllGenericPlanWithoutJIT, which must get
+// JIT at the test's scale, or the test proves nothing.
+const readAllUncappedSQL = `SELECT global_position, transaction_id, event_id, stream_id, stream_version,
+       event_type, schema_version, data, metadata, recorded_at
+FROM chronicle.events
+WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, global_position
+LIMIT $3`
+
+// ReadAll keeps a cheap index scan without JIT when its statement is
+// planned generically (a pooler, plan_cache_mode = force_generic_plan, or
+// PostgreSQL's own switch to the generic plan), however large the table.
+//
+// A generic plan cannot see the limit's value and costs LIMIT $3 as 10% of
+// the rows the WHERE may match: the cost grows with the table, and past
+// about 14 million events it crosses the default jit_above_cost (100,000),
+// and each page pays about 80 ms of JIT compilation for 0.2 ms of work.
+// Filling 14 million rows is the scale benchmark's job (chronicle bench
+// --workloads scale); here the threshold is scaled down with the table:
+// jit_above_cost = 400 (250 times lower) over 200,000 events, where the
+// uncapped statement (the control) costs about 800 and gets JIT. The
+// store's statement caps the page with a literal inner LIMIT, which bounds
+// the generic plan's cost (about 130 here) whatever the table's size.
+//
+// The pool's sessions force generic plans and switch JIT on (the test
+// clusters have it off), and the plan checked is the one PostgreSQL cached
+// for the exact statement the store sent, found in pg_prepared_statements
+// by its text.
+func TestReadAllGenericPlanWithoutJIT(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pcfg, err := pgxpool.ParseConfig(postgrestest.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan; SET jit = on; SET jit_above_cost = 400")
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := newStoreOn(t, pool, nil)
+	const events = 200_000
+	fillEvents(t, s, events)
+	if _, err := pool.Exec(ctx, "ANALYZE chronicle.events"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var jit bool
+	if err := conn.QueryRow(ctx, "SELECT pg_jit_available()").Scan(&jit); err != nil {
+		t.Fatal(err)
+	}
+	if !jit {
+		t.Skip("the server has no JIT provider (llvmjit): nothing to defend against")
+	}
+
+	// The store's read, on this connection, three times.
+	after := eventstore.Position{}
+	for range 3 {
+		recs, err := readAll(ctx, conn, after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1000 {
+			t.Fatalf("read %d events, want 1000", len(recs))
+		}
+		after = recs[len(recs)-1].Position
+	}
+	var (
+		name            string
+		generic, custom int64
+	)
+	if err := conn.QueryRow(ctx, "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+		eventsql.ReadAllSQL).Scan(&name, &generic, &custom); err != nil {
+		t.Fatalf("the store's read-all statement is not prepared on its connection: %v", err)
+	}
+	if generic == 0 || custom != 0 {
+		t.Fatalf("read-all ran %d generic and %d custom plans; the session forces generic plans", generic, custom)
+	}
+	plan := explainPrepared(t, conn.Conn(), name, `'0'`, `0`, `1000`)
+	switch {
+	case strings.Contains(plan, "JIT:"):
+		t.Errorf("the generic plan of read-all uses JIT:\n%s", plan)
+	case !strings.Contains(plan, "Index Scan using events_pkey"), strings.Contains(plan, "Seq Scan"), strings.Contains(plan, "Sort"):
+		t.Errorf("the generic plan of read-all is not a range scan of events_pkey:\n%s", plan)
+	}
+
+	// The control (last: explainGeneric resets plan_cache_mode): without
+	// the cap, this table and threshold give JIT.
+	if plan := explainGeneric(t, conn.Conn(), readAllUncappedSQL, `'0'`, `0`, `1000`); !strings.Contains(plan, "JIT:") {
+		t.Fatalf("the uncapped control statement gets no JIT at this scale; the test cannot tell the fix apart:\n%s", plan)
+	}
+}
+
+// ReadAll with a limit above the statement's cap reads consecutive pages
+// and joins them: the same events, in order, as pages of 1,000.
+func TestReadAllLimitAboveStatementCap(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := setupStore(t, nil)
+	const events = 2*eventsql.ReadAllMaxPage + 500
+	fillEvents(t, s, events)
+	var want []eventstore.Record
+	for r, err := range eventstore.ReadAllSeq(ctx, s, eventstore.Position{}, 1000) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, r)
+	}
+	if len(want) != events {
+		t.Fatalf("read %d events in pages of 1000, want %d", len(want), events)
+	}
+	for _, c := range []struct {
+		after eventstore.Position
+		limit int
+		want  []eventstore.Record
+	}{
+		{eventstore.Position{}, eventsql.ReadAllMaxPage + 1, want[:eventsql.ReadAllMaxPage+1]},
+		{eventstore.Position{}, 2 * eventsql.ReadAllMaxPage, want[:2*eventsql.ReadAllMaxPage]},
+		{want[10].Position, 3 * eventsql.ReadAllMaxPage, want[11:]}, // the table ends first
+		{want[events-eventsql.ReadAllMaxPage-1].Position, eventsql.ReadAllMaxPage + 7, want[events-eventsql.ReadAllMaxPage:]},
+	} {
+		got, err := s.ReadAll(ctx, c.after, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(c.want) {
+			t.Fatalf("ReadAll(%s, %d): %d events, want %d", c.after, c.limit, len(got), len(c.want))
+		}
+		for i := range got {
+			if got[i].EventID != c.want[i].EventID || got[i].Position != c.want[i].Position {
+				t.Fatalf("ReadAll(%s, %d): event %d is %s at %s, want %s at %s", c.after, c.limit, i,
+					got[i].EventID, got[i].Position, c.want[i].EventID, c.want[i].Position)
+			}
+		}
+	}
+}
+
+// The statement's literal cap is the one the store pages by.
+func TestReadAllStatementCap(t *testing.T) {
+	t.Parallel()
+	if want := fmt.Sprintf("LIMIT %d\n", eventsql.ReadAllMaxPage); !strings.Contains(eventsql.ReadAllSQL, want) {
+		t.Fatalf("read_all.sql has no inner %q: eventsql.ReadAllMaxPage and the statement disagree", want)
 	}
 }

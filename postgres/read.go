@@ -104,13 +104,33 @@ func (q *streamRead) run(ctx context.Context, db dbtx) ([]eventstore.Record, err
 	return rowscan.Scan(rows, q.layout, q.streamID)
 }
 
-// readAll runs a validated ReadAll on db.
+// readAll runs a validated ReadAll on db. read_all.sql returns at most
+// eventsql.ReadAllMaxPage rows (a literal cap that keeps its generic plan
+// cheap at any table size, see the statement): a larger limit is read as
+// consecutive statements, each resuming after the last row of the one
+// before. Every statement stops at the horizon of its own snapshot, so the
+// pages join without a gap.
 func readAll(ctx context.Context, db dbtx, after eventstore.Position, limit int) ([]eventstore.Record, error) {
-	rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(limit))
-	if err != nil {
-		return nil, err
+	var all []eventstore.Record
+	for {
+		n := min(limit-len(all), eventsql.ReadAllMaxPage)
+		rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(n))
+		if err != nil {
+			return nil, err
+		}
+		page, err := rowscan.Scan(rows, &rowscan.Records, "")
+		if err != nil {
+			return nil, err
+		}
+		if all == nil && (len(page) < n || n == limit) {
+			return page, nil // the usual case: one statement
+		}
+		all = append(all, page...)
+		if len(page) < n || len(all) == limit {
+			return all, nil
+		}
+		after = page[len(page)-1].Position
 	}
-	return rowscan.Scan(rows, &rowscan.Records, "")
 }
 
 // validateReadAll checks ReadAll's arguments.

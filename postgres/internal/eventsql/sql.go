@@ -37,6 +37,11 @@ var (
 	TailLagSQL string
 )
 
+// ReadAllMaxPage is the most rows one execution of ReadAllSQL returns: its
+// literal inner LIMIT, which keeps the statement's generic plan cheap (and
+// free of JIT) at any table size. A larger read takes several statements.
+const ReadAllMaxPage = 10000
+
 // SQLSTATE codes and constraint names the append path interprets.
 const (
 	CodeUniqueViolation      = "23505"
