@@ -46,6 +46,23 @@ type eventType struct {
 	goType    reflect.Type
 	version   int // current schema version: 1 + len(upcasters)
 	upcasters []Upcaster
+	// decode decodes a payload of the current schema version into a
+	// value of goType, boxed. [Register] builds it with generics, so that
+	// decoding needs no reflection beyond the codec's own.
+	decode func(c Codec, data []byte) (any, error)
+	// typed is decode unboxed, a func(Codec, []byte) (T, error), which
+	// [Decode] calls directly when it asks for this T.
+	typed any
+}
+
+// typedDecoder returns the decoder of T that [Register] keeps in an
+// eventType's typed field.
+func typedDecoder[T any]() func(Codec, []byte) (T, error) {
+	return func(c Codec, data []byte) (T, error) {
+		var v T
+		err := c.Unmarshal(data, &v)
+		return v, err
+	}
 }
 
 // NewRegistry returns an empty registry. A nil config means defaults.
@@ -132,7 +149,15 @@ func Register[T any](r *Registry, name string, upcasters ...Upcaster) error {
 	if prev, ok := r.byType[t]; ok {
 		return &ValidationError{Field: "event type " + name, Reason: fmt.Sprintf("go type %s already registered as %q", t, prev.name)}
 	}
-	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters)}
+	decode := typedDecoder[T]()
+	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters), typed: decode,
+		decode: func(c Codec, data []byte) (any, error) {
+			v, err := decode(c, data)
+			if err != nil {
+				return nil, err
+			}
+			return v, nil
+		}}
 	r.byName[name] = et
 	r.byType[t] = et
 	return nil
@@ -215,46 +240,78 @@ func (r *Registry) Encode(v any) (Event, error) {
 // (not a pointer), upcasting older schema versions first. It fails with an
 // [*UnknownEventTypeError] for an unregistered name and a [*DecodeError]
 // for a corrupt payload or a schema version newer than the registered one.
+//
+// The payload is decoded by a decoder built for the Go type when it was
+// registered: no reflection per event beyond the codec's own. [Decode]
+// (the generic function) also saves boxing the value.
 func (r *Registry) Decode(rec Record) (any, error) {
+	et, data, err := r.current(rec)
+	if err != nil {
+		return nil, err
+	}
+	v, err := et.decode(r.codec, data)
+	if err != nil {
+		return nil, decodeError(rec, err)
+	}
+	return v, nil
+}
+
+// current looks up rec's event type and returns its payload upcast to the
+// type's current schema version.
+func (r *Registry) current(rec Record) (*eventType, []byte, error) {
 	r.mu.RLock()
 	et, ok := r.byName[rec.Type]
 	r.mu.RUnlock()
 	if !ok {
-		return nil, &UnknownEventTypeError{Type: rec.Type}
+		return nil, nil, &UnknownEventTypeError{Type: rec.Type}
 	}
 	data := rec.Data
 	version := max(rec.SchemaVersion, 1)
-	fail := func(err error) (any, error) {
-		return nil, &DecodeError{StreamID: rec.StreamID, StreamVersion: rec.StreamVersion, Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: err}
-	}
 	if version > et.version {
-		return fail(fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
+		return nil, nil, decodeError(rec, fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
 	}
 	for ; version < et.version; version++ {
 		up, err := et.upcasters[version-1].fn(r.codec, data)
 		if err != nil {
-			return fail(fmt.Errorf("upcast from version %d: %w", version, err))
+			return nil, nil, decodeError(rec, fmt.Errorf("upcast from version %d: %w", version, err))
 		}
 		data = up
 	}
-	ptr := reflect.New(et.goType)
-	if err := r.codec.Unmarshal(data, ptr.Interface()); err != nil {
-		return fail(err)
-	}
-	return ptr.Elem().Interface(), nil
+	return et, data, nil
+}
+
+// decodeError is the [*DecodeError] of rec for err.
+func decodeError(rec Record, err error) error {
+	return &DecodeError{StreamID: rec.StreamID, StreamVersion: rec.StreamVersion, Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: err}
 }
 
 // Decode decodes rec with r and asserts the result is a T. It fails with an
 // error matching [ErrDecode] when the record holds another type.
+//
+// When T is the registered type of rec's event type, the payload is
+// decoded straight into a T, without the boxing and type assertion of
+// [Registry.Decode].
 func Decode[T any](r *Registry, rec Record) (T, error) {
 	var zero T
-	v, err := r.Decode(rec)
+	et, data, err := r.current(rec)
 	if err != nil {
 		return zero, err
 	}
+	if decode, ok := et.typed.(func(Codec, []byte) (T, error)); ok {
+		v, err := decode(r.codec, data)
+		if err != nil {
+			return zero, decodeError(rec, err)
+		}
+		return v, nil
+	}
+	// Another type (or an interface T): decode as registered, then assert.
+	v, err := et.decode(r.codec, data)
+	if err != nil {
+		return zero, decodeError(rec, err)
+	}
 	t, ok := v.(T)
 	if !ok {
-		return zero, &DecodeError{StreamID: rec.StreamID, StreamVersion: rec.StreamVersion, Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: fmt.Errorf("holds %T, not %s", v, reflect.TypeFor[T]())}
+		return zero, decodeError(rec, fmt.Errorf("holds %T, not %s", v, reflect.TypeFor[T]()))
 	}
 	return t, nil
 }
