@@ -374,7 +374,7 @@ func (r *Repository[T, PT]) replay(ctx context.Context, agg PT, upTo int64, unti
 		if !until.IsZero() && rec.RecordedAt.After(until) {
 			break
 		}
-		if err := r.apply(agg, rec); err != nil {
+		if err := r.apply(ctx, agg, rec); err != nil {
 			return err
 		}
 	}
@@ -384,12 +384,12 @@ func (r *Repository[T, PT]) replay(ctx context.Context, agg PT, upTo int64, unti
 
 // apply decodes a stored event and applies it to agg, which must be at the
 // version before it.
-func (r *Repository[T, PT]) apply(agg PT, rec eventstore.Record) error {
+func (r *Repository[T, PT]) apply(ctx context.Context, agg PT, rec eventstore.Record) error {
 	b := agg.aggregateBase()
 	if rec.StreamVersion != b.version+1 {
 		return fmt.Errorf("load %q: store returned version %d after version %d", b.id, rec.StreamVersion, b.version)
 	}
-	ev, err := r.reg.Decode(rec)
+	ev, err := r.reg.DecodeContext(ctx, rec)
 	if err != nil {
 		var decodeErr *eventstore.DecodeError
 		if errors.As(err, &decodeErr) {
@@ -452,7 +452,7 @@ func (r *Repository[T, PT]) Save(ctx context.Context, agg PT) (eventstore.Append
 	md.Headers = maps.Clone(md.Headers)
 	events := make([]eventstore.Event, len(b.pending))
 	for i, p := range b.pending {
-		e, err := r.reg.Encode(p.event)
+		e, err := r.reg.EncodeContext(ctx, p.event)
 		if err != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("save %q: %w", b.id, err)
 		}

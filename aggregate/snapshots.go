@@ -176,7 +176,7 @@ func (r *Repository[T, PT]) fromStreamLoad(ctx context.Context, id string, res s
 	}
 	agg = r.New(id)
 	for _, rec := range res.Records {
-		if err := r.apply(agg, rec); err != nil {
+		if err := r.apply(ctx, agg, rec); err != nil {
 			return nil, false, false, err
 		}
 	}
@@ -204,7 +204,7 @@ func (r *Repository[T, PT]) continueFrom(ctx context.Context, agg PT, snap snaps
 		return false, nil
 	}
 	for _, rec := range recs[1:] {
-		if err := r.apply(agg, rec); err != nil {
+		if err := r.apply(ctx, agg, rec); err != nil {
 			return false, err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/shred"
 )
 
 // The defaults of [Config].
@@ -72,6 +73,13 @@ type Config struct {
 
 	// LagHistory is how far back the lag charts go. Defaults to 10m.
 	LagHistory time.Duration
+
+	// SubjectKeys is the key store of crypto-shredding (package shred).
+	// The console never decrypts: it shows each sealed personal value as
+	// [encrypted], or as [redacted] once its key is gone (its subject was
+	// forgotten), and needs the key store only to tell which. Defaults to
+	// nil: every sealed value shows as [encrypted].
+	SubjectKeys shred.KeyStore
 }
 
 func (cfg Config) withDefaults() (Config, error) {

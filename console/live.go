@@ -224,6 +224,7 @@ func (c *Console) liveLog(ctx context.Context, s *liveSender, after eventstore.P
 	if err != nil || len(recs) == 0 {
 		return after, false, err
 	}
+	c.maskPersonal(ctx, recs)
 	out := make([]logEvent, len(recs))
 	for i, rec := range recs {
 		out[i] = logEvent{

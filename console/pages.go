@@ -300,6 +300,7 @@ func (c *Console) stream(ctx context.Context, q url.Values) (*streamPage, error)
 		if err != nil {
 			return nil, err
 		}
+		c.maskPersonal(ctx, recs)
 		for _, rec := range recs {
 			p.Events = append(p.Events, newEventView(rec))
 		}
@@ -343,6 +344,7 @@ func (c *Console) logPage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
+	c.maskPersonal(ctx, recs)
 	for _, rec := range recs {
 		p.Events = append(p.Events, newEventView(rec))
 	}
@@ -512,6 +514,7 @@ func (c *Console) deadLetterPage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
+	c.maskPersonal(ctx, recs)
 	if len(recs) == 1 && recs[0].EventID == dl.EventID {
 		ev := newEventView(recs[0])
 		p.Event = &ev

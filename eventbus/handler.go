@@ -67,9 +67,12 @@ func On[T any](h *Handlers, fn func(ctx context.Context, d Delivery, e T) error)
 	}
 	reg := h.reg
 	h.byType[name] = append(h.byType[name], func(ctx context.Context, d Delivery) error {
-		e, err := eventstore.Decode[T](reg, d.Record())
+		e, err := eventstore.DecodeContext[T](ctx, reg, d.Record())
 		if err != nil {
-			return Permanent(err)
+			if errors.Is(err, eventstore.ErrDecode) || errors.Is(err, eventstore.ErrUnknownEventType) {
+				return Permanent(err)
+			}
+			return err // a key store out of reach (shredding): worth a retry
 		}
 		return fn(ctx, d, e)
 	})

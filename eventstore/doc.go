@@ -39,4 +39,14 @@
 // by default. When a type's shape changes, keep the old Go type and register
 // an [Upcast] chain (v1→v2→v3); old events are upcast when decoded, so
 // handlers only ever see the current type.
+//
+// # Personal data
+//
+// Fields tagged `chronicle:"personal"` are sealed (encrypted) by the
+// registry's [FieldCipher] when an event is encoded, with the key of the
+// data subject named by the field tagged `chronicle:"subject"`, and opened
+// when it is decoded, before upcasting. Once the subject's keys are gone,
+// those fields decode as zero values and an embedded [Redactions] names
+// them. Package shred provides the cipher and the keys; docs/concepts.md
+// explains crypto-shredding.
 package eventstore

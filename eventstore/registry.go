@@ -1,7 +1,9 @@
 package eventstore
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -28,13 +30,19 @@ func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 type RegistryConfig struct {
 	// Codec encodes and decodes payloads. Defaults to [JSONCodec].
 	Codec Codec
+	// Cipher seals the personal fields of events on encode and opens them
+	// on decode (see [FieldCipher] and package shred). Registering a type
+	// with personal fields needs it to encode such events. Defaults to nil:
+	// no encryption; sealed values read back are redacted.
+	Cipher FieldCipher
 }
 
 // Registry maps event type names to Go types and back, encodes payloads,
 // and upcasts old schema versions on decode. Register every event type at
 // start-up with [Register]; a Registry is then safe for concurrent use.
 type Registry struct {
-	codec Codec
+	codec  Codec
+	cipher FieldCipher
 
 	mu     sync.RWMutex
 	byName map[string]*eventType
@@ -46,22 +54,31 @@ type eventType struct {
 	goType    reflect.Type
 	version   int // current schema version: 1 + len(upcasters)
 	upcasters []Upcaster
-	// decode decodes a payload of the current schema version into a
-	// value of goType, boxed. [Register] builds it with generics, so that
-	// decoding needs no reflection beyond the codec's own.
-	decode func(c Codec, data []byte) (any, error)
-	// typed is decode unboxed, a func(Codec, []byte) (T, error), which
-	// [Decode] calls directly when it asks for this T.
+	personal  *personalSpec // chronicle struct tags; nil when none
+	// decode decodes a payload of the current schema version (its sealed
+	// fields opened, the redacted ones listed) into a value of goType,
+	// boxed. [Register] builds it with generics, so that decoding needs no
+	// reflection beyond the codec's own (and setting the redactions, when
+	// there are some).
+	decode func(c Codec, et *eventType, data []byte, redacted []string) (any, error)
+	// typed is decode unboxed, a func(Codec, *eventType, []byte,
+	// []string) (T, error), which [DecodeContext] calls directly when it
+	// asks for this T.
 	typed any
 }
 
 // typedDecoder returns the decoder of T that [Register] keeps in an
 // eventType's typed field.
-func typedDecoder[T any]() func(Codec, []byte) (T, error) {
-	return func(c Codec, data []byte) (T, error) {
+func typedDecoder[T any]() func(Codec, *eventType, []byte, []string) (T, error) {
+	return func(c Codec, et *eventType, data []byte, redacted []string) (T, error) {
 		var v T
-		err := c.Unmarshal(data, &v)
-		return v, err
+		if err := c.Unmarshal(data, &v); err != nil {
+			return v, err
+		}
+		if len(redacted) > 0 {
+			setRedactions(et, reflect.ValueOf(&v), redacted)
+		}
+		return v, nil
 	}
 }
 
@@ -74,7 +91,7 @@ func NewRegistry(cfg *RegistryConfig) *Registry {
 	if codec == nil {
 		codec = JSONCodec{}
 	}
-	return &Registry{codec: codec, byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
+	return &Registry{codec: codec, cipher: cfg.Cipher, byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
 }
 
 // Upcaster lifts a payload from one schema version to the next. Build one
@@ -141,6 +158,10 @@ func Register[T any](r *Registry, name string, upcasters ...Upcaster) error {
 	if n := len(upcasters); n > 0 && upcasters[n-1].out != nil && upcasters[n-1].out != t {
 		return &ValidationError{Field: fmt.Sprintf("event type %s upcaster[%d]", name, n-1), Reason: fmt.Sprintf("returns %s, want the registered type %s", upcasters[n-1].out, t)}
 	}
+	personal, err := parsePersonal(name, t)
+	if err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if prev, ok := r.byName[name]; ok {
@@ -150,9 +171,9 @@ func Register[T any](r *Registry, name string, upcasters ...Upcaster) error {
 		return &ValidationError{Field: "event type " + name, Reason: fmt.Sprintf("go type %s already registered as %q", t, prev.name)}
 	}
 	decode := typedDecoder[T]()
-	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters), typed: decode,
-		decode: func(c Codec, data []byte) (any, error) {
-			v, err := decode(c, data)
+	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters), personal: personal, typed: decode,
+		decode: func(c Codec, et *eventType, data []byte, redacted []string) (any, error) {
+			v, err := decode(c, et, data, redacted)
 			if err != nil {
 				return nil, err
 			}
@@ -223,14 +244,25 @@ func (r *Registry) Types() []string {
 // Encode turns a registered event value (or a pointer to one) into an
 // [Event] with its type name, current schema version and encoded payload.
 // The ID is left zero (the store or the repository fills it). An
-// unregistered type fails with an [*UnknownEventTypeError].
+// unregistered type fails with an [*UnknownEventTypeError]. It is
+// [Registry.EncodeContext] without a context.
 func (r *Registry) Encode(v any) (Event, error) {
+	return r.EncodeContext(context.Background(), v)
+}
+
+// EncodeContext is [Registry.Encode] with a context: with a
+// [RegistryConfig.Cipher], sealing personal fields may read or create the
+// subject's key in a key store.
+func (r *Registry) EncodeContext(ctx context.Context, v any) (Event, error) {
 	et, rv, err := r.lookupValue(v)
 	if err != nil {
 		return Event{}, err
 	}
 	data, err := r.codec.Marshal(rv.Interface())
 	if err != nil {
+		return Event{}, fmt.Errorf("encode event %q: %w", et.name, err)
+	}
+	if data, err = r.sealPersonal(ctx, et, rv, data); err != nil {
 		return Event{}, fmt.Errorf("encode event %q: %w", et.name, err)
 	}
 	return Event{Type: et.name, SchemaVersion: et.version, Data: data}, nil
@@ -241,43 +273,64 @@ func (r *Registry) Encode(v any) (Event, error) {
 // [*UnknownEventTypeError] for an unregistered name and a [*DecodeError]
 // for a corrupt payload or a schema version newer than the registered one.
 //
-// The payload is decoded by a decoder built for the Go type when it was
-// registered: no reflection per event beyond the codec's own. [Decode]
-// (the generic function) also saves boxing the value.
+// Sealed personal fields are opened first (see [FieldCipher]); a field
+// whose key is gone decodes as its zero value and is listed in the
+// event's embedded [Redactions]. Decode is [Registry.DecodeContext]
+// without a context.
 func (r *Registry) Decode(rec Record) (any, error) {
-	et, data, err := r.current(rec)
+	return r.DecodeContext(context.Background(), rec)
+}
+
+// DecodeContext is [Registry.Decode] with a context: with a
+// [RegistryConfig.Cipher], opening sealed fields may read keys from a key
+// store. An error of the key store is returned as is (not as a
+// [*DecodeError]): it is worth a retry.
+//
+// The payload is decoded by a decoder built for the Go type when it was
+// registered: no reflection per event beyond the codec's own.
+// [DecodeContext] (the generic function) also saves boxing the value.
+func (r *Registry) DecodeContext(ctx context.Context, rec Record) (any, error) {
+	et, data, redacted, err := r.current(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
-	v, err := et.decode(r.codec, data)
+	v, err := et.decode(r.codec, et, data, redacted)
 	if err != nil {
 		return nil, decodeError(rec, err)
 	}
 	return v, nil
 }
 
-// current looks up rec's event type and returns its payload upcast to the
-// type's current schema version.
-func (r *Registry) current(rec Record) (*eventType, []byte, error) {
+// current looks up rec's event type and returns its payload with its
+// sealed fields opened (and the redacted ones), upcast to the type's
+// current schema version.
+func (r *Registry) current(ctx context.Context, rec Record) (*eventType, []byte, []string, error) {
 	r.mu.RLock()
 	et, ok := r.byName[rec.Type]
 	r.mu.RUnlock()
 	if !ok {
-		return nil, nil, &UnknownEventTypeError{Type: rec.Type}
+		return nil, nil, nil, &UnknownEventTypeError{Type: rec.Type}
 	}
 	data := rec.Data
 	version := max(rec.SchemaVersion, 1)
 	if version > et.version {
-		return nil, nil, decodeError(rec, fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
+		return nil, nil, nil, decodeError(rec, fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
+	}
+	data, redacted, err := r.openPersonal(ctx, et, data)
+	if err != nil {
+		if errors.Is(err, ErrCorruptSealedValue) {
+			return nil, nil, nil, decodeError(rec, err)
+		}
+		return nil, nil, nil, fmt.Errorf("decode event at version %d of stream %q: open personal fields: %w", rec.StreamVersion, rec.StreamID, err)
 	}
 	for ; version < et.version; version++ {
 		up, err := et.upcasters[version-1].fn(r.codec, data)
 		if err != nil {
-			return nil, nil, decodeError(rec, fmt.Errorf("upcast from version %d: %w", version, err))
+			return nil, nil, nil, decodeError(rec, fmt.Errorf("upcast from version %d: %w", version, err))
 		}
 		data = up
 	}
-	return et, data, nil
+	return et, data, redacted, nil
 }
 
 // decodeError is the [*DecodeError] of rec for err.
@@ -287,25 +340,31 @@ func decodeError(rec Record, err error) error {
 
 // Decode decodes rec with r and asserts the result is a T. It fails with an
 // error matching [ErrDecode] when the record holds another type.
+func Decode[T any](r *Registry, rec Record) (T, error) {
+	return DecodeContext[T](context.Background(), r, rec)
+}
+
+// DecodeContext is [Decode] with a context, for registries with a
+// [RegistryConfig.Cipher] (see [Registry.DecodeContext]).
 //
 // When T is the registered type of rec's event type, the payload is
 // decoded straight into a T, without the boxing and type assertion of
-// [Registry.Decode].
-func Decode[T any](r *Registry, rec Record) (T, error) {
+// [Registry.DecodeContext].
+func DecodeContext[T any](ctx context.Context, r *Registry, rec Record) (T, error) {
 	var zero T
-	et, data, err := r.current(rec)
+	et, data, redacted, err := r.current(ctx, rec)
 	if err != nil {
 		return zero, err
 	}
-	if decode, ok := et.typed.(func(Codec, []byte) (T, error)); ok {
-		v, err := decode(r.codec, data)
+	if decode, ok := et.typed.(func(Codec, *eventType, []byte, []string) (T, error)); ok {
+		v, err := decode(r.codec, et, data, redacted)
 		if err != nil {
 			return zero, decodeError(rec, err)
 		}
 		return v, nil
 	}
 	// Another type (or an interface T): decode as registered, then assert.
-	v, err := et.decode(r.codec, data)
+	v, err := et.decode(r.codec, et, data, redacted)
 	if err != nil {
 		return zero, decodeError(rec, err)
 	}

@@ -9,6 +9,8 @@
 //   - [ProjectionStore] ([NewProjectionStore]) keeps the projection runner's
 //     state (checkpoints, leases, instances, dead letters), optionally with
 //     transactions ([ProjectionStoreConfig.Transactional]).
+//   - [SubjectKeyStore] ([NewSubjectKeyStore]) is a [shred.KeyStore]: the
+//     data keys of crypto-shredding, lost when the process ends.
 //
 // For example:
 //

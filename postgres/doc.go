@@ -1,7 +1,8 @@
 // Package postgres is Chronicle's PostgreSQL backend, on pgx v5. All of
 // Chronicle's SQL lives here: the event store ([Store], an
 // [eventstore.Store]), the projection checkpoints, dead letters and leases
-// ([ProjectionStore]) and the snapshot store ([SnapshotStore]). The tables
+// ([ProjectionStore]), the snapshot store ([SnapshotStore]) and the data
+// keys of crypto-shredding ([SubjectKeyStore], a shred.KeyStore). The tables
 // are created by package migrations; apply them first.
 //
 // docs/postgres.md explains the schema, the ordering guarantee, the lag to

@@ -77,7 +77,7 @@ type Resetter interface {
 type Handlers struct {
 	reg      *eventstore.Registry
 	byType   map[string]HandlerFunc
-	decoders map[string]func(eventstore.Record) (any, error)
+	decoders map[string]func(context.Context, eventstore.Record) (any, error)
 	fallback HandlerFunc
 	reset    func(ctx context.Context, partition int) error
 	errs     []error
@@ -85,7 +85,7 @@ type Handlers struct {
 
 // NewHandlers returns an empty [Handlers] that decodes payloads with reg.
 func NewHandlers(reg *eventstore.Registry) *Handlers {
-	h := &Handlers{reg: reg, byType: map[string]HandlerFunc{}, decoders: map[string]func(eventstore.Record) (any, error){}}
+	h := &Handlers{reg: reg, byType: map[string]HandlerFunc{}, decoders: map[string]func(context.Context, eventstore.Record) (any, error){}}
 	if reg == nil {
 		h.errs = append(h.errs, errors.New("projection handlers: registry is nil"))
 	}
@@ -117,27 +117,32 @@ func On[T any](h *Handlers, fn func(ctx context.Context, ev Event, e T) error) {
 		if e, ok := ev.decoded.(T); ok && ev.Attempt == 1 {
 			return fn(ctx, ev, e)
 		}
-		e, err := eventstore.Decode[T](reg, ev.Record)
+		e, err := eventstore.DecodeContext[T](ctx, reg, ev.Record)
 		if err != nil {
-			return Permanent(err)
+			if errors.Is(err, eventstore.ErrDecode) || errors.Is(err, eventstore.ErrUnknownEventType) {
+				return Permanent(err)
+			}
+			return err // a key store out of reach (shredding): worth a retry
 		}
 		return fn(ctx, ev, e)
 	}
-	h.decoders[name] = func(rec eventstore.Record) (any, error) { return eventstore.Decode[T](reg, rec) }
+	h.decoders[name] = func(ctx context.Context, rec eventstore.Record) (any, error) {
+		return eventstore.DecodeContext[T](ctx, reg, rec)
+	}
 }
 
 // decodeAhead decodes the payloads of evs that have an [On] handler,
 // while the runner reads ahead: the decoding of the next batch then
 // overlaps the handling and checkpoint commit of the current one. A
-// payload that fails to decode is left alone: its handler decodes it
-// again, and fails, in order.
-func (h *Handlers) decodeAhead(evs []Event) {
+// payload that fails to decode (or whose key store is out of reach) is
+// left alone: its handler decodes it again, and fails, in order.
+func (h *Handlers) decodeAhead(ctx context.Context, evs []Event) {
 	if h.Err() != nil {
 		return
 	}
 	for i := range evs {
 		if decode := h.decoders[evs[i].Type]; decode != nil {
-			if v, err := decode(evs[i].Record); err == nil {
+			if v, err := decode(ctx, evs[i].Record); err == nil {
 				evs[i].decoded = v
 			}
 		}

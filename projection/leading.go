@@ -271,7 +271,7 @@ func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int) *
 		if err == nil && len(recs) > 0 {
 			evs = w.own(recs)
 			if h, ok := w.p.Handler.(*Handlers); ok {
-				h.decodeAhead(evs)
+				h.decodeAhead(ctx, evs)
 			}
 		}
 		p.ch <- readResult{recs, evs, err}

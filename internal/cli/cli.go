@@ -60,6 +60,7 @@ func commands() []command {
 		streamsCommand(),
 		projectionsCommand(),
 		busCommand(),
+		subjectsCommand(),
 		doctorCommand(),
 		uiCommand(),
 		benchCommand(),

@@ -12,6 +12,7 @@
 //	chronicle projections rebuild NAME [--no-wait]
 //	chronicle projections dead-letters list [--state parked|retry|resolved|skipped|all] [--projection NAME] [--json]
 //	chronicle projections dead-letters retry|skip ID...
+//	chronicle subjects forget SUBJECT --yes | rotate SUBJECT
 //	chronicle bench --dsn URL [--runs N] [--events N] [--workloads a,b] [--quick]
 //	chronicle version [--database-url URL]
 //	chronicle help [command]

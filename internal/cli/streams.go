@@ -13,6 +13,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
+	"github.com/chronicle-go/chronicle/shred"
 )
 
 func streamsCommand() command {
@@ -53,7 +54,11 @@ func streamsCommand() command {
 			if len(args) == 0 {
 				return usagef("missing subcommand")
 			}
-			var run func(ctx context.Context, store *postgres.Store) error
+			var (
+				run func(ctx context.Context, store *postgres.Store) error
+				// runMasked replaces run for commands printing payloads.
+				runMasked func(ctx context.Context, store *postgres.Store, mask *shred.Masker) error
+			)
 			switch sub := args[0]; sub {
 			case "read":
 				if len(args) != 2 {
@@ -70,8 +75,8 @@ func streamsCommand() command {
 					opts.Direction = eventstore.Backward
 				}
 				streamID := args[1]
-				run = func(ctx context.Context, store *postgres.Store) error {
-					return printStream(ctx, env.Stdout, store, streamID, opts, jsonOut)
+				runMasked = func(ctx context.Context, store *postgres.Store, mask *shred.Masker) error {
+					return printStream(ctx, env.Stdout, store, streamID, opts, jsonOut, mask)
 				}
 			case "list":
 				if len(args) != 1 {
@@ -100,6 +105,9 @@ func streamsCommand() command {
 			u, err := databaseURL(env, dbURL)
 			if err != nil {
 				return err
+			}
+			if runMasked != nil {
+				return redact(withStoreMasker(ctx, u, runMasked), u)
 			}
 			return redact(withStore(ctx, u, run), u)
 		},
@@ -135,7 +143,9 @@ type recordJSON struct {
 	RecordedAt    time.Time           `json:"recorded_at"`
 }
 
-func printStream(ctx context.Context, w io.Writer, store eventstore.Store, streamID string, opts eventstore.ReadStreamOptions, jsonOut bool) error {
+// printStream prints the events of a stream; mask, when not nil, replaces
+// sealed personal values by [encrypted] or [redacted].
+func printStream(ctx context.Context, w io.Writer, store eventstore.Store, streamID string, opts eventstore.ReadStreamOptions, jsonOut bool, mask *shred.Masker) error {
 	if err := eventstore.ValidateStreamID(streamID); err != nil {
 		return err
 	}
@@ -155,6 +165,11 @@ func printStream(ctx context.Context, w io.Writer, store eventstore.Store, strea
 			return err
 		}
 		count++
+		if mask != nil {
+			if rec.Data, err = mask.Mask(ctx, rec.Data); err != nil {
+				return err
+			}
+		}
 		if jsonOut {
 			if err := enc.Encode(recordJSON{
 				EventID: rec.EventID.String(), StreamID: rec.StreamID, StreamVersion: rec.StreamVersion,

@@ -77,7 +77,11 @@ func serveUI(ctx context.Context, env *Env, databaseURL, listen, host string, al
 	if err != nil {
 		return err
 	}
-	con, err := console.New(store, ps, &console.Config{AllowActions: allowActions, Logger: logger})
+	keys, err := postgres.NewSubjectKeyStore(pool)
+	if err != nil {
+		return err
+	}
+	con, err := console.New(store, ps, &console.Config{AllowActions: allowActions, Logger: logger, SubjectKeys: keys})
 	if err != nil {
 		return err
 	}
