@@ -223,10 +223,11 @@ LIMIT $3`
 // about 14 million events it crosses the default jit_above_cost (100,000),
 // and each page pays about 80 ms of JIT compilation for 0.2 ms of work.
 // Filling 14 million rows is the scale benchmark's job (chronicle bench
-// --workloads scale); here the threshold is scaled down with the table:
+// --scale); here the threshold is scaled down with the table:
 // jit_above_cost = 400 (250 times lower) over 200,000 events, where the
-// uncapped statement (the control) costs about 800 and gets JIT. The
-// store's statement caps the page with a literal inner LIMIT, which bounds
+// uncapped read-all statement (the control) costs about 800 and gets JIT,
+// and the uncapped stream read (a second control) about 2,400. The
+// store's statements cap the page with a literal inner LIMIT, which bounds
 // the generic plan's cost (about 130 here) whatever the table's size.
 //
 // The pool's sessions force generic plans and switch JIT on (the test
