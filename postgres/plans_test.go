@@ -252,7 +252,7 @@ func TestReadsGenericPlanWithoutJIT(t *testing.T) {
 	t.Cleanup(pool.Close)
 	s := newStoreOn(t, pool, nil)
 	const events = 200_000
-	fillEvents(t, s, events)
+	fillReadable(t, s, events)
 	if _, err := pool.Exec(ctx, "ANALYZE chronicle.events"); err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +411,7 @@ func TestReadAllLimitAboveStatementCap(t *testing.T) {
 	ctx := t.Context()
 	s, _ := setupStore(t, nil)
 	const events = 2*eventsql.ReadAllMaxPage + 500
-	fillEvents(t, s, events)
+	fillReadable(t, s, events)
 	var want []eventstore.Record
 	for r, err := range eventstore.ReadAllSeq(ctx, s, eventstore.Position{}, 1000) {
 		if err != nil {

@@ -43,6 +43,25 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// fillReadable is fillEvents, then waits until ReadAll can return every
+// event: the horizon is the cluster's, and another test's transaction
+// (in another database) holds it back while it runs.
+func fillReadable(t *testing.T, s *Store, n int64) {
+	t.Helper()
+	fillEvents(t, s, n)
+	var last int64
+	if err := s.pool.QueryRow(t.Context(), "SELECT max(global_position) FROM chronicle.events").Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the filled events are below the horizon", func() bool {
+		h, err := s.Head(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Global >= last
+	})
+}
+
 // setupCountingStore returns a store whose pool counts its read-all
 // statements.
 func setupCountingStore(t *testing.T) (*Store, *readAllCounter) {
@@ -67,7 +86,7 @@ func TestReadAllPagesReadsAhead(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	s, counter := setupCountingStore(t)
-	fillEvents(t, s, 3500)
+	fillReadable(t, s, 3500)
 	want, err := s.ReadAll(ctx, eventstore.Position{}, 10_000)
 	if err != nil || len(want) != 3500 {
 		t.Fatalf("ReadAll: %d events, %v", len(want), err)
@@ -121,7 +140,7 @@ func TestReadAllPagesStopsAndFails(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	s, counter := setupCountingStore(t)
-	fillEvents(t, s, 10_000)
+	fillReadable(t, s, 10_000)
 	before := counter.n.Load()
 	pages := 0
 	for _, err := range s.ReadAllPages(ctx, eventstore.Position{}, 100) {
