@@ -386,6 +386,10 @@ func (r *Repository[T, PT]) replay(ctx context.Context, agg PT, upTo int64, unti
 // version before it.
 func (r *Repository[T, PT]) apply(ctx context.Context, agg PT, rec eventstore.Record) error {
 	b := agg.aggregateBase()
+	if rec.StreamVersion > b.version+1 && (b.version == 0 || b.snapshot == b.version) {
+		// The events in between are gone: the stream is truncated.
+		return &StreamTruncatedError{StreamID: b.id, FirstVersion: rec.StreamVersion, Version: b.version}
+	}
 	if rec.StreamVersion != b.version+1 {
 		return fmt.Errorf("load %q: store returned version %d after version %d", b.id, rec.StreamVersion, b.version)
 	}

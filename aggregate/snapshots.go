@@ -147,7 +147,7 @@ func (r *Repository[T, PT]) loadSnapshot(ctx context.Context, id string, upTo in
 	if err != nil {
 		return nil, false, false, fmt.Errorf("load %q: %w", id, err)
 	}
-	if ok, err := r.continueFrom(ctx, agg, snap, recs); !ok || err != nil {
+	if ok, err := r.continueFrom(ctx, agg, snap, recs, upTo); !ok || err != nil {
 		return nil, false, false, err
 	}
 	return agg, len(recs) < opts.Limit, false, nil
@@ -165,7 +165,7 @@ func (r *Repository[T, PT]) fromStreamLoad(ctx context.Context, id string, res s
 			r.logger.WarnContext(ctx, "chronicle: cannot decode the snapshot; loading from events", "stream", id, "snapshot_version", res.Snapshot.Version, "error", err)
 			return nil, false, true, nil
 		}
-		if ok, err := r.continueFrom(ctx, agg, res.Snapshot, res.Records); !ok || err != nil {
+		if ok, err := r.continueFrom(ctx, agg, res.Snapshot, res.Records, 0); !ok || err != nil {
 			return nil, false, false, err
 		}
 		return agg, done, false, nil
@@ -196,14 +196,25 @@ func (r *Repository[T, PT]) usable(ctx context.Context, id string, s snapshot.Sn
 }
 
 // continueFrom applies recs, which start at the version the snapshot
-// covers, to agg restored from snap. It reports false (and logs) when the
-// stream does not have the covered event: the snapshot is then ignored.
-func (r *Repository[T, PT]) continueFrom(ctx context.Context, agg PT, snap snapshot.Snapshot, recs []eventstore.Record) (bool, error) {
-	if len(recs) == 0 || recs[0].StreamVersion != snap.Version {
-		r.logger.WarnContext(ctx, "chronicle: ignoring a snapshot ahead of its stream; loading from events", "stream", snap.StreamID, "snapshot_version", snap.Version)
+// covers, to agg restored from snap, up to version upTo (0: no bound). It
+// reports false (and logs) when the stream does not have the covered
+// event: the snapshot is then ignored. A stream truncated right after the
+// snapshot's version (see [eventstore.Lifecycle.TruncateStream]) starts
+// one version later: the snapshot covers everything before it.
+func (r *Repository[T, PT]) continueFrom(ctx context.Context, agg PT, snap snapshot.Snapshot, recs []eventstore.Record, upTo int64) (bool, error) {
+	switch {
+	case len(recs) > 0 && recs[0].StreamVersion == snap.Version:
+		recs = recs[1:]
+	case len(recs) > 0 && recs[0].StreamVersion == snap.Version+1:
+		// Truncated before snap.Version+1: nothing is missing.
+	default:
+		r.logger.WarnContext(ctx, "chronicle: ignoring a snapshot ahead of its stream (or behind its truncation point); loading from events", "stream", snap.StreamID, "snapshot_version", snap.Version)
 		return false, nil
 	}
-	for _, rec := range recs[1:] {
+	for _, rec := range recs {
+		if upTo > 0 && rec.StreamVersion > upTo {
+			break
+		}
 		if err := r.apply(ctx, agg, rec); err != nil {
 			return false, err
 		}

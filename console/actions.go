@@ -61,6 +61,7 @@ type confirmPage struct {
 	Fields   [][2]string // hidden fields besides csrf and confirm
 	Cancel   string      // the link back
 	Letter   *projectionstore.DeadLetter
+	Facts    [][2]string // what the action is about, when Letter is nil
 }
 
 func (p *confirmPage) title() (string, string) { return "Confirm", "" }

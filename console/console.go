@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/projection"
@@ -74,6 +75,23 @@ type Config struct {
 	// LagHistory is how far back the lag charts go. Defaults to 10m.
 	LagHistory time.Duration
 
+	// Bus is the event bus whose consumer groups and dead letters the
+	// event bus page shows, with replay and discard of dead letters when
+	// AllowActions is set: a *natsbus.Bus or an *eventbus.MemoryBus, or
+	// anything implementing [eventbus.Inspector]. Defaults to nil: the page
+	// shows the relay only, and says that no bus is configured.
+	Bus eventbus.Inspector
+
+	// Relay is the relay, when it runs in this process: the event bus page
+	// then shows its last publish error. Defaults to nil: the page shows
+	// the relay's state from the database only.
+	Relay *eventbus.Relay
+
+	// RelayName is the projection name of the relay the event bus page
+	// shows. Defaults to the name of Relay when it is set, otherwise to
+	// "eventbus-relay" (the default of [eventbus.RelayConfig.Name]).
+	RelayName string
+
 	// SubjectKeys is the key store of crypto-shredding (package shred).
 	// The console never decrypts: it shows each sealed personal value as
 	// [encrypted], or as [redacted] once its key is gone (its subject was
@@ -101,6 +119,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.LiveInterval = cmp.Or(cfg.LiveInterval, defaultLiveInterval)
 	cfg.SampleInterval = cmp.Or(cfg.SampleInterval, defaultSampleInterval)
 	cfg.LagHistory = cmp.Or(cfg.LagHistory, defaultLagHistory)
+	if cfg.RelayName == "" && cfg.Relay != nil {
+		cfg.RelayName = cfg.Relay.Name()
+	}
+	cfg.RelayName = cmp.Or(cfg.RelayName, defaultRelayName)
+	if err := projection.ValidateName(cfg.RelayName); err != nil {
+		return cfg, invalid("RelayName", err.Error())
+	}
 	return cfg, nil
 }
 
@@ -195,6 +220,9 @@ func (c *Console) routes() {
 	mux.HandleFunc("POST /retry", c.retryAction)
 	mux.HandleFunc("POST /skip", c.skipAction)
 	mux.HandleFunc("POST /rebuild", c.rebuildAction)
+	mux.HandleFunc("GET /bus", c.busPage)
+	mux.HandleFunc("POST /bus-replay", c.busReplayAction)
+	mux.HandleFunc("POST /bus-discard", c.busDiscardAction)
 	mux.HandleFunc("GET /live", c.live)
 	mux.Handle("GET /static/", c.static)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -257,12 +285,15 @@ func classify(err error) (int, string) {
 		return pe.status, pe.msg
 	case errors.Is(err, eventstore.ErrStreamNotFound),
 		errors.Is(err, projection.ErrDeadLetterNotFound),
+		errors.Is(err, eventbus.ErrDeadLetterNotFound),
 		errors.Is(err, projection.ErrUnknownProjection):
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, eventstore.ErrInvalidInput):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, projection.ErrDeadLetterState):
 		return http.StatusConflict, err.Error()
+	case errors.Is(err, eventbus.ErrUnavailable), errors.Is(err, eventbus.ErrPublishFailed), errors.Is(err, eventbus.ErrClosed):
+		return http.StatusServiceUnavailable, "the event bus is unavailable (" + err.Error() + "); try again once it is back."
 	case errors.Is(err, postgres.ErrSchemaMissing):
 		return http.StatusServiceUnavailable, postgres.ErrSchemaMissing.Error()
 	default:

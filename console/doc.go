@@ -25,12 +25,18 @@
 //     a chart of the lag over the last minutes, holder and state, with
 //     rebuild;
 //   - dead letters: filtered by projection and state, with the error and
-//     the event, and retry and skip.
+//     the event, and retry and skip;
+//   - event bus: the relay's checkpoint, lag, holder, state and last
+//     publish error, and, with [Config.Bus] (an
+//     [github.com/chronicle-go/chronicle/eventbus.Inspector], such as a
+//     NATS or in-memory bus), the consumer groups' pending, in-flight
+//     and redelivered messages per consumer and their dead letters, with
+//     replay and discard.
 //
 // # Safety
 //
 // The console is read-only unless [Config.AllowActions] is set. Actions
-// are POST requests that carry an anti-forgery token (double-submit
+// (retry, skip, rebuild, replay, discard) are POST requests that carry an anti-forgery token (double-submit
 // cookie), pass [http.CrossOriginProtection], and ask for a confirmation
 // first. Every value is escaped by html/template, and the live-update
 // script only ever sets text. Input never reaches SQL other than as a bind
@@ -39,7 +45,7 @@
 //
 // # Live updates
 //
-// The overview, the log and the projections page refresh through
+// The overview, the log, the projections and the event bus pages refresh through
 // server-sent events (GET live), every [Config.LiveInterval] and, for the
 // log, on the store's notifications. A stream ends when the page closes.
 // A database that goes away is reported on the page, which recovers on its

@@ -50,7 +50,7 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 	view := q.Get("view")
 	var after eventstore.Position
 	switch view {
-	case "overview", "projections":
+	case "overview", "projections", "bus":
 	case "log":
 		var err error
 		if after, err = queryPosition(q, "after"); err != nil {
@@ -98,6 +98,8 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 			err = c.liveOverview(ctx, s)
 		case "projections":
 			err = c.liveProjections(ctx, s)
+		case "bus":
+			err = c.liveBus(ctx, s)
 		case "log":
 			var more bool
 			after, more, err = c.liveLog(ctx, s, after)

@@ -84,6 +84,8 @@ FROM generate_series($1::bigint, $1::bigint + 9999) AS v`, int64(b*10000+1))
 		"streams",
 		"streams?prefix=acct-4500",
 		"streams?prefix=nomatch",
+		"streams?prefix=acct-1",
+		"streams?prefix=acct-1&before=10000",
 		"streams?before=45000",
 		"log",
 		"log?before=" + half.String(),
@@ -95,6 +97,7 @@ FROM generate_series($1::bigint, $1::bigint + 9999) AS v`, int64(b*10000+1))
 		"dead-letters",
 		"dead-letters?projection=balances&status=parked&after=900",
 		"dead-letter?id=500",
+		"bus",
 	}
 	var report strings.Builder
 	for _, p := range pages {
@@ -124,6 +127,11 @@ FROM generate_series($1::bigint, $1::bigint + 9999) AS v`, int64(b*10000+1))
 		return
 	}
 	head, _ := e.store.Head(ctx)
+	// The store's statement, as it is in package postgres.
+	listStreams, err := os.ReadFile("../postgres/internal/eventsql/list_streams.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, q := range []struct {
 		name string
 		sql  string
@@ -133,7 +141,9 @@ FROM generate_series($1::bigint, $1::bigint + 9999) AS v`, int64(b*10000+1))
 		{"ReadAllBackward (newest page)", `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT global_position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, data, metadata, recorded_at FROM chronicle.events WHERE (transaction_id, global_position) < ($1::xid8, $2::bigint) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY transaction_id DESC, global_position DESC LIMIT $3`, []any{int64(1<<63 - 1), int64(1<<63 - 1), int64(50)}},
 		{"AppendRate", `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT count(*), min(recorded_at) FROM (SELECT recorded_at FROM chronicle.events ORDER BY transaction_id DESC, global_position DESC LIMIT $2) newest WHERE recorded_at >= clock_timestamp() - make_interval(secs => $1)`, []any{60.0, int64(10000)}},
 		{"CountEventsUpTo (projection at the start)", `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT count(*) FROM (SELECT 1 FROM chronicle.events WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::xid8, $4::bigint) LIMIT $5) counted`, []any{uint64(0), int64(0), head.Transaction, head.Global, int64(lagCountLimit)}},
-		{"ListStreams with a prefix no stream has (the store's statement)", `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT stream_id, version, created_seq, created_at, updated_at FROM chronicle.streams WHERE created_seq < $2 AND starts_with(stream_id, $1) ORDER BY created_seq DESC LIMIT $3`, []any{"nomatch", int64(1<<63 - 1), int64(50)}},
+		{"ListStreams with a prefix no stream has", "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + string(listStreams), []any{"nomatch", int64(1<<63 - 1), int64(50)}},
+		{"ListStreams with a prefix of 11,111 old streams", "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + string(listStreams), []any{"acct-1", int64(1<<63 - 1), int64(50)}},
+		{"ListStreams without a prefix", "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + string(listStreams), []any{"", int64(1<<63 - 1), int64(50)}},
 	} {
 		rows, err := e.pool.Query(ctx, q.sql, q.args...)
 		if err != nil {

@@ -26,16 +26,28 @@ type cappedStorage struct {
 	store *postgres.Store
 }
 
-// CountEvents counts up to lagCountLimit events exactly; beyond, it
-// estimates the count from the global positions (an identity column: it
-// overcounts only the positions of rolled-back appends), never below the
-// limit.
-func (s cappedStorage) CountEvents(ctx context.Context, after, upTo eventstore.Position) (int64, error) {
+// The lag count goes through CountEvents only if it is the storage's
+// EventCounter: otherwise projection.Statuses reads every event behind.
+var _ projectionstore.EventCounter = cappedStorage{}
+
+// CountEvents implements [projectionstore.EventCounter]. It counts up to
+// lagCountLimit events exactly; beyond, it estimates the count from the
+// global positions (an identity column: it overcounts only the positions
+// of rolled-back appends), never below the limit. A partition of a
+// partitioned projection is counted exactly (by the storage) when the
+// events of every partition together stay under the limit, and estimated
+// as its share of the positions beyond.
+func (s cappedStorage) CountEvents(ctx context.Context, after, upTo eventstore.Position, partition, partitions int) (int64, error) {
 	n, err := s.store.CountEventsUpTo(ctx, after, upTo, lagCountLimit)
-	if err != nil || n < lagCountLimit {
-		return n, err
+	switch {
+	case err != nil:
+		return 0, err
+	case n < lagCountLimit && partitions <= 1:
+		return n, nil
+	case n < lagCountLimit:
+		return s.ProjectionStore.CountEvents(ctx, after, upTo, partition, partitions)
 	}
-	return max(n, upTo.Global-after.Global), nil
+	return max(lagCountLimit, (upTo.Global-after.Global)/int64(max(partitions, 1))), nil
 }
 
 // statuses returns the status of every partition of every projection.

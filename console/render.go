@@ -15,7 +15,7 @@ import (
 )
 
 // pages lists the templates of templates/, each parsed with layout.html.
-var pages = []string{"overview", "streams", "stream", "log", "projections", "dead-letters", "dead-letter", "confirm", "error"}
+var pages = []string{"overview", "streams", "stream", "log", "projections", "dead-letters", "dead-letter", "bus", "confirm", "error"}
 
 var funcs = template.FuncMap{
 	"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },

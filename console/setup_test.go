@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/postgres/postgrestest"
@@ -44,15 +45,28 @@ type testEnv struct {
 	base string
 
 	// failing holds the event IDs the projection "ledger" fails on until
-	// healed.
-	mu      sync.Mutex
-	failing map[eventstore.EventID]bool
+	// healed; busFailing the streams whose events the consumer group
+	// "mailer" dead-letters until healed.
+	mu         sync.Mutex
+	failing    map[eventstore.EventID]bool
+	busFailing map[string]bool
+
+	// The event bus (setupOptions.bus): a memory bus, fed by a relay
+	// through gate, closed until openGate.
+	bus   *eventbus.MemoryBus
+	gate  *gatedPublisher
+	relay *eventbus.Relay
 }
 
 type setupOptions struct {
 	cfg *Config
 	// runner starts the projection runner with two parked dead letters.
 	runner bool
+	// bus gives the console a memory bus, fed by a relay whose broker is
+	// down until openGate, with the consumer groups "mailer" (which
+	// dead-letters the events of account-1 and hostileID until healed)
+	// and "audit".
+	bus bool
 	// pool replaces the test database's pool (e.g. through a proxy).
 	dial func(t *testing.T, dbURL string) *pgxpool.Pool
 }
@@ -86,6 +100,25 @@ func setup(t *testing.T, opts setupOptions) *testEnv {
 		cfg = *opts.cfg
 	}
 	cfg.Logger = quietLogger
+	var (
+		bus   *eventbus.MemoryBus
+		gate  *gatedPublisher
+		relay *eventbus.Relay
+	)
+	if opts.bus {
+		bus = eventbus.NewMemoryBus(&eventbus.MemoryConfig{Logger: quietLogger})
+		gate = &gatedPublisher{MemoryBus: bus}
+		relay, err = eventbus.NewRelay(store, ps, gate, &eventbus.RelayConfig{
+			Logger:  quietLogger,
+			Backoff: eventbus.Backoff{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+			Runner: &projection.Config{Logger: quietLogger, Holder: "relay-runner", PollInterval: 100 * time.Millisecond,
+				AcquireInterval: 100 * time.Millisecond, BatchTimeout: 10 * time.Minute},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Bus, cfg.Relay = bus, relay
+	}
 	con, err := New(store, ps, &cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -99,8 +132,11 @@ func setup(t *testing.T, opts setupOptions) *testEnv {
 		srv.Close()
 	})
 	e := &testEnv{t: t, pool: pool, store: store, ps: ps, console: con, srv: srv, base: srv.URL + mountPath + "/",
-		failing: map[eventstore.EventID]bool{}}
+		failing: map[eventstore.EventID]bool{}, busFailing: map[string]bool{}, bus: bus, gate: gate, relay: relay}
 	e.fill()
+	if opts.bus {
+		e.startBus()
+	}
 	if opts.runner {
 		e.startRunner()
 	}
@@ -191,6 +227,7 @@ func (e *testEnv) startRunner() {
 func (e *testEnv) heal() {
 	e.mu.Lock()
 	clear(e.failing)
+	clear(e.busFailing)
 	e.mu.Unlock()
 }
 

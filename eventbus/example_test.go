@@ -42,7 +42,7 @@ func Example() {
 	}
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 	}
 	// Output: welcome ada@example.com (stream user-1, attempt 1)
 }

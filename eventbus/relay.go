@@ -45,6 +45,7 @@ type Relay struct {
 	name   string
 	log    *slog.Logger
 	back   Backoff
+	failed failureRecord // the last publish failure (inspect_relay.go)
 }
 
 // NewRelay returns a relay publishing the events of store to pub, keeping
@@ -105,6 +106,9 @@ func (r *Relay) handle(ctx context.Context, ev projection.Event) error {
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
+		}
+		r.failed.record(m, err)
+		switch {
 		case errors.Is(err, ErrPermanent) || errors.Is(err, eventstore.ErrInvalidInput):
 			return projection.Permanent(err)
 		case errors.Is(err, ErrPublishFailed):

@@ -88,7 +88,7 @@ func appendStreams(t *testing.T, ctx context.Context, store eventstore.Store, st
 
 func TestRelayCheckpointOnlyOverAcknowledged(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	store := memory.New(nil)
 	ids := appendStreams(t, ctx, store, 5, 40)
@@ -128,7 +128,7 @@ func TestRelayCheckpointOnlyOverAcknowledged(t *testing.T) {
 
 func TestRelayParksMessagesTooLarge(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	store := memory.New(nil)
 	ids := appendStreams(t, ctx, store, 2, 5)
@@ -162,7 +162,7 @@ func TestRelayParksMessagesTooLarge(t *testing.T) {
 
 func TestRelayEndToEndMemory(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	store := memory.New(nil)
 	bus := eventbus.NewMemoryBus(&eventbus.MemoryConfig{Logger: quietLogger()})

@@ -33,6 +33,16 @@
 // an aggregate needs; [ReadStreamPayloadsSeq] uses it when present (the
 // aggregate repository loads through it) and falls back to whole records.
 //
+// # Ending streams
+//
+// A store may implement [Lifecycle]: soft delete, truncation before a
+// version, hard delete (a tombstone), archiving and restoring, each safe
+// under concurrent appends. Closed streams fail reads and appends with a
+// [*StreamDeletedError] (matching [ErrStreamDeleted] and
+// [ErrStreamNotFound]) or a [*StreamArchivedError] (matching
+// [ErrStreamArchived]). Global positions never move. docs/concepts.md says
+// what each operation means for readers and projections.
+//
 // # Types, codecs and upcasting
 //
 // Register each event type once, by name, with [Register]. Payloads are JSON

@@ -15,8 +15,10 @@ type Store interface {
 	// Append appends events to one stream if its version satisfies expected,
 	// atomically: all events are stored or none. Events with a zero ID get a
 	// new one. It returns a [*ConcurrencyError] (matching
-	// [ErrConcurrencyConflict]) when expected does not hold, and validation
-	// errors matching [ErrInvalidInput].
+	// [ErrConcurrencyConflict]) when expected does not hold, validation
+	// errors matching [ErrInvalidInput], and a [*StreamDeletedError] or
+	// [*StreamArchivedError] for a stream that is deleted or archived (see
+	// [Lifecycle]), whatever expected says.
 	//
 	// Retrying an append whose event IDs are already stored at the same
 	// stream and versions with the same type and payload (equal as JSON
@@ -31,7 +33,10 @@ type Store interface {
 	AppendStreams(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error)
 
 	// ReadStream reads one page of a stream's events in version order, as
-	// opts says. A stream with no events yields an empty page, not an error.
+	// opts says. A stream with no events yields an empty page, not an error;
+	// so does a soft-deleted one, while an archived or hard-deleted stream
+	// (see [Lifecycle]) gives a [*StreamArchivedError] or a
+	// [*StreamDeletedError].
 	ReadStream(ctx context.Context, streamID string, opts ReadStreamOptions) ([]Record, error)
 
 	// ReadAll reads up to limit events strictly after the position after,
@@ -41,7 +46,9 @@ type Store interface {
 	ReadAll(ctx context.Context, after Position, limit int) ([]Record, error)
 
 	// StreamVersion returns the stream's current version, or an error
-	// matching [ErrStreamNotFound] when it has no events.
+	// matching [ErrStreamNotFound] when it has no events. A deleted stream
+	// gives a [*StreamDeletedError] (which matches ErrStreamNotFound too),
+	// an archived one a [*StreamArchivedError] (see [Lifecycle]).
 	StreamVersion(ctx context.Context, streamID string) (int64, error)
 
 	// Head returns the position of the last event that ReadAll can return

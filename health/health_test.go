@@ -145,7 +145,7 @@ func TestStoppedLaggingAndParked(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- runner.Run(runCtx) }()
-	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := runner.WaitForHead(waitCtx, "parks"); err != nil {
 		t.Fatal(err)

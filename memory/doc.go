@@ -38,6 +38,12 @@
 // [Store.Watch] wakes watchers after each append; it starts no goroutine
 // until the watcher's context ends.
 //
+// The store implements [eventstore.Lifecycle]. Deleted, archived and
+// truncated events leave the log without moving the others: ReadAll and
+// Head skip them. Truncated and hard-deleted events also lose their
+// payload and metadata. Snapshots live in a separate store: delete a
+// hard-deleted stream's snapshot there yourself.
+//
 // # Isolation and cost
 //
 // The stores copy payloads and headers on the way in and out: a caller

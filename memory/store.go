@@ -43,6 +43,7 @@ type Store struct {
 	ids     map[eventstore.EventID]int // event ID -> index in the log
 	types   map[string]string          // interned event type names
 	arena   []byte                     // free space for small payloads
+	gone    map[int]struct{}           // log indexes of events out of the log (lifecycle.go)
 
 	wmu      sync.Mutex
 	watchers map[chan struct{}]struct{}
@@ -51,6 +52,7 @@ type Store struct {
 var (
 	_ eventstore.Store        = (*Store)(nil)
 	_ eventstore.StreamLister = (*Store)(nil)
+	_ eventstore.Lifecycle    = (*Store)(nil)
 )
 
 // stream indexes one stream's events in the global log.
@@ -58,6 +60,8 @@ type stream struct {
 	id     string // owned copy of the stream ID, shared by its records
 	events []int  // events[v-1] is the log index of version v
 	seq    int64  // creation order, see eventstore.StreamInfo.Seq
+	status eventstore.StreamStatus
+	first  int64 // first version that exists (truncation point)
 }
 
 const (
@@ -230,6 +234,9 @@ func (s *Store) check(streamID string, expected eventstore.ExpectedVersion, even
 			return dup(first)
 		}
 		rec0 := s.at(s.ids[events[0].ID])
+		if err := s.state(s.streams[rec0.StreamID]).ClosedError(); err != nil && rec0.StreamID == streamID {
+			return eventstore.AppendResult{}, false, err // its events are out of the log
+		}
 		if rec0.StreamID != streamID || (expected >= 0 && rec0.StreamVersion != int64(expected)+1) {
 			return dup(0)
 		}
@@ -250,6 +257,9 @@ func (s *Store) check(streamID string, expected eventstore.ExpectedVersion, even
 	}
 	var current int64
 	if st := s.streams[streamID]; st != nil {
+		if err := s.state(st).ClosedError(); err != nil {
+			return eventstore.AppendResult{}, false, err
+		}
 		current = int64(len(st.events))
 	}
 	if !expected.Check(current) {
@@ -263,7 +273,7 @@ func (s *Store) check(streamID string, expected eventstore.ExpectedVersion, even
 func (s *Store) commit(streamID string, events []eventstore.Event, now time.Time) eventstore.AppendResult {
 	st := s.streams[streamID]
 	if st == nil {
-		st = &stream{id: strings.Clone(streamID), seq: int64(len(s.created) + 1)}
+		st = &stream{id: strings.Clone(streamID), seq: int64(len(s.created) + 1), status: eventstore.StreamLive, first: 1}
 		s.streams[st.id] = st
 		s.created = append(s.created, st)
 	}
@@ -383,30 +393,42 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 	if st == nil {
 		return nil, nil
 	}
+	if err := s.state(st).ClosedError(); err != nil {
+		if st.status == eventstore.StreamDeleted {
+			return nil, nil // a soft-deleted stream reads as not found
+		}
+		return nil, err
+	}
+	return s.readStream(st, opts), nil
+}
+
+// readStream reads a page of st's events that exist (from st.first), with
+// s.mu held.
+func (s *Store) readStream(st *stream, opts eventstore.ReadStreamOptions) []eventstore.Record {
 	n := int64(len(st.events))
 	if opts.Direction == eventstore.Forward {
-		from := max(opts.From, 1)
+		from := max(opts.From, st.first)
 		if from > n {
-			return nil, nil
+			return nil
 		}
 		count := n - from + 1
 		if opts.Limit > 0 {
 			count = min(count, int64(opts.Limit))
 		}
 		events := st.events[from-1 : from-1+count]
-		return s.copyOut(len(events), func(k int) int { return events[k] }), nil
+		return s.copyOut(len(events), func(k int) int { return events[k] })
 	}
 	from := opts.From
 	if from <= 0 || from > n {
 		from = n
 	}
-	count := from
+	count := max(from-st.first+1, 0)
 	if opts.Limit > 0 {
 		count = min(count, int64(opts.Limit))
 	}
 	events := st.events[from-count : from]
 	last := len(events) - 1
-	return s.copyOut(len(events), func(k int) int { return events[last-k] }), nil
+	return s.copyOut(len(events), func(k int) int { return events[last-k] })
 }
 
 // ReadAll implements [eventstore.Store.ReadAll]. Every stored event is
@@ -422,8 +444,12 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	start := s.searchAfter(after)
-	count := min(s.n-start, limit)
-	return s.copyOut(count, func(k int) int { return start + k }), nil
+	if len(s.gone) == 0 {
+		count := min(s.n-start, limit)
+		return s.copyOut(count, func(k int) int { return start + k }), nil
+	}
+	idx := s.present(start, limit)
+	return s.copyOut(len(idx), func(k int) int { return idx[k] }), nil
 }
 
 // searchAfter returns the index of the first event after pos, with s.mu held.
@@ -448,13 +474,19 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 	}
 	s.mu.RLock()
 	st := s.streams[streamID]
-	var v int64
+	var (
+		v      int64
+		closed error
+	)
 	if st != nil {
-		v = int64(len(st.events))
+		v, closed = int64(len(st.events)), s.state(st).ClosedError()
 	}
 	s.mu.RUnlock()
 	if st == nil {
 		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
+	}
+	if closed != nil {
+		return 0, closed
 	}
 	return v, nil
 }
@@ -466,10 +498,12 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.n == 0 {
-		return eventstore.Position{}, nil
+	for i := s.n - 1; i >= 0; i-- {
+		if _, gone := s.gone[i]; !gone {
+			return s.at(i).Position, nil
+		}
 	}
-	return s.at(s.n - 1).Position, nil
+	return eventstore.Position{}, nil
 }
 
 // Watch implements [eventstore.Store.Watch]: the channel receives a value

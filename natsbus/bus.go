@@ -113,6 +113,12 @@ type Bus struct {
 	pubMu   sync.Mutex
 	pending []pendingPub
 	failed  error
+	// chain is the message ID of the last asynchronous publication sent
+	// since the chain began (empty: the next one starts a chain). Each
+	// publication expects it as the stream's last message ID, so that the
+	// stream stores a publication only right after its predecessor: a
+	// lost one makes every later one fail instead of overtaking it.
+	chain string
 }
 
 var _ eventbus.Bus = (*Bus)(nil)
@@ -384,7 +390,13 @@ func (b *Bus) Publish(ctx context.Context, msgs ...eventbus.Message) error {
 	return nil
 }
 
-// PublishAsync queues m; see [eventbus.AsyncPublisher].
+// PublishAsync queues m; see [eventbus.AsyncPublisher]. Each publication
+// expects the previous one (since the last failed [Bus.Flush]) to be the
+// stream's last message (Nats-Expected-Last-Msg-Id), so that no
+// publication is stored ahead of an earlier one that failed: the relay
+// republishing from its checkpoint then keeps every stream's order. The
+// event stream must have no other writer while a relay publishes; one
+// that writes breaks the chain once (a failed batch, republished).
 func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
 	msg, err := b.encode(m)
 	if err != nil {
@@ -403,13 +415,18 @@ func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
 	if !b.nc.IsConnected() {
 		return fmt.Errorf("publish event %s: nats is %s: %w", m.EventID, b.nc.Status(), eventbus.ErrUnavailable)
 	}
-	fut, err := b.js.PublishMsgAsync(msg, jetstream.WithExpectStream(b.cfg.Stream))
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(b.cfg.Stream)}
+	if b.chain != "" {
+		opts = append(opts, jetstream.WithExpectLastMsgID(b.chain))
+	}
+	fut, err := b.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return &eventbus.MessageTooLargeError{EventID: m.EventID, Size: msgSize(msg), Limit: int(b.nc.MaxPayload())}
 		}
 		return fmt.Errorf("publish event %s: %w: %w", m.EventID, eventbus.ErrUnavailable, err)
 	}
+	b.chain = msg.Header.Get(jetstream.MsgIDHeader)
 	b.pending = append(b.pending, pendingPub{id: m.EventID, fut: fut})
 	return nil
 }
@@ -462,6 +479,13 @@ func (b *Bus) Flush(ctx context.Context) error {
 	}
 	err := b.failed
 	b.failed = nil
+	if err != nil {
+		// The caller publishes again from its last success: the stream's
+		// last message may be anything that the failure left, so a new
+		// chain starts (republished messages that were stored are
+		// dropped as duplicates before the expectation is checked).
+		b.chain = ""
+	}
 	return err
 }
 

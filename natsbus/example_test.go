@@ -29,7 +29,7 @@ func Example() {
 	}
 	defer srv.Shutdown()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nc, err := natsbus.Connect(srv.URL(), "orders")
 	if err != nil {

@@ -457,6 +457,7 @@ func (s *Store) resolveConflict(ctx context.Context, db dbtx, tx pgx.Tx, in *eve
 	}
 	current := make([]int64, len(in.StreamIDs))
 	ordered := make([]bool, len(in.StreamIDs))
+	status := make([]string, len(in.StreamIDs))
 	stored := make([]eventsql.StoredEvent, len(in.IDs))
 	err := func() error {
 		br := db.SendBatch(ctx, b)
@@ -468,9 +469,10 @@ func (s *Store) resolveConflict(ctx context.Context, db dbtx, tx pgx.Tx, in *eve
 		var (
 			idx, v int64
 			ok     bool
+			st     string
 		)
-		if _, err := pgx.ForEachRow(rows, []any{&idx, &v, &ok}, func() error {
-			current[idx-1], ordered[idx-1] = v, ok
+		if _, err := pgx.ForEachRow(rows, []any{&idx, &v, &ok, &st}, func() error {
+			current[idx-1], ordered[idx-1], status[idx-1] = v, ok, st
 			return nil
 		}); err != nil {
 			return err
@@ -497,6 +499,11 @@ func (s *Store) resolveConflict(ctx context.Context, db dbtx, tx pgx.Tx, in *eve
 			return nil, false, &eventstore.OutcomeUnknownError{Op: in.Op() + " (checking a conflict)", Err: err}
 		}
 		return nil, false, wrapError(in.Op()+": check conflict", err)
+	}
+	for i, st := range status {
+		if err := closedStreamError(in.StreamIDs[i], st, current[i], 0); err != nil {
+			return nil, false, err // a closed stream refuses every append (lifecycle.go)
+		}
 	}
 	return eventsql.Decide(in, stored, current, ordered)
 }

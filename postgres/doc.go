@@ -38,6 +38,16 @@
 // appends safe to retry. [Store.AppendStreams] appends to several streams
 // atomically.
 //
+// # Ending streams
+//
+// [Store] implements [eventstore.Lifecycle]: [Store.DeleteStream],
+// [Store.TruncateStream], [Store.HardDeleteStream], [Store.ArchiveStream]
+// and [Store.RestoreStream] each run in one transaction under the stream's
+// head row lock, which appends also take; archived and soft-deleted events
+// move to chronicle.events_archive. A closed stream refuses appends through
+// its head row, at no cost to the append statements (docs/postgres.md,
+// "Stream lifecycle").
+//
 // # Appends in your transaction
 //
 // [Store.AppendTx] and [Store.AppendStreamsTx] append inside a pgx.Tx of

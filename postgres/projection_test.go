@@ -906,7 +906,8 @@ func TestProjectionBatchTimeoutEndsStuckTransaction(t *testing.T) {
 func TestProjectionBatchTimeoutInStatementParks(t *testing.T) {
 	t.Parallel()
 	e := projSetup(t)
-	ctx := projWaitCtx(t, 10*time.Second)
+	// A bound against a hang, not a speed target.
+	ctx := projWaitCtx(t, 2*time.Minute)
 	e.deposit("acc-1", 1)
 	slow := e.deposit("slow", 5)
 	e.deposit("acc-2", 2)
@@ -919,7 +920,7 @@ func TestProjectionBatchTimeoutInStatementParks(t *testing.T) {
 		}
 		slowRuns.Add(1)
 		tx, _ := postgres.ProjectionTx(ctx)
-		_, err := tx.Exec(ctx, `SELECT pg_sleep(5)`)
+		_, err := tx.Exec(ctx, `SELECT pg_sleep(60)`)
 		return err
 	})
 	cfg, err := pgxpool.ParseConfig(e.dbURL)
@@ -927,7 +928,7 @@ func TestProjectionBatchTimeoutInStatementParks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The server notices the closed connection while pg_sleep runs, and
-	// ends the session and its advisory lock then, not 5s later.
+	// ends the session and its advisory lock then, not 60s later.
 	cfg.ConnConfig.RuntimeParams["client_connection_check_interval"] = "50ms"
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
@@ -944,8 +945,10 @@ func TestProjectionBatchTimeoutInStatementParks(t *testing.T) {
 		Holder:          "r",
 		PollInterval:    50 * time.Millisecond,
 		AcquireInterval: 100 * time.Millisecond,
-		BatchTimeout:    300 * time.Millisecond,
-		Retry:           projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
+		// Long enough that an innocent batch does not time out on a loaded
+		// machine, short enough to keep the test quick.
+		BatchTimeout: time.Second,
+		Retry:        projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -37,11 +37,13 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 	}
 	var recs []eventstore.Record
 	err = readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		recs, err = q.run(ctx, conn)
+		if recs, err = q.run(ctx, conn); err == nil && len(recs) == 0 {
+			err = closedReadError(ctx, conn, streamID) // lifecycle.go
+		}
 		return err
 	})
 	if err != nil {
-		return nil, wrapError(fmt.Sprintf("read stream %q", streamID), err)
+		return nil, lifecycleError(fmt.Sprintf("read stream %q", streamID), err)
 	}
 	return recs, nil
 }
@@ -86,6 +88,18 @@ func newStreamRead(streamID string, opts eventstore.ReadStreamOptions, payloads 
 		q.sql = eventsql.ReadStreamBackwardSQL
 	}
 	return q, nil
+}
+
+// args returns the read's arguments for a statement of the stream reads'
+// shape without a cap: stream id, first (or highest) version, limit (nil:
+// none).
+func (q *streamRead) args() []any {
+	var limit *int64
+	if q.limit > 0 {
+		l := int64(q.limit)
+		limit = &l
+	}
+	return []any{q.streamID, q.from, limit}
 }
 
 // run runs the read on db. The statements return at most
@@ -214,13 +228,14 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 	}
 	var v int64
 	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
-		return conn.QueryRow(ctx, eventsql.StreamVersionSQL, streamID).Scan(&v)
+		err := conn.QueryRow(ctx, eventsql.StreamVersionSQL, streamID).Scan(&v)
+		if errors.Is(err, pgx.ErrNoRows) {
+			v, err = missingStreamVersion(ctx, conn, streamID) // lifecycle.go
+		}
+		return err
 	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
-	}
 	if err != nil {
-		return 0, wrapError(fmt.Sprintf("read version of stream %q", streamID), err)
+		return 0, lifecycleError(fmt.Sprintf("read version of stream %q", streamID), err)
 	}
 	return v, nil
 }

@@ -105,8 +105,11 @@ func (t *TxStore) readStream(ctx context.Context, streamID string, opts eventsto
 		return nil, err
 	}
 	recs, err := q.run(ctx, t.tx)
+	if err == nil && len(recs) == 0 {
+		err = closedReadError(ctx, t.tx, streamID) // lifecycle.go
+	}
 	if err != nil {
-		return nil, wrapError(fmt.Sprintf("read stream %q in transaction", streamID), err)
+		return nil, lifecycleError(fmt.Sprintf("read stream %q in transaction", streamID), err)
 	}
 	return recs, nil
 }
@@ -156,10 +159,10 @@ func (t *TxStore) StreamVersion(ctx context.Context, streamID string) (int64, er
 	var v int64
 	err := t.tx.QueryRow(ctx, eventsql.StreamVersionSQL, streamID).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("stream %q: %w", streamID, eventstore.ErrStreamNotFound)
+		v, err = missingStreamVersion(ctx, t.tx, streamID) // lifecycle.go
 	}
 	if err != nil {
-		return 0, wrapError(fmt.Sprintf("read version of stream %q in transaction", streamID), err)
+		return 0, lifecycleError(fmt.Sprintf("read version of stream %q in transaction", streamID), err)
 	}
 	return v, nil
 }

@@ -126,7 +126,7 @@ func (l *leading) step(ctx context.Context) error {
 		// Catching up: read the next batch while this one is handled.
 		l.pre = l.w.prefetch(ctx, recs[len(recs)-1].Position, n)
 	}
-	err = l.process(ctx, recs, evs)
+	err = l.observed(ctx, recs, evs)
 	l.resume = nil // carried for the first batch only
 	return l.outcome(ctx, err)
 }
@@ -180,15 +180,19 @@ func (l *leading) outcome(ctx context.Context, err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &se):
+		// Record the stop before anyone is told: a waiter that sees
+		// ErrStopped (WaitForHead, Status) then finds it in storage too,
+		// even when the runner shuts down right after. When the record
+		// fails, the lead ends and the next one meets the event again.
+		next, cerr := l.w.commit(ctx, l.lease, projectionstore.Commit{From: l.cp.Position, To: l.cp.Position, Error: err.Error()})
+		if cerr != nil {
+			return fmt.Errorf("record the stop of the partition (%v): %w", err, cerr)
+		}
 		l.w.log.Error("projection partition stopped: fix the handler, then restart the runner or rebuild the projection", "error", err)
+		l.cp = next
 		l.stopped = err
 		l.w.state.set(func(s *partState) { s.err = err })
 		l.w.r.commits.notify()
-		next, err := l.w.commit(ctx, l.lease, projectionstore.Commit{From: l.cp.Position, To: l.cp.Position, Error: err.Error()})
-		if err != nil {
-			return err
-		}
-		l.cp = next
 		return nil
 	case errors.Is(err, ErrCheckpointConflict):
 		l.w.log.Warn("checkpoint moved under this holder; reloading it", "error", err)

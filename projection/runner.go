@@ -80,6 +80,10 @@ type Config struct {
 	// [Projection.Retry]). Its zero fields default to 5 attempts, a 100ms
 	// base delay and a 10s maximum delay.
 	Retry RetryPolicy
+
+	// Observer is told about every batch the runner handles (see
+	// [BatchObserver]), for traces and metrics. Defaults to nil: none.
+	Observer BatchObserver
 }
 
 // Projection is a named handler with checkpoints, registered with

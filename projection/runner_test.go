@@ -112,7 +112,7 @@ func (e *env) deposit(stream string, amount int64) eventstore.AppendResult {
 
 func waitCtx(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -1126,5 +1126,77 @@ func TestTransactionalRedeliveryOnMemory(t *testing.T) {
 		if got := fmt.Sprint(attempts[rec.EventID]); got != want {
 			t.Errorf("event %d attempts = %s, want %s", i, got, want)
 		}
+	}
+}
+
+// slowStopStorage delays the commit that records a stopped partition, as a
+// busy database would.
+type slowStopStorage struct {
+	*memory.ProjectionStore
+	delay time.Duration
+}
+
+func (s slowStopStorage) Acquire(ctx context.Context, key projectionstore.Key, partitions int, holder string) (projectionstore.Lease, error) {
+	l, err := s.ProjectionStore.Acquire(ctx, key, partitions, holder)
+	if l == nil || err != nil {
+		return l, err
+	}
+	return slowStopLease{Lease: l, delay: s.delay}, nil
+}
+
+type slowStopLease struct {
+	projectionstore.Lease
+	delay time.Duration
+}
+
+func (l slowStopLease) Commit(ctx context.Context, c projectionstore.Commit) (projectionstore.Checkpoint, error) {
+	if c.Error != "" {
+		select {
+		case <-time.After(l.delay):
+		case <-ctx.Done():
+			return projectionstore.Checkpoint{}, ctx.Err()
+		}
+	}
+	return l.Lease.Commit(ctx, c)
+}
+
+// A stop is in storage before the runner reports it: a runner shut down
+// as soon as WaitFor says "stopped" leaves the stop recorded, so that
+// health checks and other instances see it.
+func TestStopRecordedBeforeReported(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := waitCtx(t)
+	f := newFlaky()
+	e.deposit("poison", 1)
+	poison := lastEventID(t, e.store, "poison")
+	f.fail(poison, -1)
+	res := e.deposit("after", 1)
+	r, err := projection.New(e.store, slowStopStorage{ProjectionStore: e.storage, delay: 200 * time.Millisecond}, &projection.Config{
+		Logger:          quietLogger(),
+		PollInterval:    20 * time.Millisecond,
+		AcquireInterval: 20 * time.Millisecond,
+		Retry:           projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(projection.Projection{Name: "fragile", Handler: f, Retry: projection.RetryPolicy{MaxAttempts: 1}, OnFailure: projection.StopOnFailure}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	if err := r.WaitFor(ctx, "fragile", res.Position); !errors.Is(err, projection.ErrStopped) {
+		t.Fatalf("WaitFor = %v, want stopped", err)
+	}
+	stop()
+	<-done
+	cps, err := e.storage.Checkpoints(ctx, "fragile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cps) != 1 || cps[0].Error == "" {
+		t.Fatalf("checkpoints after the stop was reported: %+v, want the stop recorded", cps)
 	}
 }

@@ -19,6 +19,9 @@
 //     save, load and delete, and [MetricSnapshotDuration].
 //   - [NewHandler] wraps a [projection.Handler]: a span per handled event,
 //     continuing the trace of the append that stored the event.
+//   - [NewBatchObserver] is a [projection.BatchObserver] for a runner's
+//     Observer: a span per batch and [MetricBatchDuration] and
+//     [MetricBatchEvents].
 //   - [NewGauges] observes projections (lag in events and in time,
 //     stopped and held partitions, dead letters) and the PostgreSQL
 //     store's read horizon.
@@ -41,7 +44,8 @@
 // Store: [MetricAppendDuration], [MetricAppendEvents],
 // [MetricAppendBytes], [MetricAppendConflicts], [MetricReadDuration],
 // [MetricReadEvents]. Snapshot store: [MetricSnapshotDuration]. Handler:
-// [MetricHandleDuration]. Gauges:
+// [MetricHandleDuration]. Batch observer: [MetricBatchDuration],
+// [MetricBatchEvents]. Gauges:
 // [MetricProjectionLagEvents], [MetricProjectionLagAge],
 // [MetricProjectionStopped], [MetricProjectionHeld], [MetricDeadLetters],
 // [MetricReadHorizonAge]. docs/operations.md says what to alert on.

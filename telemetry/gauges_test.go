@@ -43,7 +43,7 @@ func runUntilSettled(t *testing.T, f *fixture, settled func(), ps ...projection.
 	done := make(chan error, 1)
 	go func() { done <- runner.Run(runCtx) }()
 	defer func() { stop(); <-done }()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	for _, p := range ps {
 		if err := runner.WaitForHead(ctx, p.Name); err != nil && !errors.Is(err, projection.ErrStopped) {

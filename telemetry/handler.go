@@ -2,9 +2,7 @@ package telemetry
 
 import (
 	"context"
-	"time"
 
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -47,9 +45,9 @@ type resettingHandler struct{ *handler }
 // reports next's registration mistakes (a [*projection.Handlers]' Err)
 // both here and to [projection.Runner.Add]. A nil cfg means the defaults.
 //
-// The span covers one handler call. The runner's batches (reading, the
-// transaction, the checkpoint's commit) are not traced: that needs a hook
-// in the runner.
+// The span covers one handler call. To trace the runner's batches (the
+// handlers, the transaction and the checkpoint's commit) too, set a
+// [BatchObserver] as the runner's Observer.
 func NewHandler(next projection.Handler, cfg *Config) (projection.Handler, error) {
 	if next == nil {
 		return nil, &eventstore.ValidationError{Field: "handler", Reason: "must not be nil"}
@@ -60,8 +58,7 @@ func NewHandler(next projection.Handler, cfg *Config) (projection.Handler, error
 		}
 	}
 	c := cfg.withDefaults()
-	duration, err := c.MeterProvider.Meter(ScopeName).Float64Histogram(MetricHandleDuration, metric.WithUnit("s"),
-		metric.WithDescription("Time projection handlers take per event."), metric.WithExplicitBucketBoundaries(durationBuckets...))
+	duration, err := newDuration(c.MeterProvider.Meter(ScopeName), MetricHandleDuration, "Time projection handlers take per event.")
 	if err != nil {
 		return nil, err
 	}
@@ -77,21 +74,17 @@ func (h *handler) Handle(ctx context.Context, ev projection.Event) error {
 	if len(ev.Metadata.Headers) > 0 {
 		ctx = h.prop.Extract(ctx, headerCarrier(ev.Metadata.Headers))
 	}
-	ctx, span := h.tracer.Start(ctx, SpanHandle, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+	ctx, o := startOp(ctx, h.tracer, SpanHandle, "", trace.SpanKindConsumer,
 		AttrProjection.String(ev.Projection), AttrPartition.Int(ev.Partition), AttrAttempt.Int(ev.Attempt),
 		AttrEventID.String(ev.EventID.String()), AttrEventType.String(ev.Type), AttrStreamID.String(ev.StreamID),
-		AttrStreamVersion.Int64(ev.StreamVersion), AttrPosition.String(ev.Position.String())))
-	defer span.End()
-	start := time.Now()
+		AttrStreamVersion.Int64(ev.StreamVersion), AttrPosition.String(ev.Position.String()))
+	defer o.span.End()
 	err := h.next.Handle(ctx, ev)
 	oc := "ok"
 	if err != nil {
 		oc = "error"
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
 	}
-	span.SetAttributes(AttrOutcome.String(oc))
-	h.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(AttrProjection.String(ev.Projection), AttrOutcome.String(oc)))
+	o.finish(ctx, h.duration, oc, err, true, AttrProjection.String(ev.Projection))
 	return err
 }
 

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -60,8 +58,7 @@ func NewSnapshotStore(next snapshot.Store, cfg *Config) (*SnapshotStore, error) 
 		return nil, &eventstore.ValidationError{Field: "snapshot store", Reason: "must not be nil"}
 	}
 	c := cfg.withDefaults()
-	duration, err := c.MeterProvider.Meter(ScopeName).Float64Histogram(MetricSnapshotDuration, metric.WithUnit("s"),
-		metric.WithDescription("Latency of snapshot store operations."), metric.WithExplicitBucketBoundaries(durationBuckets...))
+	duration, err := newDuration(c.MeterProvider.Meter(ScopeName), MetricSnapshotDuration, "Latency of snapshot store operations.")
 	if err != nil {
 		return nil, err
 	}
@@ -71,23 +68,21 @@ func NewSnapshotStore(next snapshot.Store, cfg *Config) (*SnapshotStore, error) 
 // Save saves as the wrapped store does, in a span named
 // [SpanSnapshotSave].
 func (s *SnapshotStore) Save(ctx context.Context, snap snapshot.Snapshot) error {
-	ctx, span := s.start(ctx, SpanSnapshotSave, AttrStreamID.String(snap.StreamID), AttrStreamVersion.Int64(snap.Version))
-	start := time.Now()
+	ctx, o := s.start(ctx, SpanSnapshotSave, "save", AttrStreamID.String(snap.StreamID), AttrStreamVersion.Int64(snap.Version))
 	err := s.next.Save(ctx, snap)
-	s.done(ctx, span, "save", start, err)
+	s.done(ctx, o, err)
 	return err
 }
 
 // Load loads as the wrapped store does, in a span named
 // [SpanSnapshotLoad]. A stream without a snapshot is no error of the span.
 func (s *SnapshotStore) Load(ctx context.Context, streamID string) (snapshot.Snapshot, error) {
-	ctx, span := s.start(ctx, SpanSnapshotLoad, AttrStreamID.String(streamID))
-	start := time.Now()
+	ctx, o := s.start(ctx, SpanSnapshotLoad, "load", AttrStreamID.String(streamID))
 	snap, err := s.next.Load(ctx, streamID)
 	if err == nil {
-		span.SetAttributes(AttrStreamVersion.Int64(snap.Version))
+		o.span.SetAttributes(AttrStreamVersion.Int64(snap.Version))
 	}
-	s.done(ctx, span, "load", start, err)
+	s.done(ctx, o, err)
 	return snap, err
 }
 
@@ -100,13 +95,12 @@ func (s *SnapshotStore) LoadStream(ctx context.Context, events eventstore.Store,
 		return snapshot.StreamLoad{}, fmt.Errorf("telemetry snapshot store: %T reads no stream with its snapshot: %w", s.next, errors.ErrUnsupported)
 	}
 	events = unwrapStore(events)
-	ctx, span := s.start(ctx, SpanSnapshotLoadStream, AttrStreamID.String(streamID))
-	start := time.Now()
+	ctx, o := s.start(ctx, SpanSnapshotLoadStream, "load_stream", AttrStreamID.String(streamID))
 	res, err := loader.LoadStream(ctx, events, streamID, typ, schemaVersion, limit)
 	if err == nil {
-		span.SetAttributes(attribute.Bool("chronicle.snapshot.found", res.Found), AttrEvents.Int(len(res.Records)))
+		o.span.SetAttributes(attribute.Bool("chronicle.snapshot.found", res.Found), AttrEvents.Int(len(res.Records)))
 	}
-	s.done(ctx, span, "load_stream", start, err)
+	s.done(ctx, o, err)
 	return res, err
 }
 
@@ -132,21 +126,20 @@ func (s *SnapshotStore) BindTx(events eventstore.Store) (snapshot.Store, bool) {
 // Delete deletes as the wrapped store does, in a span named
 // [SpanSnapshotDelete].
 func (s *SnapshotStore) Delete(ctx context.Context, streamID string) error {
-	ctx, span := s.start(ctx, SpanSnapshotDelete, AttrStreamID.String(streamID))
-	start := time.Now()
+	ctx, o := s.start(ctx, SpanSnapshotDelete, "delete", AttrStreamID.String(streamID))
 	err := s.next.Delete(ctx, streamID)
-	s.done(ctx, span, "delete", start, err)
+	s.done(ctx, o, err)
 	return err
 }
 
-func (s *SnapshotStore) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	return s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+func (s *SnapshotStore) start(ctx context.Context, name, opName string, attrs ...attribute.KeyValue) (context.Context, op) {
+	return startOp(ctx, s.tracer, name, opName, trace.SpanKindClient, attrs...)
 }
 
 // done records an operation's outcome on its span, which it ends, and in
 // the metric.
-func (s *SnapshotStore) done(ctx context.Context, span trace.Span, op string, start time.Time, err error) {
-	defer span.End()
+func (s *SnapshotStore) done(ctx context.Context, o op, err error) {
+	defer o.span.End()
 	oc := outcome(err)
 	switch {
 	case errors.Is(err, snapshot.ErrNotFound):
@@ -154,10 +147,5 @@ func (s *SnapshotStore) done(ctx context.Context, span trace.Span, op string, st
 	case errors.Is(err, errors.ErrUnsupported):
 		oc = "unsupported"
 	}
-	s.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(AttrOperation.String(op), AttrOutcome.String(oc)))
-	span.SetAttributes(AttrOutcome.String(oc))
-	if err != nil && oc != "not_found" && oc != "unsupported" {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
+	o.finish(ctx, s.duration, oc, err, oc != "not_found" && oc != "unsupported")
 }

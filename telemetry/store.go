@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -91,16 +89,14 @@ func NewStore(next eventstore.Store, cfg *Config) (*Store, error) {
 	meter := c.MeterProvider.Meter(ScopeName)
 	s := &Store{next: next, tracer: c.TracerProvider.Tracer(ScopeName), prop: c.Propagator}
 	var errs [6]error
-	s.appendDuration, errs[0] = meter.Float64Histogram(MetricAppendDuration, metric.WithUnit("s"),
-		metric.WithDescription("Latency of event store appends."), metric.WithExplicitBucketBoundaries(durationBuckets...))
+	s.appendDuration, errs[0] = newDuration(meter, MetricAppendDuration, "Latency of event store appends.")
 	s.appendEvents, errs[1] = meter.Int64Counter(MetricAppendEvents, metric.WithUnit("{event}"),
 		metric.WithDescription("Events appended."))
 	s.appendBytes, errs[2] = meter.Int64Counter(MetricAppendBytes, metric.WithUnit("By"),
 		metric.WithDescription("Payload bytes appended."))
 	s.appendConflicts, errs[3] = meter.Int64Counter(MetricAppendConflicts, metric.WithUnit("{append}"),
 		metric.WithDescription("Appends refused by the optimistic concurrency check."))
-	s.readDuration, errs[4] = meter.Float64Histogram(MetricReadDuration, metric.WithUnit("s"),
-		metric.WithDescription("Latency of event store reads."), metric.WithExplicitBucketBoundaries(durationBuckets...))
+	s.readDuration, errs[4] = newDuration(meter, MetricReadDuration, "Latency of event store reads.")
 	s.readEvents, errs[5] = meter.Int64Counter(MetricReadEvents, metric.WithUnit("{event}"),
 		metric.WithDescription("Events returned by reads."))
 	if err := firstError(errs[:]); err != nil {
@@ -139,14 +135,13 @@ func unwrapStore(store eventstore.Store) eventstore.Store {
 // Append appends as the wrapped store does, in a span named [SpanAppend],
 // with the trace context written into each event's metadata headers.
 func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
-	ctx, span := s.tracer.Start(ctx, SpanAppend, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-		AttrStreamID.String(streamID), AttrEvents.Int(len(events)), AttrExpectedVersion.String(expected.String())))
-	defer span.End()
-	start := time.Now()
+	ctx, o := startOp(ctx, s.tracer, SpanAppend, "append", trace.SpanKindProducer,
+		AttrStreamID.String(streamID), AttrEvents.Int(len(events)), AttrExpectedVersion.String(expected.String()))
+	defer o.span.End()
 	res, err := s.next.Append(ctx, streamID, expected, s.inject(ctx, events)...)
-	s.appended(ctx, span, "append", start, err, events)
+	s.appended(ctx, o, err, events)
 	if err == nil {
-		span.SetAttributes(AttrStreamVersion.Int64(res.Version), AttrPosition.String(res.Position.String()))
+		o.span.SetAttributes(AttrStreamVersion.Int64(res.Version), AttrPosition.String(res.Position.String()))
 	}
 	return res, err
 }
@@ -159,9 +154,9 @@ func (s *Store) AppendStreams(ctx context.Context, appends ...eventstore.StreamA
 	for _, a := range appends {
 		n += len(a.Events)
 	}
-	ctx, span := s.tracer.Start(ctx, SpanAppendStreams, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-		AttrStreams.Int(len(appends)), AttrEvents.Int(n)))
-	defer span.End()
+	ctx, o := startOp(ctx, s.tracer, SpanAppendStreams, "append_streams", trace.SpanKindProducer,
+		AttrStreams.Int(len(appends)), AttrEvents.Int(n))
+	defer o.span.End()
 	stamped := make([]eventstore.StreamAppend, len(appends))
 	var all []eventstore.Event
 	for i, a := range appends {
@@ -169,9 +164,8 @@ func (s *Store) AppendStreams(ctx context.Context, appends ...eventstore.StreamA
 		stamped[i] = a
 		all = append(all, appends[i].Events...)
 	}
-	start := time.Now()
 	res, err := s.next.AppendStreams(ctx, stamped...)
-	s.appended(ctx, span, "append_streams", start, err, all)
+	s.appended(ctx, o, err, all)
 	return res, err
 }
 
@@ -190,18 +184,14 @@ func (s *Store) inject(ctx context.Context, events []eventstore.Event) []eventst
 }
 
 // appended records an append's outcome on its span and in the metrics.
-func (s *Store) appended(ctx context.Context, span trace.Span, op string, start time.Time, err error, events []eventstore.Event) {
-	elapsed := time.Since(start).Seconds()
+func (s *Store) appended(ctx context.Context, o op, err error, events []eventstore.Event) {
 	oc := outcome(err)
-	opAttr := AttrOperation.String(op)
-	s.appendDuration.Record(ctx, elapsed, metric.WithAttributes(opAttr, AttrOutcome.String(oc)))
-	span.SetAttributes(AttrOutcome.String(oc))
+	o.finish(ctx, s.appendDuration, oc, err, true)
+	opAttr := AttrOperation.String(o.name)
 	if err != nil {
 		if oc == "conflict" {
 			s.appendConflicts.Add(ctx, 1, metric.WithAttributes(opAttr))
 		}
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
 		return
 	}
 	var bytes int64
@@ -217,10 +207,9 @@ func (s *Store) appended(ctx context.Context, span trace.Span, op string, start 
 // [SpanReadStream]. Loading an aggregate reads its stream this way (or
 // with ReadStreamPayloads).
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.Record, error) {
-	ctx, span := s.startRead(ctx, SpanReadStream, AttrStreamID.String(streamID))
-	start := time.Now()
+	ctx, o := s.startRead(ctx, SpanReadStream, "read_stream", AttrStreamID.String(streamID))
 	recs, err := s.next.ReadStream(ctx, streamID, opts)
-	s.read(ctx, span, "read_stream", start, err, len(recs))
+	s.read(ctx, o, err, len(recs))
 	return recs, err
 }
 
@@ -229,8 +218,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 // when it has one, otherwise with its ReadStream, keeping only the fields
 // that PayloadReader promises.
 func (s *Store) ReadStreamPayloads(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.Record, error) {
-	ctx, span := s.startRead(ctx, SpanReadStreamPayloads, AttrStreamID.String(streamID))
-	start := time.Now()
+	ctx, o := s.startRead(ctx, SpanReadStreamPayloads, "read_stream_payloads", AttrStreamID.String(streamID))
 	var (
 		recs []eventstore.Record
 		err  error
@@ -244,16 +232,15 @@ func (s *Store) ReadStreamPayloads(ctx context.Context, streamID string, opts ev
 				SchemaVersion: r.SchemaVersion, Data: r.Data}
 		}
 	}
-	s.read(ctx, span, "read_stream_payloads", start, err, len(recs))
+	s.read(ctx, o, err, len(recs))
 	return recs, err
 }
 
 // ReadAll reads as the wrapped store does, in a span named [SpanReadAll].
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Record, error) {
-	ctx, span := s.startRead(ctx, SpanReadAll, AttrPosition.String(after.String()))
-	start := time.Now()
+	ctx, o := s.startRead(ctx, SpanReadAll, "read_all", AttrPosition.String(after.String()))
 	recs, err := s.next.ReadAll(ctx, after, limit)
-	s.read(ctx, span, "read_all", start, err, len(recs))
+	s.read(ctx, o, err, len(recs))
 	return recs, err
 }
 
@@ -261,19 +248,17 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 // [SpanStreamVersion]. A stream that does not exist is not an error of
 // the span.
 func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
-	ctx, span := s.startRead(ctx, SpanStreamVersion, AttrStreamID.String(streamID))
-	start := time.Now()
+	ctx, o := s.startRead(ctx, SpanStreamVersion, "stream_version", AttrStreamID.String(streamID))
 	v, err := s.next.StreamVersion(ctx, streamID)
-	s.read(ctx, span, "stream_version", start, err, 0)
+	s.read(ctx, o, err, 0)
 	return v, err
 }
 
 // Head reads as the wrapped store does, in a span named [SpanHead].
 func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
-	ctx, span := s.startRead(ctx, SpanHead)
-	start := time.Now()
+	ctx, o := s.startRead(ctx, SpanHead, "head")
 	pos, err := s.next.Head(ctx)
-	s.read(ctx, span, "head", start, err, 0)
+	s.read(ctx, o, err, 0)
 	return pos, err
 }
 
@@ -286,39 +271,31 @@ func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOpti
 	if !ok {
 		return nil, fmt.Errorf("telemetry store: %T lists no streams: %w", s.next, errors.ErrUnsupported)
 	}
-	ctx, span := s.startRead(ctx, SpanListStreams)
-	start := time.Now()
+	ctx, o := s.startRead(ctx, SpanListStreams, "list_streams")
 	streams, err := lister.ListStreams(ctx, opts)
-	s.read(ctx, span, "list_streams", start, err, 0)
+	s.read(ctx, o, err, 0)
 	return streams, err
 }
 
 // Watch returns the wrapped store's Watch, without telemetry.
 func (s *Store) Watch(ctx context.Context) <-chan struct{} { return s.next.Watch(ctx) }
 
-func (s *Store) startRead(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	return s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+func (s *Store) startRead(ctx context.Context, name, opName string, attrs ...attribute.KeyValue) (context.Context, op) {
+	return startOp(ctx, s.tracer, name, opName, trace.SpanKindClient, attrs...)
 }
 
 // read records a read's outcome on its span, which it ends, and in the
 // metrics.
-func (s *Store) read(ctx context.Context, span trace.Span, op string, start time.Time, err error, n int) {
-	defer span.End()
-	elapsed := time.Since(start).Seconds()
+func (s *Store) read(ctx context.Context, o op, err error, n int) {
+	defer o.span.End()
 	oc := outcome(err)
-	opAttr := AttrOperation.String(op)
-	s.readDuration.Record(ctx, elapsed, metric.WithAttributes(opAttr, AttrOutcome.String(oc)))
-	span.SetAttributes(AttrOutcome.String(oc))
+	o.finish(ctx, s.readDuration, oc, err, oc != "not_found")
 	if err != nil {
-		if oc != "not_found" {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
 		return
 	}
-	span.SetAttributes(AttrEvents.Int(n))
+	o.span.SetAttributes(AttrEvents.Int(n))
 	if n > 0 {
-		s.readEvents.Add(ctx, int64(n), metric.WithAttributes(opAttr))
+		s.readEvents.Add(ctx, int64(n), metric.WithAttributes(AttrOperation.String(o.name)))
 	}
 }
 

@@ -76,8 +76,11 @@ const (
 	// AttrStreamVersion is a stream version: the version after an append,
 	// or the handled event's.
 	AttrStreamVersion = attribute.Key("chronicle.stream.version")
-	// AttrPosition is a global position, as "transaction/global".
+	// AttrPosition is a global position, as "transaction/global": of a
+	// read, an append, a handled event, or the last event of a batch.
 	AttrPosition = attribute.Key("chronicle.position")
+	// AttrFromPosition is the checkpoint a projection batch starts after.
+	AttrFromPosition = attribute.Key("chronicle.from_position")
 	// AttrEventID is the handled event's ID.
 	AttrEventID = attribute.Key("chronicle.event.id")
 	// AttrEventType is the handled event's type name.

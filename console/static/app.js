@@ -26,6 +26,7 @@
     Object.keys(text).forEach(function (k) {
       document.querySelectorAll('[data-live="' + CSS.escape(k) + '"]').forEach(function (el) {
         el.textContent = text[k];
+        if (el.hasAttribute("data-live-hide-empty")) el.hidden = text[k] === "";
       });
     });
     Object.keys(points).forEach(function (k) {

@@ -17,25 +17,41 @@ import (
 
 // Options adapts the suite to an implementation.
 type Options struct {
-	// Timeout bounds each wait of the suite. Defaults to 20s.
+	// Timeout is the hang limit of each wait of the suite: a wait fails
+	// when it saw no progress (no new delivery, no new dead letter) for
+	// this long. It bounds a hang, not a speed: a slow machine must not
+	// fail the suite. Defaults to 2 minutes.
 	Timeout time.Duration
 	// KnownFailures names cases this implementation is known to fail, each
 	// with the open bug that explains it; they are skipped, loudly, and
 	// must be fixed, not left. Defaults to none.
 	KnownFailures map[string]string
+	// Diagnose, when set, is called when a wait of the suite runs out, to
+	// log the implementation's view of bus (the broker's consumer state,
+	// for example) before the test fails. Defaults to nothing.
+	Diagnose func(t *testing.T, bus eventbus.Bus)
 }
 
 type suite struct {
-	newBus  func(t *testing.T) eventbus.Bus
-	timeout time.Duration
+	newBus   func(t *testing.T) eventbus.Bus
+	timeout  time.Duration
+	diagnose func(t *testing.T, bus eventbus.Bus)
+	buses    sync.Map // *testing.T → eventbus.Bus, for diagnose
 }
+
+// slowAfter is how long a wait runs before the suite logs it as slow and
+// diagnoses the bus, without failing.
+const slowAfter = 15 * time.Second
 
 // Run runs the conformance suite. newBus returns a new, empty bus private
 // to the subtest.
 func Run(t *testing.T, newBus func(t *testing.T) eventbus.Bus, opts *Options) {
-	s := &suite{newBus: newBus, timeout: 20 * time.Second}
+	s := &suite{newBus: newBus, timeout: 2 * time.Minute}
 	if opts != nil && opts.Timeout > 0 {
 		s.timeout = opts.Timeout
+	}
+	if opts != nil {
+		s.diagnose = opts.Diagnose
 	}
 	tests := []struct {
 		name string
@@ -68,7 +84,73 @@ func (s *suite) setup(t *testing.T) (context.Context, eventbus.Bus) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*s.timeout)
 	t.Cleanup(cancel)
-	return ctx, s.newBus(t)
+	bus := s.newBus(t)
+	s.buses.Store(t, bus)
+	t.Cleanup(func() { s.buses.Delete(t) })
+	return ctx, bus
+}
+
+// wait polls check until it reports done. check also returns a measure of
+// progress (deliveries seen, say): the wait fails once the measure has not
+// changed for the hang limit, and logs (with a diagnosis of the bus) a
+// wait that runs longer than slowAfter. wake, when not nil, signals a
+// change worth checking at once.
+func (s *suite) wait(t *testing.T, what string, wake <-chan struct{}, check func() (done bool, progress int)) {
+	t.Helper()
+	start := time.Now()
+	lastChange := start
+	last := -1
+	slowLogged := false
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done, progress := check()
+		if done {
+			if slowLogged {
+				t.Logf("slow wait for %s ended after %s", what, time.Since(start).Round(time.Millisecond))
+			}
+			return
+		}
+		if progress != last {
+			last, lastChange = progress, time.Now()
+		}
+		if time.Since(lastChange) > s.timeout {
+			s.diagnoseBus(t)
+			t.Fatalf("timed out waiting for %s: no progress for %s (at %d after %s)", what, s.timeout, progress, time.Since(start).Round(time.Millisecond))
+		}
+		if !slowLogged && time.Since(start) > slowAfter {
+			slowLogged = true
+			t.Logf("slow wait for %s: %s so far, at %d", what, time.Since(start).Round(time.Millisecond), progress)
+			s.diagnoseBus(t)
+		}
+		select {
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// waitClosed waits until ch is closed.
+func (s *suite) waitClosed(t *testing.T, what string, ch <-chan struct{}) {
+	t.Helper()
+	s.wait(t, what, ch, func() (bool, int) {
+		select {
+		case <-ch:
+			return true, 0
+		default:
+			return false, 0
+		}
+	})
+}
+
+func (s *suite) diagnoseBus(t *testing.T) {
+	t.Helper()
+	if s.diagnose == nil {
+		return
+	}
+	if bus, ok := s.buses.Load(t); ok {
+		s.diagnose(t, bus.(eventbus.Bus))
+	}
 }
 
 // message returns a message of stream streamID at version v.
@@ -143,19 +225,10 @@ func (r *recorder) snapshot() ([]eventbus.Delivery, map[eventstore.EventID]int) 
 // waitDistinct waits until n distinct messages were recorded.
 func (s *suite) waitDistinct(t *testing.T, r *recorder, n int) {
 	t.Helper()
-	deadline := time.After(s.timeout)
-	for {
-		_, ids := r.snapshot()
-		if len(ids) >= n {
-			return
-		}
-		select {
-		case <-r.change:
-		case <-time.After(50 * time.Millisecond):
-		case <-deadline:
-			t.Fatalf("timed out waiting for %d distinct messages, got %d", n, len(ids))
-		}
-	}
+	s.wait(t, fmt.Sprintf("%d distinct messages", n), r.change, func() (bool, int) {
+		got, ids := r.snapshot()
+		return len(ids) >= n, len(got)
+	})
 }
 
 // settle waits a little for stray deliveries.
@@ -348,19 +421,11 @@ func (s *suite) testStreamOrder(t *testing.T) {
 	msgs := messages("order", 6, 150)
 	publish(t, ctx, bus, msgs[:50]...)
 	publish(t, ctx, bus, msgs[50:]...)
-	deadline := time.Now().Add(s.timeout)
-	for {
+	s.wait(t, fmt.Sprintf("%d handled messages", len(msgs)), nil, func() (bool, int) {
 		mu.Lock()
-		n := len(done)
-		mu.Unlock()
-		if n >= len(msgs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %d of %d handled", n, len(msgs))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(done) >= len(msgs), len(done)
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if violation != nil {
@@ -401,7 +466,7 @@ func (s *suite) testRedelivery(t *testing.T) {
 	ctx, bus := s.setup(t)
 	var mu sync.Mutex
 	var attempts []int
-	ok := make(chan struct{})
+	ok := make(chan struct{}, 1)
 	h := eventbus.HandlerFunc(func(ctx context.Context, d eventbus.Delivery) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -409,16 +474,19 @@ func (s *suite) testRedelivery(t *testing.T) {
 		if d.Attempt < 3 {
 			return errors.New("not yet")
 		}
-		close(ok)
+		select {
+		case ok <- struct{}{}:
+		default:
+		}
 		return nil
 	})
 	subscribe(t, ctx, bus, eventbus.Consumer{Group: "redelivery", Handler: h, MaxDeliveries: 5})
 	publish(t, ctx, bus, message("redelivery", 1, "Thing"))
-	select {
-	case <-ok:
-	case <-time.After(s.timeout):
-		t.Fatal("timed out waiting for the third delivery")
-	}
+	s.wait(t, "the third delivery", ok, func() (bool, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(attempts) >= 3 && attempts[len(attempts)-1] >= 3, len(attempts)
+	})
 	settle()
 	mu.Lock()
 	defer mu.Unlock()
@@ -434,20 +502,16 @@ func (s *suite) testRedelivery(t *testing.T) {
 // waitDeadLetters waits until group has n dead letters.
 func (s *suite) waitDeadLetters(t *testing.T, ctx context.Context, bus eventbus.Bus, group string, n int) []eventbus.DeadLetter {
 	t.Helper()
-	deadline := time.Now().Add(s.timeout)
-	for {
-		dls, err := bus.DeadLetters(ctx, eventbus.DeadLetterFilter{Group: group})
+	var dls []eventbus.DeadLetter
+	s.wait(t, fmt.Sprintf("%d dead letters of %s", n, group), nil, func() (bool, int) {
+		var err error
+		dls, err = bus.DeadLetters(ctx, eventbus.DeadLetterFilter{Group: group})
 		if err != nil {
 			t.Fatalf("dead letters: %v", err)
 		}
-		if len(dls) >= n {
-			return dls
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %d dead letters of %s, have %d", n, group, len(dls))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(dls) >= n, len(dls)
+	})
+	return dls
 }
 
 func (s *suite) testDeadLetters(t *testing.T) {
@@ -590,7 +654,7 @@ func (s *suite) testShutdown(t *testing.T) {
 	}
 	msgs := messages("shutdown", 1, 3)
 	publish(t, ctx, bus, msgs[0])
-	<-started
+	s.waitClosed(t, "the first handler call", started)
 	// Close waits for the handler in flight...
 	closed := make(chan error, 1)
 	go func() {
@@ -634,7 +698,7 @@ func (s *suite) testShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-stuckStarted
+	s.waitClosed(t, "the stuck handler's call", stuckStarted)
 	cctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_ = sub2.Close(cctx) // reports the cut-short wait
 	cancel()

@@ -83,6 +83,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts *Optio
 		{"CallerCannotMutateStoredEvents", testCallerCannotMutate},
 		{"ConcurrentTailing", testConcurrentTailing},
 	}
+	tests = append(tests, lifecycleTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -49,6 +49,9 @@ var mutants = map[string][]string{
 	"shares-payloads":            {"CallerCannotMutateStoredEvents"},
 	"case-insensitive-streams":   {"StreamIDsRoundTrip"},
 	"schema-version-not-stored":  {"AppendAndReadBack", "PayloadRoundTrip"},
+	"closed-streams-reopen":      {"LifecycleSoftDelete", "LifecycleArchive"},
+	"truncate-does-nothing":      {"LifecycleTruncate"},
+	"archived-reads-empty":       {"LifecycleArchive"},
 }
 
 // TestMutant runs the suite on the mutant named by $STORETEST_MUTANT; it
@@ -104,6 +107,14 @@ func tail(out []byte) string {
 }
 
 func (m *mutant) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	if m.name == "closed-streams-reopen" {
+		// Appending to a deleted or archived stream silently restores it.
+		if st, err := m.Store.StreamState(ctx, streamID); err == nil && (st.Status == eventstore.StreamDeleted || st.Status == eventstore.StreamArchived) {
+			if _, err := m.Store.RestoreStream(ctx, streamID); err != nil {
+				return eventstore.AppendResult{}, err
+			}
+		}
+	}
 	if m.name == "case-insensitive-streams" {
 		streamID = strings.ToLower(streamID)
 	}
@@ -189,6 +200,9 @@ func (m *mutant) ReadStream(ctx context.Context, streamID string, opts eventstor
 		streamID = strings.ToLower(streamID)
 	}
 	recs, err := m.Store.ReadStream(ctx, streamID, opts)
+	if m.name == "archived-reads-empty" && errors.Is(err, eventstore.ErrStreamArchived) {
+		return nil, nil
+	}
 	for i := range recs {
 		switch m.name {
 		case "local-recorded-at":
@@ -267,4 +281,15 @@ func (m *mutant) Head(ctx context.Context) (eventstore.Position, error) {
 		return recs[0].Position, nil
 	}
 	return m.Store.Head(ctx)
+}
+
+func (m *mutant) TruncateStream(ctx context.Context, streamID string, before int64) (eventstore.StreamState, error) {
+	if m.name == "truncate-does-nothing" {
+		st, err := m.Store.StreamState(ctx, streamID)
+		if err == nil && before <= st.Version {
+			st.FirstVersion = max(st.FirstVersion, before)
+		}
+		return st, err
+	}
+	return m.Store.TruncateStream(ctx, streamID, before)
 }

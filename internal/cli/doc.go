@@ -8,6 +8,11 @@
 //	chronicle streams read STREAM [--from N] [--limit N] [--backward] [--json]
 //	chronicle streams list [--prefix P] [--limit N] [--before SEQ] [--json]
 //	chronicle streams head
+//	chronicle streams state STREAM
+//	chronicle streams delete [--hard] --yes STREAM
+//	chronicle streams truncate --yes STREAM VERSION
+//	chronicle streams archive|restore STREAM
+//	chronicle streams read --archived STREAM
 //	chronicle projections status [NAME] [--json]
 //	chronicle projections rebuild NAME [--no-wait]
 //	chronicle projections dead-letters list [--state parked|retry|resolved|skipped|all] [--projection NAME] [--json]
@@ -19,6 +24,7 @@
 //
 // migrate down drops every event: it refuses without --yes (saying what it
 // would drop) and never prompts, so nothing piped into it can confirm it.
+// So do streams delete and streams truncate, which remove events.
 //
 // Commands that use a database take --database-url, or the DATABASE_URL
 // environment variable. docs/operations.md is the user's reference.

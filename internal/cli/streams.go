@@ -25,11 +25,13 @@ func streamsCommand() command {
 		jsonOut  bool
 		prefix   string
 		before   int64
+		archived bool
+		life     lifecycleArgs
 	)
 	return command{
 		name:     "streams",
-		synopsis: "read STREAM [--from N] [--limit N] [--backward] [--json] | list [--prefix P] [--limit N] [--before SEQ] [--json] | head  [--database-url URL]",
-		summary:  "list streams, read a stream's events or show the head of the global order",
+		synopsis: "read STREAM [--from N] [--limit N] [--backward] [--archived] [--json] | list [--prefix P] [--limit N] [--before SEQ] [--json] | head | state STREAM | delete [--hard] --yes STREAM | truncate --yes STREAM VERSION | archive STREAM | restore STREAM  [--database-url URL]",
+		summary:  "list streams, read a stream's events, show the head of the global order, or delete, truncate, archive and restore streams",
 		help: `Subcommands:
 
   read STREAM  print the events of STREAM in version order: version, global
@@ -40,7 +42,32 @@ func streamsCommand() command {
                sets the page size (default 100), and the last line gives the
                --before value that prints the next page
   head         print the position of the last event readers can see now and
-               the tailing lag (age of the oldest transaction still running)`,
+               the tailing lag (age of the oldest transaction still running)
+
+The stream lifecycle (see docs/operations.md, "Retention"). Each prints the
+stream's status, version and first version afterwards; each is one
+transaction that appends to the stream wait for; repeating one changes
+nothing.
+
+  state STREAM        print the stream's status (live, deleted, archived,
+                      hard_deleted), version and first version
+  delete --yes STREAM soft-delete: the stream reads as not found and refuses
+                      appends; its events move to the archive and restore
+                      brings them back; without --yes it only says what it
+                      would do
+  delete --hard --yes STREAM
+                      remove the events for good (archived ones and the
+                      snapshot too) and leave a tombstone: the stream can
+                      never be read, appended to or recreated
+  truncate --yes STREAM VERSION
+                      remove the events before VERSION for good; the stream
+                      keeps its version and appends go on (aggregates then
+                      load from a snapshot at VERSION-1 or later)
+  archive STREAM      move the events to chronicle.events_archive: the stream
+                      reads as archived and refuses appends; read them with
+                      streams read --archived
+  restore STREAM      bring an archived or deleted stream back with every
+                      event at its version and position`,
 		flags: func(fs *flag.FlagSet) {
 			databaseFlag(fs, &dbURL)
 			fs.Int64Var(&from, "from", 0, "first `version` to print (reading backward: the highest)")
@@ -49,6 +76,9 @@ func streamsCommand() command {
 			fs.Int64Var(&before, "before", 0, "list: only streams created before the one with this `seq` (the next page)")
 			fs.BoolVar(&backward, "backward", false, "read from the newest event to the oldest")
 			fs.BoolVar(&jsonOut, "json", false, "print one JSON object per event")
+			fs.BoolVar(&archived, "archived", false, "read: read an archived or deleted stream's events from the archive")
+			fs.BoolVar(&life.yes, "yes", false, "confirm streams delete or streams truncate, which remove events")
+			fs.BoolVar(&life.hard, "hard", false, "delete: remove the events for good and leave a tombstone")
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) == 0 {
@@ -59,6 +89,9 @@ func streamsCommand() command {
 				// runMasked replaces run for commands printing payloads.
 				runMasked func(ctx context.Context, store *postgres.Store, mask *shred.Masker) error
 			)
+			if archived && args[0] != "read" {
+				return usagef("--archived is a flag of streams read")
+			}
 			switch sub := args[0]; sub {
 			case "read":
 				if len(args) != 2 {
@@ -76,6 +109,9 @@ func streamsCommand() command {
 				}
 				streamID := args[1]
 				runMasked = func(ctx context.Context, store *postgres.Store, mask *shred.Masker) error {
+					if archived {
+						return printStream(ctx, env.Stdout, archiveReader{store}, streamID, opts, jsonOut, mask)
+					}
 					return printStream(ctx, env.Stdout, store, streamID, opts, jsonOut, mask)
 				}
 			case "list":
@@ -100,7 +136,17 @@ func streamsCommand() command {
 					return printHead(ctx, env.Stdout, store)
 				}
 			default:
-				return usagef("unknown subcommand %q", sub)
+				lifecycle, ok, err := lifecycleSubcommand(env.Stdout, sub, args, life)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return usagef("unknown subcommand %q", sub)
+				}
+				run = func(ctx context.Context, store *postgres.Store) error { return lifecycle(ctx, store) }
+			}
+			if (life.yes || life.hard) && (args[0] == "read" || args[0] == "list" || args[0] == "head") {
+				return usagef("--yes and --hard are flags of streams delete and streams truncate")
 			}
 			u, err := databaseURL(env, dbURL)
 			if err != nil {

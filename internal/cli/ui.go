@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/console"
+	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/postgres"
 )
 
@@ -24,14 +25,16 @@ func uiCommand() command {
 		dbURL        string
 		listen       string
 		allowActions bool
+		bus          uiBus
 	)
 	return command{
 		name:     "ui",
-		synopsis: "[--listen ADDR] [--allow-actions] [--database-url URL]",
+		synopsis: "[--listen ADDR] [--allow-actions] [--database-url URL] [--nats URL [--stream NAME]] [--relay NAME]",
 		summary:  "serve the web console: streams, events, projections, dead letters",
 		help: `Serves the web console until interrupted (Ctrl-C): an overview, streams and
 their events, the global log tailed live, projections with their lag, and
-dead letters.
+dead letters, and the event bus: the relay's progress and, with --nats, the
+consumer groups and their dead letters.
 
 The console is read-only unless --allow-actions is given: then dead letters
 can be retried and skipped and projections rebuilt, each after a
@@ -41,7 +44,10 @@ your own service behind its authentication. See docs/ui.md.`,
 		flags: func(fs *flag.FlagSet) {
 			databaseFlag(fs, &dbURL)
 			fs.StringVar(&listen, "listen", uiDefaultListen, "`address` to listen on (host:port)")
-			fs.BoolVar(&allowActions, "allow-actions", false, "allow retrying and skipping dead letters and rebuilding projections")
+			fs.BoolVar(&allowActions, "allow-actions", false, "allow retrying and skipping dead letters, rebuilding projections, and replaying and discarding the bus's dead letters")
+			fs.StringVar(&bus.natsURL, "nats", "", "NATS server `url` of the event bus, for its consumer groups and dead letters (none by default)")
+			fs.StringVar(&bus.stream, "stream", "CHRONICLE", "the bus's JetStream `stream` (its dead letters are in NAME_DLQ)")
+			fs.StringVar(&bus.relay, "relay", "eventbus-relay", "the relay's projection `name`")
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -55,13 +61,18 @@ your own service behind its authentication. See docs/ui.md.`,
 			if err != nil {
 				return err
 			}
-			return redact(serveUI(ctx, env, u, listen, host, allowActions), u)
+			return redact(serveUI(ctx, env, u, listen, host, allowActions, bus), u)
 		},
 	}
 }
 
+// uiBus is what `chronicle ui` shows of the event bus.
+type uiBus struct {
+	natsURL, stream, relay string
+}
+
 // serveUI serves the console on listen until ctx is done.
-func serveUI(ctx context.Context, env *Env, databaseURL, listen, host string, allowActions bool) error {
+func serveUI(ctx context.Context, env *Env, databaseURL, listen, host string, allowActions bool, bus uiBus) error {
 	pool, err := openPool(ctx, databaseURL, 8, 5*time.Second)
 	if err != nil {
 		return err
@@ -81,7 +92,22 @@ func serveUI(ctx context.Context, env *Env, databaseURL, listen, host string, al
 	if err != nil {
 		return err
 	}
-	con, err := console.New(store, ps, &console.Config{AllowActions: allowActions, Logger: logger, SubjectKeys: keys})
+	cfg := &console.Config{AllowActions: allowActions, Logger: logger, SubjectKeys: keys, RelayName: bus.relay}
+	if bus.natsURL != "" {
+		nc, err := natsbus.Connect(bus.natsURL, "chronicle-ui")
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		b, err := natsbus.New(nctx, nc, &natsbus.Config{Stream: bus.stream, DeadLetterStream: bus.stream + "_DLQ", Existing: true, Logger: logger})
+		if err != nil {
+			return err
+		}
+		cfg.Bus = b
+	}
+	con, err := console.New(store, ps, cfg)
 	if err != nil {
 		return err
 	}

@@ -118,3 +118,12 @@ func TestUIServes(t *testing.T) {
 		t.Fatal("chronicle ui did not stop")
 	}
 }
+
+func TestUINATSUnreachable(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.DatabaseURL(t)
+	code, _, stderr := run(t, nil, "ui", "--database-url", db, "--listen", "127.0.0.1:0", "--nats", "nats://127.0.0.1:1")
+	if code != 1 || !strings.Contains(stderr, "connect to nats") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a nats connection error", code, stderr)
+	}
+}

@@ -1,0 +1,93 @@
+package natsbus_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chronicle-go/chronicle/eventbus"
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/natsbus/natstest"
+)
+
+// TestPublishAsyncNeverOvertakesAFailure fails one asynchronous
+// publication on the server (the stream's size limit was lowered behind
+// the bus's back): the publications queued after it must not be stored
+// ahead of it, or a republished message would land after its stream's
+// later events. Once Flush reported the failure, publishing again works.
+func TestPublishAsyncNeverOvertakesAFailure(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
+	defer cancel()
+	url := natstest.URL(t)
+	bus, _ := setup(t, url, nil)
+	nc := connect(t, url, "chronicle-test-admin")
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, bus.Config().Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxMsgSize = 2048
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	msg := func(stream string, v int64, size int) eventbus.Message {
+		return eventbus.Message{EventID: eventstore.NewEventID(), Type: "Thing", SchemaVersion: 1, StreamID: stream, StreamVersion: v, Data: make([]byte, size)}
+	}
+	m1, m2, m3, m4 := msg("s", 1, 10), msg("s", 2, 4000), msg("s", 3, 10), msg("t", 1, 10)
+	for _, m := range []eventbus.Message{m1, m2, m3, m4} {
+		if err := bus.PublishAsync(ctx, m); err != nil {
+			t.Fatalf("publish async: %v", err)
+		}
+	}
+	if err := bus.Flush(ctx); !errors.Is(err, eventbus.ErrMessageTooLarge) {
+		t.Fatalf("flush: %v, want the server's refusal of the large message", err)
+	}
+	if got, want := storedIDs(t, ctx, stream), []string{m1.EventID.String()}; !slices.Equal(got, want) {
+		t.Fatalf("the stream holds %v, want only %v: publications after a failed one must not be stored", got, want)
+	}
+
+	// The relay parks the large message and publishes the rest again.
+	for _, m := range []eventbus.Message{m3, m4} {
+		if err := bus.PublishAsync(ctx, m); err != nil {
+			t.Fatalf("publish async after the failure: %v", err)
+		}
+	}
+	if err := bus.Flush(ctx); err != nil {
+		t.Fatalf("flush after the failure: %v", err)
+	}
+	want := []string{m1.EventID.String(), m3.EventID.String(), m4.EventID.String()}
+	if got := storedIDs(t, ctx, stream); !slices.Equal(got, want) {
+		t.Fatalf("the stream holds %v, want %v", got, want)
+	}
+}
+
+// storedIDs returns the message IDs of the stream's messages, in order.
+func storedIDs(t *testing.T, ctx context.Context, stream jetstream.Stream) []string {
+	t.Helper()
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		raw, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, raw.Header.Get(jetstream.MsgIDHeader))
+	}
+	return ids
+}
