@@ -44,6 +44,13 @@ func (s *Store) ReadAllPages(ctx context.Context, after eventstore.Position, pag
 		go func() {
 			defer close(pages)
 			for {
+				// The caller may have stopped while the last page was
+				// sent (its drain below takes pages): read no more.
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				recs, err := s.ReadAll(ctx, after, pageSize)
 				select {
 				case pages <- page{recs, err}:
