@@ -55,6 +55,31 @@ type eventType struct {
 	version   int // current schema version: 1 + len(upcasters)
 	upcasters []Upcaster
 	personal  *personalSpec // chronicle struct tags; nil when none
+	// decode decodes a payload of the current schema version (its sealed
+	// fields opened, the redacted ones listed) into a value of goType,
+	// boxed. [Register] builds it with generics, so that decoding needs no
+	// reflection beyond the codec's own (and setting the redactions, when
+	// there are some).
+	decode func(c Codec, et *eventType, data []byte, redacted []string) (any, error)
+	// typed is decode unboxed, a func(Codec, *eventType, []byte,
+	// []string) (T, error), which [DecodeContext] calls directly when it
+	// asks for this T.
+	typed any
+}
+
+// typedDecoder returns the decoder of T that [Register] keeps in an
+// eventType's typed field.
+func typedDecoder[T any]() func(Codec, *eventType, []byte, []string) (T, error) {
+	return func(c Codec, et *eventType, data []byte, redacted []string) (T, error) {
+		var v T
+		if err := c.Unmarshal(data, &v); err != nil {
+			return v, err
+		}
+		if len(redacted) > 0 {
+			setRedactions(et, reflect.ValueOf(&v), redacted)
+		}
+		return v, nil
+	}
 }
 
 // NewRegistry returns an empty registry. A nil config means defaults.
@@ -145,7 +170,15 @@ func Register[T any](r *Registry, name string, upcasters ...Upcaster) error {
 	if prev, ok := r.byType[t]; ok {
 		return &ValidationError{Field: "event type " + name, Reason: fmt.Sprintf("go type %s already registered as %q", t, prev.name)}
 	}
-	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters), personal: personal}
+	decode := typedDecoder[T]()
+	et := &eventType{name: name, goType: t, version: len(upcasters) + 1, upcasters: slices.Clone(upcasters), personal: personal, typed: decode,
+		decode: func(c Codec, et *eventType, data []byte, redacted []string) (any, error) {
+			v, err := decode(c, et, data, redacted)
+			if err != nil {
+				return nil, err
+			}
+			return v, nil
+		}}
 	r.byName[name] = et
 	r.byType[t] = et
 	return nil
@@ -252,41 +285,57 @@ func (r *Registry) Decode(rec Record) (any, error) {
 // [RegistryConfig.Cipher], opening sealed fields may read keys from a key
 // store. An error of the key store is returned as is (not as a
 // [*DecodeError]): it is worth a retry.
+//
+// The payload is decoded by a decoder built for the Go type when it was
+// registered: no reflection per event beyond the codec's own.
+// [DecodeContext] (the generic function) also saves boxing the value.
 func (r *Registry) DecodeContext(ctx context.Context, rec Record) (any, error) {
+	et, data, redacted, err := r.current(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	v, err := et.decode(r.codec, et, data, redacted)
+	if err != nil {
+		return nil, decodeError(rec, err)
+	}
+	return v, nil
+}
+
+// current looks up rec's event type and returns its payload with its
+// sealed fields opened (and the redacted ones), upcast to the type's
+// current schema version.
+func (r *Registry) current(ctx context.Context, rec Record) (*eventType, []byte, []string, error) {
 	r.mu.RLock()
 	et, ok := r.byName[rec.Type]
 	r.mu.RUnlock()
 	if !ok {
-		return nil, &UnknownEventTypeError{Type: rec.Type}
+		return nil, nil, nil, &UnknownEventTypeError{Type: rec.Type}
 	}
 	data := rec.Data
 	version := max(rec.SchemaVersion, 1)
-	fail := func(err error) (any, error) {
-		return nil, &DecodeError{StreamID: rec.StreamID, StreamVersion: rec.StreamVersion, Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: err}
-	}
 	if version > et.version {
-		return fail(fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
+		return nil, nil, nil, decodeError(rec, fmt.Errorf("schema version %d is newer than the registered version %d", version, et.version))
 	}
 	data, redacted, err := r.openPersonal(ctx, et, data)
 	if err != nil {
 		if errors.Is(err, ErrCorruptSealedValue) {
-			return fail(err)
+			return nil, nil, nil, decodeError(rec, err)
 		}
-		return nil, fmt.Errorf("decode event at version %d of stream %q: open personal fields: %w", rec.StreamVersion, rec.StreamID, err)
+		return nil, nil, nil, fmt.Errorf("decode event at version %d of stream %q: open personal fields: %w", rec.StreamVersion, rec.StreamID, err)
 	}
 	for ; version < et.version; version++ {
 		up, err := et.upcasters[version-1].fn(r.codec, data)
 		if err != nil {
-			return fail(fmt.Errorf("upcast from version %d: %w", version, err))
+			return nil, nil, nil, decodeError(rec, fmt.Errorf("upcast from version %d: %w", version, err))
 		}
 		data = up
 	}
-	ptr := reflect.New(et.goType)
-	if err := r.codec.Unmarshal(data, ptr.Interface()); err != nil {
-		return fail(err)
-	}
-	setRedactions(et, ptr, redacted)
-	return ptr.Elem().Interface(), nil
+	return et, data, redacted, nil
+}
+
+// decodeError is the [*DecodeError] of rec for err.
+func decodeError(rec Record, err error) error {
+	return &DecodeError{StreamID: rec.StreamID, StreamVersion: rec.StreamVersion, Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: err}
 }
 
 // Decode decodes rec with r and asserts the result is a T. It fails with an
@@ -297,15 +346,31 @@ func Decode[T any](r *Registry, rec Record) (T, error) {
 
 // DecodeContext is [Decode] with a context, for registries with a
 // [RegistryConfig.Cipher] (see [Registry.DecodeContext]).
+//
+// When T is the registered type of rec's event type, the payload is
+// decoded straight into a T, without the boxing and type assertion of
+// [Registry.DecodeContext].
 func DecodeContext[T any](ctx context.Context, r *Registry, rec Record) (T, error) {
 	var zero T
-	v, err := r.DecodeContext(ctx, rec)
+	et, data, redacted, err := r.current(ctx, rec)
 	if err != nil {
 		return zero, err
 	}
+	if decode, ok := et.typed.(func(Codec, *eventType, []byte, []string) (T, error)); ok {
+		v, err := decode(r.codec, et, data, redacted)
+		if err != nil {
+			return zero, decodeError(rec, err)
+		}
+		return v, nil
+	}
+	// Another type (or an interface T): decode as registered, then assert.
+	v, err := et.decode(r.codec, et, data, redacted)
+	if err != nil {
+		return zero, decodeError(rec, err)
+	}
 	t, ok := v.(T)
 	if !ok {
-		return zero, &DecodeError{StreamID: rec.StreamID, StreamVersion: rec.StreamVersion, Type: rec.Type, SchemaVersion: rec.SchemaVersion, EventID: rec.EventID, Err: fmt.Errorf("holds %T, not %s", v, reflect.TypeFor[T]())}
+		return zero, decodeError(rec, fmt.Errorf("holds %T, not %s", v, reflect.TypeFor[T]()))
 	}
 	return t, nil
 }

@@ -182,13 +182,43 @@ func streamPages(ctx context.Context, read func(context.Context, string, ReadStr
 	}
 }
 
+// PageReader is an optional interface of a [Store] that reads the global
+// order ahead: [ReadAllSeq] uses it when the store has it, so that the
+// next page is on its way while the caller handles the current one.
+type PageReader interface {
+	// ReadAllPages yields the pages that successive [Store.ReadAll] calls
+	// from after with limit pageSize return, each resuming after the last
+	// event of the page before, until a page shorter than pageSize (the
+	// current end, yielded too unless empty) or an error (yielded, then
+	// the sequence ends). It may read the next page while the caller
+	// handles the current one, and reads at most a few pages ahead. No
+	// goroutine of it outlives the loop. pageSize must be positive.
+	ReadAllPages(ctx context.Context, after Position, pageSize int) iter.Seq2[[]Record, error]
+}
+
 // ReadAllSeq iterates over every event after the position after, in global
 // order, paging with pages of pageSize events (1000 when pageSize <= 0). It
 // stops at the current end; it does not wait for new events. An error ends
-// the sequence after being yielded.
+// the sequence after being yielded. When s is a [PageReader], its pages
+// are read ahead.
 func ReadAllSeq(ctx context.Context, s Store, after Position, pageSize int) iter.Seq2[Record, error] {
 	if pageSize <= 0 {
 		pageSize = 1000
+	}
+	if pr, ok := s.(PageReader); ok {
+		return func(yield func(Record, error) bool) {
+			for recs, err := range pr.ReadAllPages(ctx, after, pageSize) {
+				if err != nil {
+					yield(Record{}, err)
+					return
+				}
+				for _, r := range recs {
+					if !yield(r, nil) {
+						return
+					}
+				}
+			}
+		}
 	}
 	return func(yield func(Record, error) bool) {
 		for {

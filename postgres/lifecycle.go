@@ -175,7 +175,7 @@ func (s *Store) ReadArchivedStream(ctx context.Context, streamID string, opts ev
 		case st.Status == eventstore.StreamHardDeleted:
 			return st.ClosedError()
 		}
-		rows, err := conn.Query(ctx, q.sql, q.args...)
+		rows, err := conn.Query(ctx, q.sql, q.args()...)
 		if err != nil {
 			return err
 		}

@@ -52,9 +52,11 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 // layout.
 type streamRead struct {
 	sql      string
-	args     []any
 	layout   *rowscan.Layout
 	streamID string
+	from     int64 // the first version read (forward) or the highest (backward)
+	limit    int   // 0: none
+	backward bool
 }
 
 // newStreamRead validates a stream read and picks its statement.
@@ -65,54 +67,108 @@ func newStreamRead(streamID string, opts eventstore.ReadStreamOptions, payloads 
 	if opts.Limit < 0 {
 		return nil, &eventstore.ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is negative", opts.Limit)}
 	}
-	var limit *int64
-	if opts.Limit > 0 {
-		l := int64(opts.Limit)
-		limit = &l
-	}
-	var (
-		backward bool
-		from     int64
-	)
+	q := &streamRead{sql: eventsql.ReadStreamForwardSQL, layout: &rowscan.Records, streamID: streamID, limit: opts.Limit}
 	switch opts.Direction {
 	case eventstore.Forward:
-		from = max(opts.From, 1)
+		q.from = max(opts.From, 1)
 	case eventstore.Backward:
-		backward, from = true, opts.From
-		if from <= 0 {
-			from = math.MaxInt64
+		q.backward, q.from = true, opts.From
+		if q.from <= 0 {
+			q.from = math.MaxInt64
 		}
 	default:
 		return nil, &eventstore.ValidationError{Field: "direction", Reason: fmt.Sprintf("%d is neither Forward nor Backward", opts.Direction)}
 	}
-	q := &streamRead{sql: eventsql.ReadStreamForwardSQL, layout: &rowscan.Records, streamID: streamID, args: []any{streamID, from, limit}}
 	switch {
-	case payloads && backward:
+	case payloads && q.backward:
 		q.sql, q.layout = eventsql.ReadPayloadsBackwardSQL, &rowscan.Payloads
 	case payloads:
 		q.sql, q.layout = eventsql.ReadPayloadsForwardSQL, &rowscan.Payloads
-	case backward:
+	case q.backward:
 		q.sql = eventsql.ReadStreamBackwardSQL
 	}
 	return q, nil
 }
 
-// run runs the read on db.
-func (q *streamRead) run(ctx context.Context, db dbtx) ([]eventstore.Record, error) {
-	rows, err := db.Query(ctx, q.sql, q.args...)
-	if err != nil {
-		return nil, err
+// args returns the read's arguments for a statement of the stream reads'
+// shape without a cap: stream id, first (or highest) version, limit (nil:
+// none).
+func (q *streamRead) args() []any {
+	var limit *int64
+	if q.limit > 0 {
+		l := int64(q.limit)
+		limit = &l
 	}
-	return rowscan.Scan(rows, q.layout, q.streamID)
+	return []any{q.streamID, q.from, limit}
 }
 
-// readAll runs a validated ReadAll on db.
-func readAll(ctx context.Context, db dbtx, after eventstore.Position, limit int) ([]eventstore.Record, error) {
-	rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(limit))
-	if err != nil {
-		return nil, err
+// run runs the read on db. The statements return at most
+// eventsql.ReadStreamMaxPage rows (a literal cap that keeps their generic
+// plans cheap at any table size): a longer read is several statements,
+// each resuming after the last version of the one before. A stream's
+// versions never change once written, so the pages join exactly.
+func (q *streamRead) run(ctx context.Context, db dbtx) ([]eventstore.Record, error) {
+	var all []eventstore.Record
+	from := q.from
+	for {
+		n := eventsql.ReadStreamMaxPage
+		if q.limit > 0 {
+			n = min(q.limit-len(all), n)
+		}
+		rows, err := db.Query(ctx, q.sql, q.streamID, from, int64(n))
+		if err != nil {
+			return nil, err
+		}
+		page, err := rowscan.Scan(rows, q.layout, q.streamID)
+		if err != nil {
+			return nil, err
+		}
+		if all == nil && (len(page) < n || n == q.limit) {
+			return page, nil // the usual case: one statement
+		}
+		all = append(all, page...)
+		if len(page) < n || len(all) == q.limit {
+			return all, nil
+		}
+		last := page[len(page)-1].StreamVersion
+		switch {
+		case !q.backward:
+			from = last + 1
+		case last <= 1:
+			return all, nil
+		default:
+			from = last - 1
+		}
 	}
-	return rowscan.Scan(rows, &rowscan.Records, "")
+}
+
+// readAll runs a validated ReadAll on db. read_all.sql returns at most
+// eventsql.ReadAllMaxPage rows (a literal cap that keeps its generic plan
+// cheap at any table size, see the statement): a larger limit is read as
+// consecutive statements, each resuming after the last row of the one
+// before. Every statement stops at the horizon of its own snapshot, so the
+// pages join without a gap.
+func readAll(ctx context.Context, db dbtx, after eventstore.Position, limit int) ([]eventstore.Record, error) {
+	var all []eventstore.Record
+	for {
+		n := min(limit-len(all), eventsql.ReadAllMaxPage)
+		rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(n))
+		if err != nil {
+			return nil, err
+		}
+		page, err := rowscan.Scan(rows, &rowscan.Records, "")
+		if err != nil {
+			return nil, err
+		}
+		if all == nil && (len(page) < n || n == limit) {
+			return page, nil // the usual case: one statement
+		}
+		all = append(all, page...)
+		if len(page) < n || len(all) == limit {
+			return all, nil
+		}
+		after = page[len(page)-1].Position
+	}
 }
 
 // validateReadAll checks ReadAll's arguments.

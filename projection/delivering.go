@@ -25,10 +25,13 @@ var delivered = delivery{failed: -1}
 // process handles one batch read after the checkpoint and checkpoints its
 // last position: it delivers the partition's events of the batch, retries
 // an event that fails (then parks it or stops the partition), and
-// delivers the rest.
-func (l *leading) process(ctx context.Context, recs []eventstore.Record) error {
+// delivers the rest. evs are the partition's events of recs when the
+// batch was prefetched, nil otherwise.
+func (l *leading) process(ctx context.Context, recs []eventstore.Record, evs []Event) error {
 	to := recs[len(recs)-1].Position
-	evs := l.w.own(recs)
+	if evs == nil {
+		evs = l.w.own(recs)
+	}
 	for {
 		res, err := l.deliverResuming(ctx, evs, to)
 		if err != nil || res.failed < 0 {

@@ -26,6 +26,12 @@ type Event struct {
 	// Attempt counts this process's attempts to handle the event: 1 on the
 	// first delivery, 2 on the first retry, and so on.
 	Attempt int
+
+	// decoded is the payload decoded ahead by [Handlers] while the runner
+	// read the batch (see decodeAhead), or nil. It serves the first
+	// attempt only: a retry decodes afresh, in case a handler changed
+	// the value.
+	decoded any
 }
 
 // Handler handles the events of a projection, one at a time and in global
@@ -71,6 +77,7 @@ type Resetter interface {
 type Handlers struct {
 	reg      *eventstore.Registry
 	byType   map[string]HandlerFunc
+	decoders map[string]func(context.Context, eventstore.Record) (any, error)
 	fallback HandlerFunc
 	reset    func(ctx context.Context, partition int) error
 	errs     []error
@@ -78,7 +85,7 @@ type Handlers struct {
 
 // NewHandlers returns an empty [Handlers] that decodes payloads with reg.
 func NewHandlers(reg *eventstore.Registry) *Handlers {
-	h := &Handlers{reg: reg, byType: map[string]HandlerFunc{}}
+	h := &Handlers{reg: reg, byType: map[string]HandlerFunc{}, decoders: map[string]func(context.Context, eventstore.Record) (any, error){}}
 	if reg == nil {
 		h.errs = append(h.errs, errors.New("projection handlers: registry is nil"))
 	}
@@ -107,6 +114,9 @@ func On[T any](h *Handlers, fn func(ctx context.Context, ev Event, e T) error) {
 	}
 	reg := h.reg
 	h.byType[name] = func(ctx context.Context, ev Event) error {
+		if e, ok := ev.decoded.(T); ok && ev.Attempt == 1 {
+			return fn(ctx, ev, e)
+		}
 		e, err := eventstore.DecodeContext[T](ctx, reg, ev.Record)
 		if err != nil {
 			if errors.Is(err, eventstore.ErrDecode) || errors.Is(err, eventstore.ErrUnknownEventType) {
@@ -115,6 +125,27 @@ func On[T any](h *Handlers, fn func(ctx context.Context, ev Event, e T) error) {
 			return err // a key store out of reach (shredding): worth a retry
 		}
 		return fn(ctx, ev, e)
+	}
+	h.decoders[name] = func(ctx context.Context, rec eventstore.Record) (any, error) {
+		return eventstore.DecodeContext[T](ctx, reg, rec)
+	}
+}
+
+// decodeAhead decodes the payloads of evs that have an [On] handler,
+// while the runner reads ahead: the decoding of the next batch then
+// overlaps the handling and checkpoint commit of the current one. A
+// payload that fails to decode (or whose key store is out of reach) is
+// left alone: its handler decodes it again, and fails, in order.
+func (h *Handlers) decodeAhead(ctx context.Context, evs []Event) {
+	if h.Err() != nil {
+		return
+	}
+	for i := range evs {
+		if decode := h.decoders[evs[i].Type]; decode != nil {
+			if v, err := decode(ctx, evs[i].Record); err == nil {
+				evs[i].decoded = v
+			}
+		}
 	}
 }
 

@@ -107,7 +107,7 @@ func (l *leading) step(ctx context.Context) error {
 		l.lastRetries = time.Now()
 	}
 	wake := l.w.r.wake.wait()
-	recs, err := l.read(ctx)
+	recs, evs, err := l.read(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			l.readFailures++
@@ -126,20 +126,23 @@ func (l *leading) step(ctx context.Context) error {
 		// Catching up: read the next batch while this one is handled.
 		l.pre = l.w.prefetch(ctx, recs[len(recs)-1].Position, n)
 	}
-	err = l.observed(ctx, recs)
+	err = l.observed(ctx, recs, evs)
 	l.resume = nil // carried for the first batch only
 	return l.outcome(ctx, err)
 }
 
-// read returns the batch after the checkpoint, prefetched if it was.
-func (l *leading) read(ctx context.Context) ([]eventstore.Record, error) {
+// read returns the batch after the checkpoint, prefetched if it was; a
+// prefetched batch comes with the partition's events, decoded ahead (nil
+// otherwise).
+func (l *leading) read(ctx context.Context) ([]eventstore.Record, []Event, error) {
 	pre := l.pre
 	l.pre = nil
 	if pre != nil && pre.after == l.cp.Position {
 		res := <-pre.ch
-		return res.recs, res.err
+		return res.recs, res.evs, res.err
 	}
-	return l.w.r.store.ReadAll(ctx, l.cp.Position, l.w.batchSize())
+	recs, err := l.w.r.store.ReadAll(ctx, l.cp.Position, l.w.batchSize())
+	return recs, nil, err
 }
 
 // idle waits for a wake-up, a poll interval or a shed request, and reads
@@ -255,17 +258,27 @@ type prefetched struct {
 
 type readResult struct {
 	recs []eventstore.Record
+	evs  []Event // the partition's events of recs, decoded ahead
 	err  error
 }
 
-// prefetch starts reading the batch after pos. The result is dropped if
-// the partition does not continue from pos (a failure, a rebuild); the
-// goroutine ends with the read either way.
+// prefetch starts reading the batch after pos, then picks the partition's
+// events of it and, when the handler is a [Handlers], decodes their
+// payloads: that work overlaps the handling and commit of the current
+// batch. The result is dropped if the partition does not continue from
+// pos (a failure, a rebuild); the goroutine ends with the read either way.
 func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int) *prefetched {
 	p := &prefetched{after: pos, ch: make(chan readResult, 1)}
 	go func() {
 		recs, err := w.r.store.ReadAll(ctx, pos, n)
-		p.ch <- readResult{recs, err}
+		var evs []Event
+		if err == nil && len(recs) > 0 {
+			evs = w.own(recs)
+			if h, ok := w.p.Handler.(*Handlers); ok {
+				h.decodeAhead(ctx, evs)
+			}
+		}
+		p.ch <- readResult{recs, evs, err}
 	}()
 	return p
 }

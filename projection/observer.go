@@ -38,16 +38,16 @@ type Batch struct {
 }
 
 // observed processes a batch, telling the runner's observer.
-func (l *leading) observed(ctx context.Context, recs []eventstore.Record) error {
+func (l *leading) observed(ctx context.Context, recs []eventstore.Record, evs []Event) error {
 	obs := l.w.r.cfg.Observer
 	if obs == nil {
-		return l.process(ctx, recs)
+		return l.process(ctx, recs, evs)
 	}
 	octx, end := obs.StartBatch(ctx, Batch{
 		Projection: l.w.p.Name, Partition: l.w.key.Partition, Partitions: l.w.p.Partitions,
 		Events: len(recs), From: l.cp.Position, To: recs[len(recs)-1].Position,
 	})
-	err := l.process(octx, recs)
+	err := l.process(octx, recs, evs)
 	end(err)
 	return err
 }

@@ -37,6 +37,15 @@
 //   - load-10k-snapshot: loading a 10,000-event account without and with a
 //     snapshot (and the speed-up between the two).
 //
+// # Scale
+//
+// [RunScale] (`chronicle bench --scale N`) measures something else: how
+// Chronicle's own rates hold as the events table grows. It fills a fresh
+// database with 100,000 events, measures append-1 (one writer) and a
+// catch-up over the whole table, fills the table up to N events with COPY,
+// and measures again; the [ScaleReport] gives both and their ratio (1 =
+// flat), and the peak resident memory while catching up.
+//
 // Seed data is written with COPY, interleaved across streams, and is not
 // measured. Each run measures every workload on both sides, alternating
 // which side goes first; the [Report] holds the medians and the ratio

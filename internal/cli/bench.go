@@ -17,6 +17,7 @@ func benchCommand() command {
 		cfg        bench.Config
 		workloads  string
 		quiet      bool
+		scale      int
 	)
 	return command{
 		name:     "bench",
@@ -31,7 +32,10 @@ ratio Chronicle/baseline (1.00 = as fast). Workloads:
 The role of the URL must be allowed to create databases: each run creates a
 fresh database chronicle_bench_<random> and drops it at the end; the
 database named in the URL is not touched. The URL comes from --dsn, or
---database-url, or DATABASE_URL.`,
+--database-url, or DATABASE_URL.
+
+--scale N measures instead how append-1 and catch-up hold as the events
+table grows: at 100,000 events and at N (docs/postgres.md, "Performance").`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dsn, "dsn", "", "PostgreSQL `url` of the server to measure (default $DATABASE_URL)")
 			databaseFlag(fs, &dbURL)
@@ -42,6 +46,7 @@ database named in the URL is not touched. The URL comes from --dsn, or
 			fs.StringVar(&workloads, "workloads", "", "comma-separated `names` of the workloads to run (default all)")
 			fs.BoolVar(&cfg.Quick, "quick", false, "small sizes and one run: a smoke test, not a measurement")
 			fs.BoolVar(&quiet, "quiet", false, "do not print each measurement on stderr as it is taken")
+			fs.IntVar(&scale, "scale", 0, "scale mode instead of the workloads: append-1 and catch-up with 100k and with `n` events in the table (e.g. 10000000; fills with COPY)")
 			fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server `url` for the event bus workloads, skipped without it (default $NATS_URL)")
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
@@ -51,7 +56,7 @@ database named in the URL is not touched. The URL comes from --dsn, or
 			if dsn != "" && dbURL != "" && dsn != dbURL {
 				return usagef("--dsn and --database-url disagree: pass one")
 			}
-			if cfg.Runs < 0 || cfg.Events < 0 || cfg.Commands < 0 || cfg.Loads < 0 {
+			if cfg.Runs < 0 || cfg.Events < 0 || cfg.Commands < 0 || cfg.Loads < 0 || scale < 0 {
 				return usagef("--runs, --events, --commands and --loads must not be negative")
 			}
 			if workloads != "" {
@@ -77,6 +82,13 @@ database named in the URL is not touched. The URL comes from --dsn, or
 			cfg.NATSURL = cmp.Or(cfg.NATSURL, env.Getenv("NATS_URL"))
 			if !quiet {
 				cfg.Progress = env.Stderr
+			}
+			if scale > 0 {
+				report, err := bench.RunScale(ctx, &bench.ScaleConfig{DatabaseURL: u, Events: scale, Runs: cfg.Runs, Progress: cfg.Progress})
+				if err != nil {
+					return redact(err, u)
+				}
+				return report.Print(env.Stdout)
 			}
 			report, err := bench.Run(ctx, &cfg)
 			if err != nil {

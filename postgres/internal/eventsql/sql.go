@@ -39,6 +39,17 @@ var (
 	TailLagSQL string
 )
 
+// ReadAllMaxPage is the most rows one execution of ReadAllSQL returns: its
+// literal inner LIMIT, which keeps the statement's generic plan cheap (and
+// free of JIT) at any table size. A larger read takes several statements.
+const ReadAllMaxPage = 10000
+
+// ReadStreamMaxPage is the most rows one execution of a stream read
+// (ReadStreamForwardSQL, ReadStreamBackwardSQL, ReadPayloadsForwardSQL,
+// ReadPayloadsBackwardSQL) returns: their literal inner LIMIT, for the same
+// reason. A longer read takes several statements.
+const ReadStreamMaxPage = 1000
+
 // SQLSTATE codes and constraint names the append path interprets.
 const (
 	CodeUniqueViolation      = "23505"

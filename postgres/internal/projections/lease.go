@@ -241,9 +241,10 @@ func (l *lease) Commit(ctx context.Context, c projectionstore.Commit) (projectio
 	return cp, nil
 }
 
-// casAlone moves the checkpoint in one statement, outside a transaction.
+// casAlone moves the checkpoint in one statement, outside a transaction,
+// without waiting for the WAL flush (see casAloneSQL).
 func (l *lease) casAlone(ctx context.Context, c projectionstore.Commit) (projectionstore.Checkpoint, error) {
-	cp, err := scanCheckpoint(l.conn.QueryRow(ctx, casSQL, l.casArgs(c)...))
+	cp, err := scanCheckpoint(l.conn.QueryRow(ctx, casAloneSQL, l.casArgs(c)...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return projectionstore.Checkpoint{}, l.conflict(ctx, l.conn, c)
 	}

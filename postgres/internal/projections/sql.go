@@ -43,6 +43,33 @@ RETURNING c.projection, c.partition, c.partitions, c.transaction_id, c.global_po
        (SELECT count(*) FROM chronicle.projection_dead_letters d
         WHERE d.projection = c.projection AND d.partition = c.partition AND d.status IN ('parked', 'retry'))`
 
+// casAloneSQL is casSQL for a checkpoint that moves alone, outside a
+// transaction (the batch's handlers wrote nothing in it): committed
+// without waiting for the WAL flush (synchronous_commit off for this
+// statement's own transaction only, set by set_config(..., true) in its
+// WHERE, no extra round trip). A crash may lose the last such moves (at
+// most a few hundred milliseconds of them), and the runner then delivers
+// those events again: the handlers had written nothing with the
+// checkpoint, so they have at-least-once effects anyway, and a redelivery
+// is within that guarantee. A flush per batch cost a catch-up about
+// two-thirds of its time (9.5 ms per commit, 1.9 s of 2.9 s for 200
+// batches). Commits with the handlers' writes, dead letters or a rebuild
+// use casSQL in their transaction, flushed as usual.
+const casAloneSQL = `
+UPDATE chronicle.projection_checkpoints c
+SET transaction_id = $5::xid8,
+    global_position = $6,
+    updated_at = CASE WHEN c.transaction_id = $5::xid8 AND c.global_position = $6 THEN c.updated_at ELSE now() END,
+    error = NULLIF($7, ''),
+    rebuild_requested = c.rebuild_requested AND NOT $8
+WHERE c.projection = $1 AND c.partition = $2
+  AND c.transaction_id = $3::xid8 AND c.global_position = $4
+  AND set_config('synchronous_commit', 'off', true) = 'off'
+RETURNING c.projection, c.partition, c.partitions, c.transaction_id, c.global_position,
+       c.updated_at, coalesce(c.holder, ''), c.rebuild_requested, coalesce(c.error, ''),
+       (SELECT count(*) FROM chronicle.projection_dead_letters d
+        WHERE d.projection = c.projection AND d.partition = c.partition AND d.status IN ('parked', 'retry'))`
+
 // positionSQL reads a checkpoint's position, for the error of a conflict.
 const positionSQL = `
 SELECT transaction_id, global_position FROM chronicle.projection_checkpoints

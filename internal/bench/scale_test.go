@@ -1,0 +1,77 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/chronicle-go/chronicle/postgres/postgrestest"
+)
+
+func TestRunScaleSmall(t *testing.T) {
+	t.Parallel()
+	report, err := RunScale(context.Background(), &ScaleConfig{
+		DatabaseURL: postgrestest.AdminURL(t), Small: 2500, Events: 12_000, Commands: 20, Runs: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"append-1 x1", "catch-up", "catch-up peak RSS"}
+	if len(report.Rows) != len(want) {
+		t.Fatalf("rows %+v, want %q", report.Rows, want)
+	}
+	for i, row := range report.Rows {
+		if row.Metric != want[i] || row.Small <= 0 || row.Large <= 0 || row.Ratio <= 0 {
+			t.Errorf("row %d: %+v, want %q with positive numbers", i, row, want[i])
+		}
+	}
+	var out bytes.Buffer
+	if err := report.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"2500", "12k", "catch-up peak RSS", "MiB"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("report does not show %q:\n%s", s, out.String())
+		}
+	}
+}
+
+func TestScaleConfigErrors(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		cfg  ScaleConfig
+		want string
+	}{
+		{"no url", ScaleConfig{}, "no database url"},
+		{"negative", ScaleConfig{DatabaseURL: "postgres://x/y", Runs: -1}, "negative"},
+		{"small too small", ScaleConfig{DatabaseURL: "postgres://x/y", Small: 100}, "at least the 50 appended accounts"},
+		{"large not larger", ScaleConfig{DatabaseURL: "postgres://x/y", Small: 5000, Events: 5000}, "must be larger"},
+	} {
+		_, err := RunScale(context.Background(), &c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error with %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestHumanCount(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int]string{100_000: "100k", 10_000_000: "10M", 2500: "2500", 12_000: "12k", 1_500_000: "1500k"} {
+		if got := humanCount(n); got != want {
+			t.Errorf("humanCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestCurrentRSS(t *testing.T) {
+	t.Parallel()
+	if rss := currentRSS(); rss < 1<<20 {
+		t.Fatalf("current RSS %d bytes: /proc/self/status not read", rss)
+	}
+	stop := sampleRSS()
+	if peak := stop(); peak < 1<<20 {
+		t.Fatalf("peak RSS %d bytes", peak)
+	}
+}

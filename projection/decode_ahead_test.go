@@ -1,0 +1,85 @@
+package projection_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/projection"
+)
+
+// While the runner handles a batch, it reads the next one and decodes its
+// payloads: a handler of the first batch sees the second batch decoded
+// (the upcaster counts decodings). Each payload is decoded once, except
+// on a retry, which decodes afresh.
+func TestRunnerDecodesAhead(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	reg := eventstore.NewRegistry(nil)
+	var decodings atomic.Int64
+	eventstore.MustRegister[Deposited](reg, "Deposited", eventstore.UpcastData(1, func(b []byte) ([]byte, error) {
+		decodings.Add(1)
+		return b, nil
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang limit
+	defer cancel()
+	var last eventstore.AppendResult
+	for i := range int64(10) {
+		data, err := json.Marshal(Deposited{Account: "acc", Amount: i + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Schema version 1: decoding it runs the upcaster.
+		last, err = e.store.Append(ctx, "acc", eventstore.Any, eventstore.Event{Type: "Deposited", SchemaVersion: 1, Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		handled []int64
+		failed  bool
+	)
+	h := projection.NewHandlers(reg)
+	projection.On(h, func(_ context.Context, ev projection.Event, d Deposited) error {
+		if d.Amount == 1 {
+			// Batch 1 decodes as it goes (1 so far); batch 2 is decoded
+			// ahead meanwhile.
+			deadline := time.Now().Add(time.Minute)
+			for decodings.Load() < 6 {
+				if time.Now().After(deadline) {
+					return projection.Permanent(errors.New("the second batch was not decoded while the first was handled"))
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if d.Amount == 7 && !failed {
+			failed = true
+			return errors.New("fail once")
+		}
+		handled = append(handled, d.Amount)
+		return nil
+	})
+	r := e.runner(projection.Projection{Name: "ahead", Handler: h, BatchSize: 5})
+	e.start(r)
+	if err := r.WaitFor(ctx, "ahead", last.Position); err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	if len(handled) != len(want) {
+		t.Fatalf("handled %v, want %v", handled, want)
+	}
+	for i := range want {
+		if handled[i] != want[i] {
+			t.Fatalf("handled %v, want %v", handled, want)
+		}
+	}
+	// 10 decodings, plus one for the retry of 7 (and, in a transaction,
+	// the redelivery of the batch's events before it: 6).
+	if n := decodings.Load(); n < 11 || n > 12 {
+		t.Fatalf("%d decodings for 10 events and one retry, want 11 or 12", n)
+	}
+}
