@@ -169,8 +169,13 @@ func TestBrowserHostileStreamID(t *testing.T) {
 	if !contains(links, hostileID) || !contains(links, live) {
 		t.Fatalf("log links %q lack the hostile stream IDs", links)
 	}
-	// The live row's link opens the right stream.
-	do(t, ctx, chromedp.Click(chromedp.CSS("#log-rows tr:first-child a")), chromedp.WaitVisible(chromedp.ID("stream-id")))
+	// The live row's link opens the right stream. The live script replaces
+	// the rows every LiveInterval, so the link is found and clicked in one
+	// step inside the page: a click by node ID can meet a replaced node.
+	if !run(t, ctx, chromedp.Evaluate[bool](`(a => (a.click(), true))(document.querySelector("#log-rows tr:first-child a"))`)) {
+		t.Fatal("clicking the live row's link")
+	}
+	do(t, ctx, chromedp.WaitVisible(chromedp.ID("stream-id")))
 	if got := text(t, ctx, "#stream-id"); got != live {
 		t.Fatalf("the live row links to %q, want %q", got, live)
 	}
