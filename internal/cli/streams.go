@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/shred"
@@ -163,6 +165,13 @@ nothing.
 // withStore opens a pool and a poll-only store (a one-shot command needs no
 // LISTEN connection), checks the connection and runs fn.
 func withStore(ctx context.Context, databaseURL string, fn func(context.Context, *postgres.Store) error) error {
+	return withPoolStore(ctx, databaseURL, func(ctx context.Context, _ *pgxpool.Pool, store *postgres.Store) error {
+		return fn(ctx, store)
+	})
+}
+
+// withPoolStore is [withStore] for commands that also need the pool.
+func withPoolStore(ctx context.Context, databaseURL string, fn func(context.Context, *pgxpool.Pool, *postgres.Store) error) error {
 	pool, err := openPool(ctx, databaseURL, 2, 10*time.Second)
 	if err != nil {
 		return err
@@ -173,7 +182,7 @@ func withStore(ctx context.Context, databaseURL string, fn func(context.Context,
 		return err
 	}
 	defer store.Close()
-	return fn(ctx, store)
+	return fn(ctx, pool, store)
 }
 
 // recordJSON is the --json form of a record.

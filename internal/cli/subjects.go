@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/chronicle-go/chronicle/postgres"
 	"github.com/chronicle-go/chronicle/shred"
 )
@@ -134,19 +136,11 @@ func withSubjectKeys(ctx context.Context, databaseURL string, fn func(context.Co
 // a masker reading the key table, so that sealed personal values print as
 // [encrypted] or [redacted] (never as ciphertext, never decrypted).
 func withStoreMasker(ctx context.Context, databaseURL string, fn func(context.Context, *postgres.Store, *shred.Masker) error) error {
-	pool, err := openPool(ctx, databaseURL, 2, 10*time.Second)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	store, err := postgres.New(pool, &postgres.Config{PollOnly: true})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	keys, err := postgres.NewSubjectKeyStore(pool)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, store, shred.NewMasker(keys))
+	return withPoolStore(ctx, databaseURL, func(ctx context.Context, pool *pgxpool.Pool, store *postgres.Store) error {
+		keys, err := postgres.NewSubjectKeyStore(pool)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, store, shred.NewMasker(keys))
+	})
 }
