@@ -19,6 +19,15 @@
 //     save, load and delete, and [MetricSnapshotDuration].
 //   - [NewHandler] wraps a [projection.Handler]: a span per handled event,
 //     continuing the trace of the append that stored the event.
+//   - [NewPublisher] wraps the [eventbus.AsyncPublisher] an
+//     [eventbus.Relay] publishes through: a span per published batch
+//     ([SpanRelayPublish], from the first message to the Flush) and
+//     [MetricRelayPublished], [MetricRelayFlushDuration] and
+//     [MetricRelayFailures]. Messages keep the trace context of their
+//     events.
+//   - [NewBusHandler] wraps an [eventbus.Handler] of a bus consumer: a
+//     span per handled message ([SpanBusHandle]) continuing the trace of
+//     the append, and [MetricBusHandled] by outcome.
 //   - [NewBatchObserver] is a [projection.BatchObserver] for a runner's
 //     Observer: a span per batch and [MetricBatchDuration] and
 //     [MetricBatchEvents].
@@ -34,8 +43,9 @@
 // A [Store] writes the trace context of each append's span into the
 // metadata headers of the appended events ("traceparent" and
 // "tracestate", W3C Trace Context, with the default propagator). A
-// handler wrapped with [NewHandler] starts its span as a child of that
-// context, and an event it appends through a Store with its ctx carries
+// handler wrapped with [NewHandler] (or a bus consumer's handler wrapped
+// with [NewBusHandler], the relay passing the headers on) starts its span
+// as a child of that context, and an event it appends through a Store with its ctx carries
 // the handler span's context in turn. The request that appended the first
 // event, the projections and the reactions it caused are then one trace.
 // [InjectMetadata] and [ContextFromMetadata] do the same by hand, for
@@ -47,7 +57,9 @@
 // Store: [MetricAppendDuration], [MetricAppendEvents],
 // [MetricAppendBytes], [MetricAppendConflicts], [MetricReadDuration],
 // [MetricReadEvents]. Snapshot store: [MetricSnapshotDuration]. Handler:
-// [MetricHandleDuration]. Batch observer: [MetricBatchDuration],
+// [MetricHandleDuration]. Relay publisher: [MetricRelayPublished],
+// [MetricRelayFlushDuration], [MetricRelayFailures]. Bus handler:
+// [MetricBusHandled], [MetricBusHandleDuration]. Batch observer: [MetricBatchDuration],
 // [MetricBatchEvents]. Gauges:
 // [MetricProjectionLagEvents], [MetricProjectionLagAge],
 // [MetricProjectionStopped], [MetricProjectionHeld], [MetricDeadLetters],
