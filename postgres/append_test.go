@@ -775,6 +775,10 @@ func TestReadsSurviveTerminatedConnections(t *testing.T) {
 		// Fill the pool with connections, then terminate all of them while
 		// they are idle, and read within pgxpool's one-second idle window
 		// (it pings connections idle for longer before handing them out).
+		// Start each read from a pool of fresh connections: stale ones
+		// left by the read before would be handed out again (they have
+		// been idle for less than a second) and fill fewer backends.
+		pool.Reset()
 		conns := make([]*pgxpool.Conn, 4)
 		for i := range conns {
 			if conns[i], err = pool.Acquire(ctx); err != nil {
