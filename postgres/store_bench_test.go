@@ -62,6 +62,24 @@ SELECT u.event_id, $1, u.version, $3, u.data FROM unnest($2::bigint[], $4::jsonb
 RETURNING stream_version, global_position, transaction_id`
 )
 
+// benchNoHeadOne and benchNoHeadMany are the events inserts of
+// append_one_event.sql and append_one.sql without the head row: the same
+// parameters ($2 is the caller's expected version, from which the events
+// are numbered), the same columns and casts, but no head-row write, so no
+// expectation, order or lifecycle check. Like the floor, they are not
+// correct appends; next to the store's statement they show what its
+// head-row write costs.
+const (
+	benchNoHeadOne = `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+SELECT $3::uuid, $1, $2::bigint + 1, $4::text, $5::int, $6::text::jsonb, $7::text::jsonb
+RETURNING stream_version, global_position, transaction_id`
+	benchNoHeadMany = `INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+SELECT n.event_id, $1, $2::bigint + n.ord, n.event_type, n.schema_version, n.data::jsonb, n.metadata::jsonb
+FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
+     WITH ORDINALITY AS n(event_id, event_type, schema_version, data, metadata, ord)
+RETURNING stream_version, global_position, transaction_id`
+)
+
 const benchBaselineLoad = `SELECT position, stream_id, version, type, data, metadata, recorded_at
 FROM bench_baseline.events WHERE stream_id = $1 ORDER BY version`
 
@@ -161,7 +179,8 @@ func benchInterleaved(b *testing.B, unit string, variants ...benchVariant) {
 // each variant's writers each run 10 commands. Next to the baseline and
 // the store it measures the schema floor (benchFloorInsert, with and
 // without RETURNING), the store's own statement sent with raw pgx
-// (without the store's validation and bookkeeping), the store on a
+// (without the store's validation and bookkeeping), the same statement
+// without its head-row write ("no-head", benchNoHeadOne), the store on a
 // table with the NOTIFY trigger of an earlier schema, and the store with
 // group commit off ("chronicle" and "chronicle-trigger" have it on).
 func benchAppend(b *testing.B, perOp, writers int) {
@@ -184,7 +203,7 @@ func benchAppend(b *testing.B, perOp, writers int) {
 		versions [streams]int64
 		next     int
 	}
-	sides := make([][]writer, 7)
+	sides := make([][]writer, 8)
 	for i := range sides {
 		sides[i] = make([]writer, writers)
 	}
@@ -239,34 +258,43 @@ func benchAppend(b *testing.B, perOp, writers int) {
 			return nil
 		}
 	}
-	// statement sends the append statement the store would send, with the
-	// store's parameters but without eventstore.ValidateAppend, and reads
-	// its result.
-	statement := func(ctx context.Context, w int) error {
-		wr := &sides[5][w]
-		events := make([]eventstore.Event, perOp)
-		for range commands {
-			a := wr.next % streams
-			wr.next++
-			for j := range events {
-				events[j] = eventstore.Event{ID: eventstore.NewEventID(), Type: "Deposited", SchemaVersion: 1, Data: benchPayload(a)}
+	// statementWith sends the append statement the store would send, with
+	// the store's parameters but without eventstore.ValidateAppend, and
+	// reads its result; with noHead set it sends benchNoHeadOne or
+	// benchNoHeadMany instead, with the same parameters.
+	statementWith := func(side int, noHead bool) func(ctx context.Context, w int) error {
+		return func(ctx context.Context, w int) error {
+			wr := &sides[side][w]
+			events := make([]eventstore.Event, perOp)
+			for range commands {
+				a := wr.next % streams
+				wr.next++
+				for j := range events {
+					events[j] = eventstore.Event{ID: eventstore.NewEventID(), Type: "Deposited", SchemaVersion: 1, Data: benchPayload(a)}
+				}
+				in, err := eventsql.Flatten([]eventstore.StreamAppend{{StreamID: stream(side, w, a), Expected: eventstore.Exact(wr.versions[a]), Events: events}})
+				if err != nil {
+					return err
+				}
+				sql, args := in.Statement()
+				if noHead {
+					sql = benchNoHeadMany
+					if perOp == 1 {
+						sql = benchNoHeadOne
+					}
+				}
+				rows, err := pool.Query(ctx, sql, args...)
+				if err != nil {
+					return err
+				}
+				res, ok, err := in.ScanResult(rows)
+				if err != nil || !ok {
+					return fmt.Errorf("statement: %v, inserted %t", err, ok)
+				}
+				wr.versions[a] = res[0].Version
 			}
-			in, err := eventsql.Flatten([]eventstore.StreamAppend{{StreamID: stream(5, w, a), Expected: eventstore.Exact(wr.versions[a]), Events: events}})
-			if err != nil {
-				return err
-			}
-			sql, args := in.Statement()
-			rows, err := pool.Query(ctx, sql, args...)
-			if err != nil {
-				return err
-			}
-			res, ok, err := in.ScanResult(rows)
-			if err != nil || !ok {
-				return fmt.Errorf("statement: %v, inserted %t", err, ok)
-			}
-			wr.versions[a] = res[0].Version
+			return nil
 		}
-		return nil
 	}
 	concurrently := func(fn func(ctx context.Context, w int) error) func(ctx context.Context, i int) (int, error) {
 		return func(ctx context.Context, _ int) (int, error) {
@@ -287,7 +315,8 @@ func benchAppend(b *testing.B, perOp, writers int) {
 		benchVariant{"chronicle-trigger", concurrently(appendWith(trig, 2))},
 		benchVariant{"floor", concurrently(insertWith(benchFloorInsert, 3, true))},
 		benchVariant{"floor-returning", concurrently(insertWith(benchFloorReturning, 4, true))},
-		benchVariant{"statement", concurrently(statement)},
+		benchVariant{"statement", concurrently(statementWith(5, false))},
+		benchVariant{"no-head", concurrently(statementWith(7, true))},
 		benchVariant{"chronicle-nogroup", concurrently(appendWith(noGroup, 6))},
 	)
 }
