@@ -23,9 +23,24 @@ type RelayConfig struct {
 	// Backoff paces the retries while the broker is unavailable. Defaults
 	// to 100ms up to 5s.
 	Backoff Backoff
+	// CheckpointInterval is how often, at most, a relay catching up stores
+	// its checkpoint (see [projection.Projection.CheckpointInterval]).
+	// Each store waits for the broker to acknowledge every publication it
+	// covers, which stalls the relay while the last ones are in flight:
+	// once per interval instead of once per batch. A relay that crashes
+	// publishes again what it published since its stored checkpoint, and
+	// the broker drops those duplicates by event ID (size the broker's
+	// deduplication window well above this interval). A relay that has
+	// caught up stores its checkpoint after every batch. Defaults to 1s;
+	// negative stores it after every batch.
+	CheckpointInterval time.Duration
 	// Logger receives the relay's warnings. Defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// defaultRelayCheckpointInterval is RelayConfig.CheckpointInterval's
+// default.
+const defaultRelayCheckpointInterval = time.Second
 
 // Relay publishes every event the store commits, in the store's global
 // order, to a bus. It is a projection run by a [projection.Runner]: one
@@ -65,6 +80,7 @@ func NewRelay(store eventstore.Store, storage projectionstore.Storage, pub Async
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.Backoff.Base = cmp.Or(c.Backoff.Base, 100*time.Millisecond)
 	c.Backoff.Max = cmp.Or(c.Backoff.Max, max(5*time.Second, c.Backoff.Base))
+	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, defaultRelayCheckpointInterval)
 	r := &Relay{pub: pub, name: c.Name, back: c.Backoff, log: c.Logger.With("component", "chronicle/eventbus-relay", "relay", c.Name)}
 	runner, err := projection.New(store, &relayStorage{Storage: storage, store: store, r: r}, c.Runner)
 	if err != nil {
@@ -75,6 +91,8 @@ func NewRelay(store eventstore.Store, storage projectionstore.Storage, pub Async
 		Handler:   projection.HandlerFunc(r.handle),
 		Mode:      projection.AtLeastOnce,
 		OnFailure: projection.ParkOnFailure,
+		// Negative: after every batch.
+		CheckpointInterval: max(c.CheckpointInterval, 0),
 	})
 	if err != nil {
 		return nil, err

@@ -217,3 +217,73 @@ func mustProjectionStore() *memory.ProjectionStore {
 	}
 	return s
 }
+
+// countingPublisher counts the relay's waits for acknowledgements.
+type countingPublisher struct {
+	lossyPublisher
+	flushes int
+}
+
+func (p *countingPublisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	p.flushes++
+	p.mu.Unlock()
+	return p.lossyPublisher.Flush(ctx)
+}
+
+// A relay catching up waits for the broker's acknowledgements (a Flush
+// before each checkpoint it stores) at most once per CheckpointInterval,
+// not once per batch; with a negative interval, once per batch. Either way
+// every event is published, in order.
+func TestRelayCheckpointInterval(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+	}{{"default", 0}, {"every batch", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			store := memory.New(nil)
+			ids := appendStreams(t, ctx, store, 10, 20) // 200 events, 20 batches of 10
+			pub := &countingPublisher{lossyPublisher: lossyPublisher{rng: rand.New(rand.NewPCG(1, 2)), ids: map[eventstore.EventID]int{}}}
+			relay, err := eventbus.NewRelay(store, mustProjectionStore(), pub, &eventbus.RelayConfig{
+				// An hour's poll: nothing periodic stores the checkpoint.
+				Runner:             &projection.Config{Logger: quietLogger(), BatchSize: 10, PollInterval: time.Hour, AcquireInterval: 10 * time.Millisecond},
+				Logger:             quietLogger(),
+				CheckpointInterval: tc.interval,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- relay.Run(runCtx) }()
+			if err := relay.Runner().WaitForHead(ctx, relay.Name()); err != nil {
+				t.Fatal(err)
+			}
+			elapsed := time.Since(start)
+			stop()
+			<-done
+			pub.mu.Lock()
+			defer pub.mu.Unlock()
+			if len(pub.stored) != len(ids) {
+				t.Fatalf("broker holds %d messages, want %d", len(pub.stored), len(ids))
+			}
+			// One flush when the lease is acquired, then one per stored checkpoint.
+			if tc.interval < 0 {
+				if pub.flushes < 21 {
+					t.Fatalf("%d flushes for 20 batches stored one by one, want at least 21", pub.flushes)
+				}
+				return
+			}
+			// The first batch, the head once caught up, and one per second
+			// of catching up on a slow machine.
+			if limit := 3 + int(elapsed/time.Second); pub.flushes > limit {
+				t.Fatalf("%d flushes in %v of catching up, want at most %d", pub.flushes, elapsed, limit)
+			}
+		})
+	}
+}

@@ -185,3 +185,29 @@ func TestPersonalWithoutCipher(t *testing.T) {
 		t.Errorf("decode = %+v, %v", got, err)
 	}
 }
+
+// nilCipher is a FieldCipher type whose nil pointer stands for a
+// constructor's unchecked nil result.
+type nilCipher struct{ upperCipher }
+
+type nilCodec struct{ eventstore.JSONCodec }
+
+// A nil *T passed as the Cipher or Codec fails every use with an error
+// naming the field, never a nil-pointer panic, and never stores personal
+// fields in the clear.
+func TestRegistryTypedNilCipherAndCodec(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	reg := eventstore.NewRegistry(&eventstore.RegistryConfig{Cipher: (*nilCipher)(nil)})
+	eventstore.MustRegister[signedUp](reg, "SignedUp")
+	ev, err := reg.EncodeContext(ctx, signedUp{ID: "u1", Email: "a@example.com"})
+	if !errors.Is(err, eventstore.ErrInvalidInput) || !strings.Contains(err.Error(), "RegistryConfig.Cipher") {
+		t.Fatalf("EncodeContext with a nil cipher = %s, %v; want ErrInvalidInput naming RegistryConfig.Cipher", ev.Data, err)
+	}
+
+	reg = eventstore.NewRegistry(&eventstore.RegistryConfig{Codec: (*nilCodec)(nil)})
+	eventstore.MustRegister[signedUp](reg, "SignedUp")
+	if _, err := reg.Encode(signedUp{ID: "u1"}); !errors.Is(err, eventstore.ErrInvalidInput) || !strings.Contains(err.Error(), "RegistryConfig.Codec") {
+		t.Fatalf("Encode with a nil codec = %v, want ErrInvalidInput naming RegistryConfig.Codec", err)
+	}
+}

@@ -87,12 +87,49 @@ func NewRegistry(cfg *RegistryConfig) *Registry {
 	if cfg == nil {
 		cfg = &RegistryConfig{}
 	}
-	codec := cfg.Codec
+	codec, cipher := cfg.Codec, cfg.Cipher
 	if codec == nil {
 		codec = JSONCodec{}
 	}
-	return &Registry{codec: codec, cipher: cfg.Cipher, byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
+	// A nil pointer in a non-nil interface (a constructor's nil result
+	// passed on unchecked) would panic at the first use: every use fails
+	// with an error naming the field instead. A nil *Cipher must never
+	// mean "no encryption": personal fields would be stored in the clear.
+	if typedNil(codec) {
+		codec = misconfigured{field: "RegistryConfig.Codec", typ: reflect.TypeOf(codec)}
+	}
+	if typedNil(cipher) {
+		cipher = misconfigured{field: "RegistryConfig.Cipher", typ: reflect.TypeOf(cipher)}
+	}
+	return &Registry{codec: codec, cipher: cipher, byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
 }
+
+// typedNil reports whether v is a nil pointer, map, slice, func or
+// channel held in a non-nil interface.
+func typedNil(v any) bool {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// misconfigured stands for a typed-nil Codec or FieldCipher of a
+// RegistryConfig: each call fails with a [*ValidationError] naming it.
+type misconfigured struct {
+	field string
+	typ   reflect.Type
+}
+
+func (m misconfigured) err() error {
+	return &ValidationError{Field: m.field, Reason: fmt.Sprintf("is a nil %s (was its constructor's error checked?)", m.typ)}
+}
+
+func (m misconfigured) Marshal(any) ([]byte, error)                         { return nil, m.err() }
+func (m misconfigured) Unmarshal([]byte, any) error                         { return m.err() }
+func (m misconfigured) Seal(context.Context, string, []PersonalField) error { return m.err() }
+func (m misconfigured) Open(context.Context, []PersonalField) error         { return m.err() }
 
 // Upcaster lifts a payload from one schema version to the next. Build one
 // with [Upcast] (typed) or [UpcastData] (raw payload bytes) and pass it to

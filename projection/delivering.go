@@ -33,7 +33,9 @@ func (l *leading) process(ctx context.Context, recs []eventstore.Record, evs []E
 		evs = l.w.own(recs)
 	}
 	for {
+		l.deferrable = true
 		res, err := l.deliverResuming(ctx, evs, to)
+		l.deferrable = false
 		if err != nil || res.failed < 0 {
 			return err
 		}
@@ -41,7 +43,7 @@ func (l *leading) process(ctx context.Context, recs []eventstore.Record, evs []E
 			return err
 		}
 		evs = evs[res.failed+1:]
-		if len(evs) == 0 && l.cp.Position == to {
+		if len(evs) == 0 && l.pos() == to {
 			return nil
 		}
 	}
@@ -180,6 +182,9 @@ func (l *leading) deliverEach(ctx context.Context, evs []Event, base projections
 		}
 		return delivery{failed: i, err: herr}, nil
 	}
+	if l.deferCommit(base) {
+		return delivered, nil
+	}
 	next, err := w.commit(ctx, l.lease, base)
 	if err != nil {
 		l.saveOnShutdown(ctx, evs)
@@ -193,7 +198,7 @@ func (l *leading) deliverEach(ctx context.Context, evs []Event, base projections
 // delivered again.
 func (l *leading) saveHandled(ctx context.Context, handled []Event) error {
 	if len(handled) == 0 {
-		return nil
+		return l.storeAhead(ctx) // the batches handled before this one
 	}
 	next, err := l.w.commit(ctx, l.lease, projectionstore.Commit{From: l.cp.Position, To: handled[len(handled)-1].Position})
 	if err != nil {
@@ -206,7 +211,7 @@ func (l *leading) saveHandled(ctx context.Context, handled []Event) error {
 // saveOnShutdown checkpoints at-least-once progress when the runner shuts
 // down, with a short grace period; after a lost lease it cannot.
 func (l *leading) saveOnShutdown(ctx context.Context, handled []Event) {
-	if ctx.Err() == nil || len(handled) == 0 {
+	if ctx.Err() == nil || len(handled) == 0 && l.ahead.IsZero() {
 		return
 	}
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)

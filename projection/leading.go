@@ -22,6 +22,10 @@ type leading struct {
 	parent context.Context // the runner's ctx: done on shutdown
 
 	cp           projectionstore.Checkpoint // the last committed (or read) checkpoint
+	ahead        eventstore.Position        // handled past cp, its commit deferred (Projection.CheckpointInterval); zero when none
+	full         bool                       // the batch being processed is full: catching up
+	deferrable   bool                       // the commit being made is a batch's checkpoint, which may be deferred
+	lastCommit   time.Time                  // when the checkpoint was last stored
 	stopped      error                      // why the partition stopped, or nil
 	pre          *prefetched                // the next batch, being read
 	lastRetries  time.Time                  // when retry requests were last settled
@@ -77,9 +81,13 @@ func (l *leading) follow(ctx context.Context) error {
 	l.w.r.commits.notify()
 	for {
 		if err := ctx.Err(); err != nil {
+			l.storeAheadOnShutdown(ctx)
 			return err
 		}
 		if l.w.state.shedRequested() {
+			if err := l.storeAhead(ctx); err != nil {
+				return err
+			}
 			return errShed
 		}
 		switch {
@@ -96,11 +104,62 @@ func (l *leading) follow(ctx context.Context) error {
 	}
 }
 
+// pos is where the partition resumes reading: after the events it
+// handled, whether their checkpoint is stored or deferred.
+func (l *leading) pos() eventstore.Position {
+	if !l.ahead.IsZero() {
+		return l.ahead
+	}
+	return l.cp.Position
+}
+
+// storeAhead stores the checkpoint whose commit was deferred, if any.
+func (l *leading) storeAhead(ctx context.Context) error {
+	if l.ahead.IsZero() {
+		return nil
+	}
+	next, err := l.w.commit(ctx, l.lease, projectionstore.Commit{From: l.cp.Position, To: l.ahead})
+	if err != nil {
+		return err
+	}
+	l.committed(next)
+	return nil
+}
+
+// storeAheadOnShutdown is storeAhead when the runner shuts down, with a
+// short grace period; after a lost lease it cannot.
+func (l *leading) storeAheadOnShutdown(ctx context.Context) {
+	if l.ahead.IsZero() {
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := l.storeAhead(gctx); err != nil {
+		l.w.log.Debug("cannot store the deferred checkpoint on shutdown; its events will be delivered again", "error", err)
+	}
+}
+
+// deferCommit reports whether the checkpoint commit c of a batch may wait
+// (see [Projection.CheckpointInterval]), and records it as ahead if so.
+func (l *leading) deferCommit(c projectionstore.Commit) bool {
+	iv := l.w.p.CheckpointInterval
+	if iv <= 0 || !l.deferrable || !l.full || l.w.p.Mode != AtLeastOnce ||
+		c.Work != nil || c.Park != nil || c.Settle != nil || c.Rebuilt || c.Error != "" ||
+		time.Since(l.lastCommit) >= iv {
+		return false
+	}
+	l.ahead = c.To
+	return true
+}
+
 // step settles retry requests when due, then reads and handles the next
 // batch, or waits for one.
 func (l *leading) step(ctx context.Context) error {
 	poll := l.w.r.cfg.PollInterval
 	if time.Since(l.lastRetries) >= poll {
+		if err := l.storeAhead(ctx); err != nil {
+			return err
+		}
 		if err := l.settleRetries(ctx); err != nil {
 			return err
 		}
@@ -119,10 +178,16 @@ func (l *leading) step(ctx context.Context) error {
 	}
 	l.readFailures = 0
 	if len(recs) == 0 {
+		// Caught up: the checkpoint is stored before waiting.
+		if err := l.storeAhead(ctx); err != nil {
+			return err
+		}
 		return l.idle(ctx, wake)
 	}
 	l.lastCheck = time.Now() // the batch's commit reports the checkpoint's state
-	if n := l.w.batchSize(); len(recs) == n {
+	n := l.w.batchSize()
+	l.full = len(recs) == n
+	if l.full {
 		// Catching up: read the next batch while this one is handled.
 		l.pre = l.w.prefetch(ctx, recs[len(recs)-1].Position, n)
 	}
@@ -137,11 +202,11 @@ func (l *leading) step(ctx context.Context) error {
 func (l *leading) read(ctx context.Context) ([]eventstore.Record, []Event, error) {
 	pre := l.pre
 	l.pre = nil
-	if pre != nil && pre.after == l.cp.Position {
+	if pre != nil && pre.after == l.pos() {
 		res := <-pre.ch
 		return res.recs, res.evs, res.err
 	}
-	recs, err := l.w.r.store.ReadAll(ctx, l.cp.Position, l.w.batchSize())
+	recs, err := l.w.r.store.ReadAll(ctx, l.pos(), l.w.batchSize())
 	return recs, nil, err
 }
 
@@ -180,6 +245,7 @@ func (l *leading) outcome(ctx context.Context, err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &se):
+		// The events before the failed one were checkpointed (saveHandled).
 		// Record the stop before anyone is told: a waiter that sees
 		// ErrStopped (WaitForHead, Status) then finds it in storage too,
 		// even when the runner shuts down right after. When the record
@@ -200,7 +266,7 @@ func (l *leading) outcome(ctx context.Context, err error) error {
 		if err != nil {
 			return err
 		}
-		l.cp = cp
+		l.cp, l.ahead = cp, eventstore.Position{}
 		return nil
 	}
 	return err
@@ -225,6 +291,7 @@ func (l *leading) waitStopped(ctx context.Context) error {
 func (l *leading) rebuild(ctx context.Context) error {
 	w := l.w
 	w.log.Info("rebuilding projection partition: resetting its read model and replaying every event", "checkpoint", l.cp.Position.String())
+	l.ahead = eventstore.Position{} // the rebuild replays everything anyway
 	c := projectionstore.Commit{From: l.cp.Position, To: eventstore.Position{}, Rebuilt: true}
 	if reset := w.p.reset; reset != nil {
 		part := w.key.Partition
@@ -247,6 +314,10 @@ func (l *leading) rebuild(ctx context.Context) error {
 // committed records a successful commit.
 func (l *leading) committed(cp projectionstore.Checkpoint) {
 	l.cp = cp
+	l.lastCommit = time.Now()
+	if !l.ahead.IsZero() && cp.Position.Compare(l.ahead) >= 0 {
+		l.ahead = eventstore.Position{}
+	}
 	l.w.committed(cp)
 }
 

@@ -45,7 +45,7 @@ func (l *leading) observed(ctx context.Context, recs []eventstore.Record, evs []
 	}
 	octx, end := obs.StartBatch(ctx, Batch{
 		Projection: l.w.p.Name, Partition: l.w.key.Partition, Partitions: l.w.p.Partitions,
-		Events: len(recs), From: l.cp.Position, To: recs[len(recs)-1].Position,
+		Events: len(recs), From: l.pos(), To: recs[len(recs)-1].Position,
 	})
 	err := l.process(octx, recs, evs)
 	end(err)

@@ -114,6 +114,22 @@ type Projection struct {
 	// once. Defaults to [Config.BatchSize].
 	BatchSize int
 
+	// CheckpointInterval lets an [AtLeastOnce] projection that is
+	// catching up (reading full batches) store its checkpoint at most once
+	// per interval instead of after every batch: the batches in between
+	// are handled and their checkpoint is stored with a later one. A
+	// checkpoint commit that waits for something (the [eventbus] relay's
+	// waits for the broker's acknowledgements of the batch) then stalls
+	// the projection once per interval rather than once per batch. The
+	// checkpoint is always stored before the partition goes idle (caught
+	// up), after a handler failure, on a retry or a stop, and on
+	// shutdown; a crash delivers the events handled since the stored
+	// checkpoint again, as at-least-once delivery allows. Status and
+	// [Runner.WaitFor] report the stored checkpoint. Only for AtLeastOnce
+	// projections. Defaults to 0: the checkpoint is stored after every
+	// batch.
+	CheckpointInterval time.Duration
+
 	// Retry is the retry policy of failing events. Zero fields default to
 	// those of [Config.Retry].
 	Retry RetryPolicy
@@ -252,6 +268,10 @@ func (r *Runner) Add(p Projection) error {
 		return invalid(field("OnFailure"), fmt.Sprintf("%d is not a FailurePolicy", p.OnFailure))
 	case p.Partitions < 0 || p.Partitions > maxPartitions:
 		return invalid(field("Partitions"), fmt.Sprintf("%d is not between 1 and %d", p.Partitions, maxPartitions))
+	case p.CheckpointInterval < 0:
+		return invalid(field("CheckpointInterval"), "must not be negative")
+	case p.CheckpointInterval > 0 && p.Mode != AtLeastOnce:
+		return invalid(field("CheckpointInterval"), "needs Mode AtLeastOnce (a Transactional batch commits with its read model)")
 	case p.BatchSize < 0 || p.BatchSize > maxBatchSize:
 		return invalid(field("BatchSize"), fmt.Sprintf("%d is not between 1 and %d", p.BatchSize, maxBatchSize))
 	}

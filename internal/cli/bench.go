@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -18,6 +20,7 @@ func benchCommand() command {
 		workloads  string
 		quiet      bool
 		scale      int
+		cpuProfile string
 	)
 	return command{
 		name:     "bench",
@@ -47,6 +50,7 @@ table grows: at 100,000 events and at N (docs/postgres.md, "Performance").`,
 			fs.BoolVar(&cfg.Quick, "quick", false, "small sizes and one run: a smoke test, not a measurement")
 			fs.BoolVar(&quiet, "quiet", false, "do not print each measurement on stderr as it is taken")
 			fs.IntVar(&scale, "scale", 0, "scale mode instead of the workloads: append-1 and catch-up with 100k and with `n` events in the table (e.g. 10000000; fills with COPY)")
+			fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the client side: Chronicle, pgx, nats.go) to `file`, for go tool pprof")
 			fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server `url` for the event bus workloads, skipped without it (default $NATS_URL)")
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
@@ -82,6 +86,17 @@ table grows: at 100,000 events and at N (docs/postgres.md, "Performance").`,
 			cfg.NATSURL = cmp.Or(cfg.NATSURL, env.Getenv("NATS_URL"))
 			if !quiet {
 				cfg.Progress = env.Stderr
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			if scale > 0 {
 				report, err := bench.RunScale(ctx, &bench.ScaleConfig{DatabaseURL: u, Events: scale, Runs: cfg.Runs, Progress: cfg.Progress})
