@@ -388,3 +388,31 @@ func TestRebuildAction(t *testing.T) {
 		t.Fatalf("rebuild without a name: %d, want 400", status)
 	}
 }
+
+// The streams page shows each stream's lifecycle status, deleted and
+// archived streams included.
+func TestStreamsShowStatus(t *testing.T) {
+	t.Parallel()
+	e := setup(t, setupOptions{})
+	ctx := t.Context()
+	for _, id := range []string{"st-live", "st-deleted", "st-archived"} {
+		e.append(id, eventstore.Event{Type: "Opened", Data: []byte(`{}`)})
+	}
+	if _, err := e.store.DeleteStream(ctx, "st-deleted", eventstore.Any); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.ArchiveStream(ctx, "st-archived", eventstore.Any); err != nil {
+		t.Fatal(err)
+	}
+	status, body := e.get("streams?prefix=st-")
+	if status != http.StatusOK {
+		t.Fatalf("GET streams: %d", status)
+	}
+	for _, want := range []string{
+		`>st-live</a></td><td class="num">1</td><td class="lifecycle lifecycle-live">live</td>`,
+		`>st-deleted</a></td><td class="num">1</td><td class="lifecycle lifecycle-deleted">deleted</td>`,
+		`>st-archived</a></td><td class="num">1</td><td class="lifecycle lifecycle-archived">archived</td>`,
+	} {
+		mustContain(t, "streams page", body, want)
+	}
+}

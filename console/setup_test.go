@@ -250,7 +250,7 @@ func (e *testEnv) deadLetter(stream string) projectionstore.DeadLetter {
 // waitFor polls cond for up to 30s.
 func (e *testEnv) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute) // a hang bound: other tests hold the horizon back under load
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("timed out waiting for %s", what)

@@ -64,4 +64,9 @@ type StreamInfo struct {
 	CreatedAt time.Time
 	// UpdatedAt is when its last event was appended, in UTC.
 	UpdatedAt time.Time
+	// Status is where the stream is in its lifecycle (see [Lifecycle]):
+	// [StreamLive] unless it was deleted, archived or hard-deleted. A
+	// listing shows streams in every status; a store without a lifecycle
+	// reports StreamLive.
+	Status StreamStatus
 }

@@ -614,6 +614,7 @@ func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOpti
 			Seq:       st.seq,
 			CreatedAt: first.RecordedAt,
 			UpdatedAt: last.RecordedAt,
+			Status:    st.status,
 		})
 	}
 	return out, nil

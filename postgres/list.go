@@ -32,9 +32,16 @@ func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOpti
 			return err
 		}
 		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (eventstore.StreamInfo, error) {
-			var info eventstore.StreamInfo
-			err := row.Scan(&info.StreamID, &info.Version, &info.Seq, &info.CreatedAt, &info.UpdatedAt)
+			var (
+				info   eventstore.StreamInfo
+				status string
+			)
+			if err := row.Scan(&info.StreamID, &info.Version, &info.Seq, &info.CreatedAt, &info.UpdatedAt, &status); err != nil {
+				return info, err
+			}
 			info.CreatedAt, info.UpdatedAt = info.CreatedAt.UTC(), info.UpdatedAt.UTC()
+			var err error
+			info.Status, err = eventstore.ParseStreamStatus(status)
 			return info, err
 		})
 		return err

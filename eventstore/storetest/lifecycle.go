@@ -50,6 +50,22 @@ func requireState(t *testing.T, ctx context.Context, lc eventstore.Lifecycle, wa
 	if got != want {
 		t.Fatalf("StreamState(%q) = %+v, want %+v", want.StreamID, got, want)
 	}
+	// A listing shows the stream, in every status, with its status.
+	lister, ok := lc.(eventstore.StreamLister)
+	if !ok {
+		return
+	}
+	page, err := lister.ListStreams(ctx, eventstore.ListStreamsOptions{Prefix: want.StreamID})
+	if err != nil {
+		t.Fatalf("ListStreams(prefix %q): %v", want.StreamID, err)
+	}
+	i := slices.IndexFunc(page, func(info eventstore.StreamInfo) bool { return info.StreamID == want.StreamID })
+	if i < 0 {
+		t.Fatalf("ListStreams(prefix %q) = %+v: the stream is missing", want.StreamID, page)
+	}
+	if page[i].Status != want.Status || page[i].Version != want.Version {
+		t.Fatalf("ListStreams shows %q at version %d, %v; want version %d, %v", want.StreamID, page[i].Version, page[i].Status, want.Version, want.Status)
+	}
 }
 
 // requireStreamClosed checks that err is the typed error of a closed stream.

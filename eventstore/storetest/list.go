@@ -52,8 +52,8 @@ func testListStreams(t *testing.T, s *suite) {
 		if info.StreamID == created[0] {
 			want = 2
 		}
-		if info.Version != want || info.CreatedAt.IsZero() || info.UpdatedAt.Before(info.CreatedAt) {
-			t.Fatalf("stream %q: %+v, want version %d and its times", info.StreamID, info, want)
+		if info.Version != want || info.CreatedAt.IsZero() || info.UpdatedAt.Before(info.CreatedAt) || info.Status != eventstore.StreamLive {
+			t.Fatalf("stream %q: %+v, want version %d, its times and status live", info.StreamID, info, want)
 		}
 		if i > 0 && info.Seq >= all[i-1].Seq {
 			t.Fatalf("Seq not descending: %d after %d", info.Seq, all[i-1].Seq)

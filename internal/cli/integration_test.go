@@ -256,7 +256,8 @@ func TestStreamsList(t *testing.T) {
 	if strings.Contains(out, "more:") {
 		t.Errorf("a single page announces more:\n%s", out)
 	}
-	wantContains(t, "list", out, "account-1  2 ")
+	wantContains(t, "list", out, "account-1  2        live ")
+	wantContains(t, "list header", out, "STREAM     VERSION  STATUS  CREATED AT")
 
 	// Pages of two, with the prefix: the last line gives the next page.
 	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "account-", "--limit", "2")
@@ -277,5 +278,5 @@ func TestStreamsList(t *testing.T) {
 	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "invoice-")
 	wantContains(t, "empty prefix", out, `no streams with prefix "invoice-"`)
 	out, _ = mustRun(t, env, 0, "streams", "list", "--prefix", "order-", "--json")
-	wantContains(t, "json", out, `"stream_id":"order-1","version":1`)
+	wantContains(t, "json", out, `"stream_id":"order-1","version":1,"status":"live"`)
 }

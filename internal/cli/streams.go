@@ -272,6 +272,7 @@ func printHead(ctx context.Context, w io.Writer, store *postgres.Store) error {
 type streamJSON struct {
 	StreamID  string    `json:"stream_id"`
 	Version   int64     `json:"version"`
+	Status    string    `json:"status"`
 	Seq       int64     `json:"seq"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -287,7 +288,7 @@ func printStreams(ctx context.Context, w io.Writer, store eventstore.StreamListe
 	if jsonOut {
 		enc := json.NewEncoder(w)
 		for _, st := range streams {
-			if err := enc.Encode(streamJSON{StreamID: st.StreamID, Version: st.Version, Seq: st.Seq, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}); err != nil {
+			if err := enc.Encode(streamJSON{StreamID: st.StreamID, Version: st.Version, Status: st.Status.String(), Seq: st.Seq, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}); err != nil {
 				return err
 			}
 		}
@@ -302,9 +303,9 @@ func printStreams(ctx context.Context, w io.Writer, store eventstore.StreamListe
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STREAM\tVERSION\tCREATED AT\tUPDATED AT\tSEQ")
+	fmt.Fprintln(tw, "STREAM\tVERSION\tSTATUS\tCREATED AT\tUPDATED AT\tSEQ")
 	for _, st := range streams {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", st.StreamID, st.Version,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\n", st.StreamID, st.Version, st.Status,
 			st.CreatedAt.UTC().Format(time.RFC3339Nano), st.UpdatedAt.UTC().Format(time.RFC3339Nano), st.Seq)
 	}
 	if err := tw.Flush(); err != nil {

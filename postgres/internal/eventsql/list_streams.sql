@@ -23,9 +23,9 @@
 -- Exactly one of the two branches runs (each is behind a one-time filter
 -- on the count of hits); the outer ORDER BY sorts at most $3 rows.
 WITH hits AS (
-    SELECT stream_id, version, created_seq, created_at, updated_at
+    SELECT stream_id, version, created_seq, created_at, updated_at, status
     FROM (
-        SELECT stream_id, version, created_seq, created_at, updated_at
+        SELECT stream_id, version, created_seq, created_at, updated_at, status
         FROM chronicle.streams
         WHERE created_seq < $2
         ORDER BY created_seq DESC
@@ -35,11 +35,11 @@ WITH hits AS (
     ORDER BY created_seq DESC
     LIMIT $3
 )
-SELECT stream_id, version, created_seq, created_at, updated_at
+SELECT stream_id, version, created_seq, created_at, updated_at, status
 FROM hits
 WHERE (SELECT count(*) FROM hits) >= $3
 UNION ALL
-SELECT s.stream_id, s.version, s.created_seq, s.created_at, s.updated_at
+SELECT s.stream_id, s.version, s.created_seq, s.created_at, s.updated_at, s.status
 FROM (
     SELECT stream_id
     FROM chronicle.streams
