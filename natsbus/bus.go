@@ -119,6 +119,10 @@ type Bus struct {
 	// stream stores a publication only right after its predecessor: a
 	// lost one makes every later one fail instead of overtaking it.
 	chain string
+	// closedCheck paces waitOldestLocked's checks for a closed connection
+	// (created at the first wait, under pubMu: one ticker for the bus,
+	// not one per wait).
+	closedCheck *time.Ticker
 }
 
 var _ eventbus.Bus = (*Bus)(nil)
@@ -347,15 +351,17 @@ func (b *Bus) encode(m eventbus.Message) (*nats.Msg, error) {
 	if !validSubject(token) {
 		return nil, eventbus.Permanent(invalid("message subject", fmt.Sprintf("%q is not a valid subject (check Config.Subject)", subject)))
 	}
-	env, err := appendEnvelope(make([]byte, 0, 256), m)
+	id := m.EventID.String()
+	env, err := appendEnvelope(make([]byte, 0, 256), id, m)
 	if err != nil {
 		return nil, eventbus.Permanent(fmt.Errorf("encode message headers: %w", err))
 	}
-	msg := nats.NewMsg(subject)
-	msg.Data = m.Data
-	msg.Header.Set(HeaderType, m.Type)
-	msg.Header.Set(HeaderEnvelope, string(env))
-	msg.Header.Set(jetstream.MsgIDHeader, m.EventID.String())
+	// Room for the two headers the publication's options add (the
+	// expected stream and last message ID): the map never grows.
+	msg := &nats.Msg{Subject: subject, Data: m.Data, Header: make(nats.Header, 5)}
+	msg.Header[HeaderType] = []string{m.Type}
+	msg.Header[HeaderEnvelope] = []string{string(env)}
+	msg.Header[jetstream.MsgIDHeader] = []string{id}
 	if size := msgSize(msg); size > b.maxSize {
 		return nil, &eventbus.MessageTooLargeError{EventID: m.EventID, Size: size, Limit: b.maxSize}
 	}
@@ -455,8 +461,10 @@ func (b *Bus) waitOldestLocked(ctx context.Context) error {
 		return b.failed
 	default:
 	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
+	if b.closedCheck == nil {
+		b.closedCheck = time.NewTicker(50 * time.Millisecond)
+	}
+	tick := b.closedCheck
 wait:
 	for {
 		select {

@@ -9,13 +9,13 @@ import (
 )
 
 // appendEnvelope appends the JSON of m's envelope (the HeaderEnvelope
-// header) to dst. It writes what json.Marshal writes for the envelope
+// header) to dst, id being m.EventID.String(). It writes what json.Marshal writes for the envelope
 // struct, field for field, without reflection: the relay encodes every
 // event it publishes, and json.Marshal was a tenth of its CPU time.
 // decode reads it back with json.Unmarshal.
-func appendEnvelope(dst []byte, m eventbus.Message) ([]byte, error) {
+func appendEnvelope(dst []byte, id string, m eventbus.Message) ([]byte, error) {
 	dst = append(dst, `{"id":"`...)
-	dst = append(dst, m.EventID.String()...)
+	dst = append(dst, id...)
 	dst = append(dst, `","v":`...)
 	dst = strconv.AppendInt(dst, int64(m.SchemaVersion), 10)
 	dst = append(dst, `,"stream":`...)

@@ -25,7 +25,7 @@ func marshalEnvelope(m eventbus.Message) ([]byte, error) {
 // back from it.
 func checkEnvelope(t *testing.T, m eventbus.Message) {
 	t.Helper()
-	got, err := appendEnvelope(nil, m)
+	got, err := appendEnvelope(nil, m.EventID.String(), m)
 	want, werr := marshalEnvelope(m)
 	if (err != nil) != (werr != nil) {
 		t.Fatalf("appendEnvelope error %v, json.Marshal error %v", err, werr)
@@ -90,7 +90,7 @@ func TestAppendEnvelopeMatchesJSONMarshal(t *testing.T) {
 func TestAppendEnvelopeRefusesWhatJSONRefuses(t *testing.T) {
 	m := envelopeMessage("far-future", eventstore.Metadata{})
 	m.RecordedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := appendEnvelope(nil, m); err == nil {
+	if _, err := appendEnvelope(nil, m.EventID.String(), m); err == nil {
 		t.Fatal("appendEnvelope accepted a time json.Marshal refuses")
 	}
 	checkEnvelope(t, m) // and agrees with json.Marshal on it
