@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/natsbus"
@@ -96,5 +98,27 @@ func TestTypeToken(t *testing.T) {
 		if got := natsbus.TypeToken(in); got != want {
 			t.Errorf("TypeToken(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A stream opened as it exists (Config.Existing) whose subject prefix has
+// a wildcard is refused at New: publications check only their last token.
+func TestExistingStreamWithWildcardPrefix(t *testing.T) {
+	t.Parallel()
+	bus, nc := setup(t, "", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := bus.Config()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: cfg.Stream, Subjects: []string{"wild.*.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Existing = true
+	_, err = natsbus.New(ctx, nc, &cfg)
+	if !errors.Is(err, eventstore.ErrInvalidInput) || !strings.Contains(err.Error(), `"wild.*"`) {
+		t.Fatalf("open a stream whose subject prefix has a wildcard: %v, want ErrInvalidInput naming it", err)
 	}
 }

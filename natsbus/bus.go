@@ -267,6 +267,11 @@ func (b *Bus) open(ctx context.Context) (*Bus, error) {
 	if n, err := strconv.Atoi(b.stream.CachedInfo().Config.Metadata[partitionsKey]); err == nil && n > 0 {
 		b.cfg.Partitions = n
 	}
+	// Publications validate only their subject's last token: the prefix,
+	// taken from the stream, must be a literal subject itself.
+	if !validSubject(b.cfg.SubjectPrefix) {
+		return nil, invalid("stream "+b.cfg.Stream, fmt.Sprintf("its subject prefix %q is not a literal subject", b.cfg.SubjectPrefix))
+	}
 	b.maxSize = int(b.nc.MaxPayload())
 	if m := b.stream.CachedInfo().Config.MaxMsgSize; m > 0 {
 		b.maxSize = min(b.maxSize, int(m))

@@ -157,9 +157,8 @@ func (l *leading) deferCommit(c projectionstore.Commit) bool {
 func (l *leading) step(ctx context.Context) error {
 	poll := l.w.r.cfg.PollInterval
 	if time.Since(l.lastRetries) >= poll {
-		if err := l.storeAhead(ctx); err != nil {
-			return err
-		}
+		// A deferred checkpoint may stay deferred: settling commits the
+		// stored checkpoint unchanged (From and To are l.cp's).
 		if err := l.settleRetries(ctx); err != nil {
 			return err
 		}
@@ -178,9 +177,10 @@ func (l *leading) step(ctx context.Context) error {
 	}
 	l.readFailures = 0
 	if len(recs) == 0 {
-		// Caught up: the checkpoint is stored before waiting.
+		// Caught up: the checkpoint is stored before waiting (a conflict
+		// reloads it, as after a batch).
 		if err := l.storeAhead(ctx); err != nil {
-			return err
+			return l.outcome(ctx, err)
 		}
 		return l.idle(ctx, wake)
 	}
