@@ -76,18 +76,23 @@ func (c *counter) times(id eventstore.EventID) int {
 }
 
 // intervalEnv appends n events to n/10 streams and returns a runner over
-// a commit log with projection "p" (AtLeastOnce, batches of 10).
-func intervalEnv(t *testing.T, n int, interval time.Duration, h *counter, onFailure projection.FailurePolicy) (*env, *commitLog, *projection.Runner, []eventstore.Record) {
+// a commit log with projection "p" (AtLeastOnce, batches of 10) handled by
+// h, polling every hour: nothing periodic (retry requests, checkpoint
+// reads) runs while it catches up.
+func intervalEnv(t *testing.T, n int, interval time.Duration, h projection.Handler, onFailure projection.FailurePolicy) (*env, *commitLog, *projection.Runner, []eventstore.Record) {
+	return intervalEnvPolling(t, n, interval, time.Hour, h, onFailure)
+}
+
+// intervalEnvPolling is intervalEnv with a poll interval of its own.
+func intervalEnvPolling(t *testing.T, n int, interval, poll time.Duration, h projection.Handler, onFailure projection.FailurePolicy) (*env, *commitLog, *projection.Runner, []eventstore.Record) {
 	t.Helper()
 	e := setup(t)
 	for i := range n {
 		e.deposit(fmt.Sprintf("acc-%d", i/10), 1)
 	}
 	log := &commitLog{ProjectionStore: e.storage}
-	// An hour's poll interval: nothing periodic (retry requests, checkpoint
-	// reads) stores a deferred checkpoint; catching up must.
 	r, err := projection.New(e.store, log, &projection.Config{
-		Logger: quietLogger(), PollInterval: time.Hour, AcquireInterval: 20 * time.Millisecond,
+		Logger: quietLogger(), PollInterval: poll, AcquireInterval: 20 * time.Millisecond,
 		Retry: projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, MaxAttempts: 2},
 	})
 	if err != nil {
@@ -278,23 +283,8 @@ func (h *slowHandler) Handle(ctx context.Context, ev projection.Event) error {
 // (Found in review: the poll stored it, capping the interval at the poll's.)
 func TestCheckpointIntervalNotCappedByPolls(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
-	for i := range 300 {
-		e.deposit(fmt.Sprintf("acc-%d", i/10), 1)
-	}
-	log := &commitLog{ProjectionStore: e.storage}
-	r, err := projection.New(e.store, log, &projection.Config{Logger: quietLogger(), PollInterval: 10 * time.Millisecond, AcquireInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &slowHandler{counter{seen: map[eventstore.EventID]int{}}}
-	if err := r.Add(projection.Projection{Name: "p", Handler: h, Mode: projection.AtLeastOnce, BatchSize: 10, CheckpointInterval: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := e.store.ReadAll(context.Background(), eventstore.Position{}, 301)
-	if err != nil || len(recs) != 300 {
-		t.Fatalf("read %d events (%v), want 300", len(recs), err)
-	}
+	e, log, r, recs := intervalEnvPolling(t, 300, time.Hour, 10*time.Millisecond, h, projection.StopOnFailure)
 	e.start(r)
 	if err := r.WaitFor(waitCtx(t), "p", recs[len(recs)-1].Position); err != nil {
 		t.Fatal(err)

@@ -81,7 +81,7 @@ func (l *leading) follow(ctx context.Context) error {
 	l.w.r.commits.notify()
 	for {
 		if err := ctx.Err(); err != nil {
-			l.storeAheadOnShutdown(ctx)
+			l.saveOnShutdown(ctx, nil) // the deferred checkpoint, if any
 			return err
 		}
 		if l.w.state.shedRequested() {
@@ -124,19 +124,6 @@ func (l *leading) storeAhead(ctx context.Context) error {
 	}
 	l.committed(next)
 	return nil
-}
-
-// storeAheadOnShutdown is storeAhead when the runner shuts down, with a
-// short grace period; after a lost lease it cannot.
-func (l *leading) storeAheadOnShutdown(ctx context.Context) {
-	if l.ahead.IsZero() {
-		return
-	}
-	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	if err := l.storeAhead(gctx); err != nil {
-		l.w.log.Debug("cannot store the deferred checkpoint on shutdown; its events will be delivered again", "error", err)
-	}
 }
 
 // deferCommit reports whether the checkpoint commit c of a batch may wait
