@@ -21,16 +21,21 @@ func (id EventID) IsZero() bool { return id == EventID{} }
 // String returns the canonical 36-character UUID form.
 func (id EventID) String() string {
 	var b [36]byte
-	hex.Encode(b[0:8], id[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], id[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], id[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], id[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], id[10:])
-	return string(b[:])
+	return string(id.AppendTo(b[:0]))
+}
+
+// AppendTo appends the canonical 36-character UUID form to b and returns
+// the extended slice: [EventID.String] without an allocation of its own.
+func (id EventID) AppendTo(b []byte) []byte {
+	n := len(b)
+	b = append(b, "00000000-0000-0000-0000-000000000000"...)
+	u := b[n:]
+	hex.Encode(u[0:8], id[0:4])
+	hex.Encode(u[9:13], id[4:6])
+	hex.Encode(u[14:18], id[6:8])
+	hex.Encode(u[19:23], id[8:10])
+	hex.Encode(u[24:], id[10:])
+	return b
 }
 
 // MarshalText implements [encoding.TextMarshaler].

@@ -142,3 +142,18 @@ func TestNewEventIDUnique(t *testing.T) {
 		t.Fatalf("%d distinct ids, want %d", len(seen), goroutines*each)
 	}
 }
+
+func TestEventIDAppendTo(t *testing.T) {
+	t.Parallel()
+	id, err := eventstore.ParseEventID("0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := id.AppendTo([]byte("id="))
+	if want := "id=0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"; string(got) != want {
+		t.Fatalf("AppendTo = %q, want %q", got, want)
+	}
+	if s := id.String(); s != string(got[3:]) {
+		t.Fatalf("String = %q, AppendTo wrote %q", s, got[3:])
+	}
+}

@@ -109,6 +109,9 @@ type Bus struct {
 	dlq     jetstream.Stream
 	maxSize int
 	byType  bool // subjects end with the type token: consumers filter on it
+	// streamHeader is the value of every asynchronous publication's
+	// Nats-Expected-Stream header (shared: nothing modifies it).
+	streamHeader []string
 
 	pubMu   sync.Mutex
 	pending []pendingPub
@@ -192,7 +195,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg *Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	b := &Bus{nc: nc, js: js, cfg: c, byType: defaultSubject, log: c.Logger.With("component", "chronicle/natsbus")}
+	b := &Bus{nc: nc, js: js, cfg: c, byType: defaultSubject, streamHeader: []string{c.Stream}, log: c.Logger.With("component", "chronicle/natsbus")}
 	if nc.Opts.ReconnectBufSize >= 0 {
 		b.log.Warn("the nats connection buffers publications while reconnecting: per-stream order on the broker may break after a disconnection; connect with natsbus.Connect or nats.ReconnectBufSize(-1)")
 	}
@@ -344,33 +347,61 @@ type envelope struct {
 	Metadata      eventstore.Metadata `json:"metadata,omitzero"`
 }
 
-// encode builds the NATS message of m.
-func (b *Bus) encode(m eventbus.Message) (*nats.Msg, error) {
+// outMsg is a NATS message under construction together with its header
+// values: one allocation instead of one per header.
+type outMsg struct {
+	msg nats.Msg
+	// vals holds the values of the headers encode sets, and the expected
+	// last message ID that PublishAsync sets.
+	vals [4]string
+}
+
+// The indexes of outMsg.vals.
+const (
+	valType = iota
+	valEnvelope
+	valID
+	valLastID
+)
+
+// encode builds the NATS message of m. The event ID, the envelope and the
+// subject share one string, and the message and its header values one
+// allocation: the relay encodes every event it publishes.
+func (b *Bus) encode(m eventbus.Message) (*outMsg, error) {
 	if err := m.Validate(); err != nil {
 		return nil, eventbus.Permanent(err)
 	}
 	// The prefix was checked by New and the partition is a number: the
 	// subject is valid when the mapped token is.
 	token := b.cfg.Subject(m)
-	subject := b.subject(m, token)
 	if !validSubject(token) {
-		return nil, eventbus.Permanent(invalid("message subject", fmt.Sprintf("%q is not a valid subject (check Config.Subject)", subject)))
+		return nil, eventbus.Permanent(invalid("message subject", fmt.Sprintf("%q is not a valid subject (check Config.Subject)", b.subject(m, token))))
 	}
-	id := m.EventID.String()
-	env, err := appendEnvelope(make([]byte, 0, 256), id, m)
+	var scratch [512]byte
+	buf, err := appendEnvelope(scratch[:0], m)
 	if err != nil {
 		return nil, eventbus.Permanent(fmt.Errorf("encode message headers: %w", err))
 	}
-	// Room for the two headers the publication's options add (the
-	// expected stream and last message ID): the map never grows.
-	msg := &nats.Msg{Subject: subject, Data: m.Data, Header: make(nats.Header, 5)}
-	msg.Header[HeaderType] = []string{m.Type}
-	msg.Header[HeaderEnvelope] = []string{string(env)}
-	msg.Header[jetstream.MsgIDHeader] = []string{id}
-	if size := msgSize(msg); size > b.maxSize {
+	envEnd := len(buf)
+	buf = append(buf, b.cfg.SubjectPrefix...)
+	buf = append(buf, '.')
+	buf = strconv.AppendInt(buf, int64(projection.PartitionOf(m.StreamID, b.cfg.Partitions)), 10)
+	buf = append(buf, '.')
+	buf = append(buf, token...)
+	all := string(buf)
+	env := all[:envEnd]
+
+	o := &outMsg{msg: nats.Msg{Subject: all[envEnd:], Data: m.Data, Header: make(nats.Header, 5)}}
+	o.vals[valType] = m.Type
+	o.vals[valEnvelope] = env
+	o.vals[valID] = env[envelopeIDStart : envelopeIDStart+eventIDLen]
+	o.msg.Header[HeaderType] = o.vals[valType : valType+1 : valType+1]
+	o.msg.Header[HeaderEnvelope] = o.vals[valEnvelope : valEnvelope+1 : valEnvelope+1]
+	o.msg.Header[jetstream.MsgIDHeader] = o.vals[valID : valID+1 : valID+1]
+	if size := msgSize(&o.msg); size > b.maxSize {
 		return nil, &eventbus.MessageTooLargeError{EventID: m.EventID, Size: size, Limit: b.maxSize}
 	}
-	return msg, nil
+	return o, nil
 }
 
 // msgSize approximates what the server counts against its limits: the
@@ -404,11 +435,11 @@ func decode(data []byte, h nats.Header) (eventbus.Message, error) {
 // Publish publishes msgs in order, each awaiting its acknowledgement.
 func (b *Bus) Publish(ctx context.Context, msgs ...eventbus.Message) error {
 	for _, m := range msgs {
-		msg, err := b.encode(m)
+		o, err := b.encode(m)
 		if err != nil {
 			return err
 		}
-		if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
+		if _, err := b.js.PublishMsg(ctx, &o.msg, jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
 			return publishError(m.EventID, err)
 		}
 	}
@@ -423,10 +454,11 @@ func (b *Bus) Publish(ctx context.Context, msgs ...eventbus.Message) error {
 // event stream must have no other writer while a relay publishes; one
 // that writes breaks the chain once (a failed batch, republished).
 func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
-	msg, err := b.encode(m)
+	o, err := b.encode(m)
 	if err != nil {
 		return err
 	}
+	msg := &o.msg
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
 	if b.failed != nil {
@@ -440,18 +472,21 @@ func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
 	if !b.nc.IsConnected() {
 		return fmt.Errorf("publish event %s: nats is %s: %w", m.EventID, b.nc.Status(), eventbus.ErrUnavailable)
 	}
-	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(b.cfg.Stream)}
+	// The headers of jetstream.WithExpectStream and WithExpectLastMsgID,
+	// set here instead: the options cost allocations per message.
+	msg.Header[jetstream.ExpectedStreamHeader] = b.streamHeader
 	if b.chain != "" {
-		opts = append(opts, jetstream.WithExpectLastMsgID(b.chain))
+		o.vals[valLastID] = b.chain
+		msg.Header[jetstream.ExpectedLastMsgIDHeader] = o.vals[valLastID : valLastID+1 : valLastID+1]
 	}
-	fut, err := b.js.PublishMsgAsync(msg, opts...)
+	fut, err := b.js.PublishMsgAsync(msg)
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return &eventbus.MessageTooLargeError{EventID: m.EventID, Size: msgSize(msg), Limit: int(b.nc.MaxPayload())}
 		}
 		return fmt.Errorf("publish event %s: %w: %w", m.EventID, eventbus.ErrUnavailable, err)
 	}
-	b.chain = msg.Header.Get(jetstream.MsgIDHeader)
+	b.chain = o.vals[valID]
 	b.pending = append(b.pending, pendingPub{id: m.EventID, fut: fut})
 	return nil
 }

@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -25,13 +26,20 @@ func marshalEnvelope(m eventbus.Message) ([]byte, error) {
 // back from it.
 func checkEnvelope(t *testing.T, m eventbus.Message) {
 	t.Helper()
-	got, err := appendEnvelope(nil, m.EventID.String(), m)
+	got, err := appendEnvelope([]byte("prefix"), m)
 	want, werr := marshalEnvelope(m)
 	if (err != nil) != (werr != nil) {
 		t.Fatalf("appendEnvelope error %v, json.Marshal error %v", err, werr)
 	}
 	if err != nil {
 		return
+	}
+	if !bytes.HasPrefix(got, []byte("prefix")) {
+		t.Fatalf("appendEnvelope dropped what dst held: %s", got)
+	}
+	got = got[len("prefix"):]
+	if id := string(got[envelopeIDStart : envelopeIDStart+eventIDLen]); id != m.EventID.String() {
+		t.Fatalf("the envelope holds %q at envelopeIDStart, want the event ID %s", id, m.EventID)
 	}
 	if !json.Valid(got) {
 		t.Fatalf("appendEnvelope wrote invalid JSON: %s", got)
@@ -90,22 +98,27 @@ func TestAppendEnvelopeMatchesJSONMarshal(t *testing.T) {
 func TestAppendEnvelopeRefusesWhatJSONRefuses(t *testing.T) {
 	m := envelopeMessage("far-future", eventstore.Metadata{})
 	m.RecordedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := appendEnvelope(nil, m.EventID.String(), m); err == nil {
+	if _, err := appendEnvelope(nil, m); err == nil {
 		t.Fatal("appendEnvelope accepted a time json.Marshal refuses")
 	}
 	checkEnvelope(t, m) // and agrees with json.Marshal on it
 }
 
 func FuzzAppendEnvelope(f *testing.F) {
-	f.Add("account-1", "corr", "k", "v", int64(3), 1, int64(1700000000))
-	f.Add("bad\xff\"\\\u2028", "", "", "", int64(-1), -5, int64(0))
-	f.Fuzz(func(t *testing.T, streamID, corr, key, val string, version int64, schema int, unix int64) {
+	f.Add("account-1", "corr", "k", "v", int64(3), 1, int64(1700000000), int64(123456789), 0)
+	f.Add("bad\xff\"\\\u2028", "", "", "", int64(-1), -5, int64(0), int64(0), 60)
+	f.Add("far", "", "", "", int64(1), 1, int64(253402300800), int64(1), 0)
+	f.Fuzz(func(t *testing.T, streamID, corr, key, val string, version int64, schema int, unix, nanos int64, offset int) {
 		m := envelopeMessage(streamID, eventstore.Metadata{CorrelationID: corr})
 		if key != "" {
 			m.Metadata.Headers = map[string]string{key: val}
 		}
 		m.StreamVersion, m.SchemaVersion = version, schema
-		m.RecordedAt = time.Unix(unix, 0).UTC()
+		m.RecordedAt = time.Unix(unix, nanos).UTC() // the store's times; others take the slow path
+		if offset != 0 {
+			// Whole minutes: RFC 3339 (and so encoding/json) has no seconds in offsets.
+			m.RecordedAt = m.RecordedAt.In(time.FixedZone("z", offset%(24*60)*60))
+		}
 		checkEnvelope(t, m)
 	})
 }

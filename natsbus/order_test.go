@@ -91,3 +91,46 @@ func storedIDs(t *testing.T, ctx context.Context, stream jetstream.Stream) []str
 	}
 	return ids
 }
+
+// TestPublishExpectsItsStream replaces the bus's JetStream stream behind
+// its back with one of another name on the same subjects: publications
+// must fail (each expects the bus's stream) instead of landing in it.
+func TestPublishExpectsItsStream(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
+	defer cancel()
+	url := natstest.URL(t)
+	bus, _ := setup(t, url, nil)
+	nc := connect(t, url, "chronicle-test-admin")
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, bus.Config().Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	if err := js.DeleteStream(ctx, cfg.Name); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Name += "-impostor"
+	impostor, err := js.CreateStream(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := eventbus.Message{EventID: eventstore.NewEventID(), Type: "Thing", SchemaVersion: 1, StreamID: "s", StreamVersion: 1, Data: []byte(`{}`)}
+	if err := bus.PublishAsync(ctx, m); err != nil {
+		t.Fatalf("publish async: %v", err)
+	}
+	if err := bus.Flush(ctx); !errors.Is(err, eventbus.ErrPublishFailed) {
+		t.Fatalf("flush: %v, want a failed publication (the stream is not the bus's)", err)
+	}
+	if err := bus.Publish(ctx, m); err == nil {
+		t.Fatal("publish: stored in a stream that is not the bus's")
+	}
+	if got := storedIDs(t, ctx, impostor); len(got) != 0 {
+		t.Fatalf("the impostor stream holds %v, want nothing", got)
+	}
+}
