@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -166,5 +167,25 @@ func TestNamesAreUniqueLabels(t *testing.T) {
 		if !slices.Contains(names, want) {
 			t.Errorf("Names() = %q, missing %q", names, want)
 		}
+	}
+}
+
+func TestTailClockSkipsWarmup(t *testing.T) {
+	t.Parallel()
+	c := newTailClock()
+	t0 := time.Now()
+	c.skip("warm")
+	c.handle("warm", t0) // a warm-up event handled: not counted
+	c.commit("a", t0)
+	c.handle("a", t0.Add(3*time.Millisecond))
+	if n := c.count(); n != 1 {
+		t.Fatalf("count = %d, want 1 (the warm-up event is not measured)", n)
+	}
+	got, err := c.percentiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 3 || got[1] != 3 {
+		t.Fatalf("percentiles = %v, want [3 3]", got)
 	}
 }
