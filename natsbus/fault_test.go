@@ -63,16 +63,7 @@ func appendEvents(t *testing.T, ctx context.Context, store eventstore.Store, pre
 // event of ids exactly once, each aggregate stream in version order.
 func requireStreamHolds(t *testing.T, ctx context.Context, url string, bus *natsbus.Bus, ids []eventstore.EventID) {
 	t.Helper()
-	nc := connect(t, url, "chronicle-test-reader")
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, bus.Config().Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, stream := busStream(t, ctx, url, "chronicle-test-reader", bus)
 	info, err := stream.Info(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventbus"
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/natsbus"
 	"github.com/chronicle-go/chronicle/natsbus/natstest"
 )
 
@@ -24,16 +25,7 @@ func TestPublishAsyncNeverOvertakesAFailure(t *testing.T) {
 	defer cancel()
 	url := natstest.URL(t)
 	bus, _ := setup(t, url, nil)
-	nc := connect(t, url, "chronicle-test-admin")
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, bus.Config().Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, stream := busStream(t, ctx, url, "chronicle-test-admin", bus)
 	cfg := stream.CachedInfo().Config
 	cfg.MaxMsgSize = 2048
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
@@ -71,6 +63,23 @@ func TestPublishAsyncNeverOvertakesAFailure(t *testing.T) {
 	}
 }
 
+// busStream connects to url as name and returns the JetStream context and
+// bus's stream; the connection closes when the test ends.
+func busStream(t *testing.T, ctx context.Context, url, name string, bus *natsbus.Bus) (jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	nc := connect(t, url, name)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, bus.Config().Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, stream
+}
+
 // storedIDs returns the message IDs of the stream's messages, in order.
 func storedIDs(t *testing.T, ctx context.Context, stream jetstream.Stream) []string {
 	t.Helper()
@@ -101,16 +110,7 @@ func TestPublishExpectsItsStream(t *testing.T) {
 	defer cancel()
 	url := natstest.URL(t)
 	bus, _ := setup(t, url, nil)
-	nc := connect(t, url, "chronicle-test-admin")
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, bus.Config().Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, stream := busStream(t, ctx, url, "chronicle-test-admin", bus)
 	cfg := stream.CachedInfo().Config
 	if err := js.DeleteStream(ctx, cfg.Name); err != nil {
 		t.Fatal(err)
