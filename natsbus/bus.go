@@ -109,9 +109,6 @@ type Bus struct {
 	dlq     jetstream.Stream
 	maxSize int
 	byType  bool // subjects end with the type token: consumers filter on it
-	// streamHeader is the value of every asynchronous publication's
-	// Nats-Expected-Stream header (shared: nothing modifies it).
-	streamHeader []string
 
 	pubMu   sync.Mutex
 	pending []pendingPub
@@ -195,7 +192,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg *Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	b := &Bus{nc: nc, js: js, cfg: c, byType: defaultSubject, streamHeader: []string{c.Stream}, log: c.Logger.With("component", "chronicle/natsbus")}
+	b := &Bus{nc: nc, js: js, cfg: c, byType: defaultSubject, log: c.Logger.With("component", "chronicle/natsbus")}
 	if nc.Opts.ReconnectBufSize >= 0 {
 		b.log.Warn("the nats connection buffers publications while reconnecting: per-stream order on the broker may break after a disconnection; connect with natsbus.Connect or nats.ReconnectBufSize(-1)")
 	}
@@ -351,9 +348,9 @@ type envelope struct {
 // values: one allocation instead of one per header.
 type outMsg struct {
 	msg nats.Msg
-	// vals holds the values of the headers encode sets, and the expected
-	// last message ID that PublishAsync sets.
-	vals [4]string
+	// vals holds the values of the headers encode sets, and of the
+	// expected stream and last message ID that PublishAsync sets.
+	vals [5]string
 }
 
 // The indexes of outMsg.vals.
@@ -361,8 +358,16 @@ const (
 	valType = iota
 	valEnvelope
 	valID
+	valStream
 	valLastID
 )
+
+// publishHeadersSize is what the headers PublishAsync adds to a message
+// (the expected stream, and the expected last message ID: an event ID)
+// count against the size limits, for a stream named stream.
+func publishHeadersSize(stream string) int {
+	return len(jetstream.ExpectedStreamHeader) + len(stream) + 4 + len(jetstream.ExpectedLastMsgIDHeader) + eventIDLen + 4
+}
 
 // encode builds the NATS message of m. The event ID, the envelope and the
 // subject share one string, and the message and its header values one
@@ -398,7 +403,7 @@ func (b *Bus) encode(m eventbus.Message) (*outMsg, error) {
 	o.msg.Header[HeaderType] = o.vals[valType : valType+1 : valType+1]
 	o.msg.Header[HeaderEnvelope] = o.vals[valEnvelope : valEnvelope+1 : valEnvelope+1]
 	o.msg.Header[jetstream.MsgIDHeader] = o.vals[valID : valID+1 : valID+1]
-	if size := msgSize(&o.msg); size > b.maxSize {
+	if size := msgSize(&o.msg) + publishHeadersSize(b.cfg.Stream); size > b.maxSize {
 		return nil, &eventbus.MessageTooLargeError{EventID: m.EventID, Size: size, Limit: b.maxSize}
 	}
 	return o, nil
@@ -474,7 +479,8 @@ func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
 	}
 	// The headers of jetstream.WithExpectStream and WithExpectLastMsgID,
 	// set here instead: the options cost allocations per message.
-	msg.Header[jetstream.ExpectedStreamHeader] = b.streamHeader
+	o.vals[valStream] = b.cfg.Stream
+	msg.Header[jetstream.ExpectedStreamHeader] = o.vals[valStream : valStream+1 : valStream+1]
 	if b.chain != "" {
 		o.vals[valLastID] = b.chain
 		msg.Header[jetstream.ExpectedLastMsgIDHeader] = o.vals[valLastID : valLastID+1 : valLastID+1]

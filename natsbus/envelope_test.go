@@ -108,6 +108,9 @@ func FuzzAppendEnvelope(f *testing.F) {
 	f.Add("account-1", "corr", "k", "v", int64(3), 1, int64(1700000000), int64(123456789), 0)
 	f.Add("bad\xff\"\\\u2028", "", "", "", int64(-1), -5, int64(0), int64(0), 60)
 	f.Add("far", "", "", "", int64(1), 1, int64(253402300800), int64(1), 0)
+	f.Add("year-0", "", "", "", int64(1), 1, int64(-62167219200), int64(0), 0)
+	f.Add("year-9999", "", "", "", int64(1), 1, int64(253402300799), int64(999999999), 0)
+	f.Add("year--1", "", "", "", int64(1), 1, int64(-62198755200), int64(5), 0)
 	f.Fuzz(func(t *testing.T, streamID, corr, key, val string, version int64, schema int, unix, nanos int64, offset int) {
 		m := envelopeMessage(streamID, eventstore.Metadata{CorrelationID: corr})
 		if key != "" {
