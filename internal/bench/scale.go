@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -198,11 +199,12 @@ type scaleValue struct {
 	lowerIsBetter bool
 }
 
-// measureScale measures append-1 (runs times) and catch-up over the
-// whole table of total events (catchUpRuns times), and the peak RSS during
-// catch-up.
+// measureScale measures append-1 on 50 streams and on random streams
+// (runs times each, the latter with its WAL per append), and catch-up over
+// the whole table of total events (catchUpRuns times), and the peak RSS
+// during catch-up.
 func measureScale(ctx context.Context, e *env, c *ScaleConfig, total, catchUpRuns int, progress func(string, ...any)) ([]scaleValue, error) {
-	var appends, catchUps, peaks []float64
+	var appends, randoms, wals, catchUps, peaks []float64
 	for run := range c.Runs {
 		rate, err := scaleAppend(ctx, e, c.Commands)
 		if err != nil {
@@ -210,6 +212,14 @@ func measureScale(ctx context.Context, e *env, c *ScaleConfig, total, catchUpRun
 		}
 		appends = append(appends, rate)
 		progress("%s events: append-1 run %d/%d %12.1f events/s", humanCount(total), run+1, c.Runs, rate)
+	}
+	for run := range c.Runs {
+		rate, wal, err := scaleAppendRandom(ctx, e, total, c.Commands)
+		if err != nil {
+			return nil, fmt.Errorf("append-1 to random streams at %d events: %w", total, err)
+		}
+		randoms, wals = append(randoms, rate), append(wals, wal)
+		progress("%s events: append-1 random streams run %d/%d %12.1f events/s, %.2f kB of WAL per append", humanCount(total), run+1, c.Runs, rate, wal)
 	}
 	var raws []float64
 	for run := range catchUpRuns {
@@ -230,6 +240,8 @@ func measureScale(ctx context.Context, e *env, c *ScaleConfig, total, catchUpRun
 	}
 	return []scaleValue{
 		{metric: "append-1 x1", unit: "events/s", value: median(appends)},
+		{metric: "append-1 x1, random streams", unit: "events/s", value: median(randoms)},
+		{metric: "WAL per append, random streams", unit: "kB", value: median(wals), lowerIsBetter: true},
 		{metric: "catch-up", unit: "events/s", value: median(catchUps)},
 		{metric: "raw pgx scan, same table", unit: "events/s", value: median(raws)},
 		{metric: "catch-up peak RSS", unit: "MiB", value: slices.Max(peaks), lowerIsBetter: true},
@@ -262,6 +274,44 @@ func scaleAppend(ctx context.Context, e *env, commands int) (float64, error) {
 	}
 	return rate(commands, time.Since(t0)), nil
 }
+
+// scaleAppendRandom appends commands single events, each to a stream
+// picked at random among the total/scaleStreamEvents filled accounts (with
+// Any, through the store), after a checkpoint, and returns the rate and
+// the WAL written per append (the advance of the WAL position). Spread
+// over the table, appends touch pages not written since the checkpoint,
+// whose first change writes the whole page to the WAL: that is what grows
+// with the table. The checkpoint needs a superuser or pg_checkpoint;
+// without it the run starts wherever the server's checkpoint cycle is.
+func scaleAppendRandom(ctx context.Context, e *env, total, commands int) (perSecond, walKB float64, err error) {
+	_, _ = e.pool.Exec(ctx, "CHECKPOINT") // best effort, see above
+	var wal0, wal1 int64
+	if err := e.pool.QueryRow(ctx, walBytesSQL).Scan(&wal0); err != nil {
+		return 0, 0, err
+	}
+	accounts := total / scaleStreamEvents
+	t0 := time.Now()
+	for range commands {
+		acc := scaleAccount(rand.N(accounts))
+		ev, err := e.registry.Encode(deposit(acc))
+		if err != nil {
+			return 0, 0, err
+		}
+		if _, err := e.store.Append(ctx, acc, eventstore.Any, ev); err != nil {
+			return 0, 0, err
+		}
+	}
+	perSecond = rate(commands, time.Since(t0))
+	if err := e.pool.QueryRow(ctx, walBytesSQL).Scan(&wal1); err != nil {
+		return 0, 0, err
+	}
+	return perSecond, float64(wal1-wal0) / float64(commands) / 1024, nil
+}
+
+// walBytesSQL reads the server's current WAL position, in bytes: the
+// difference of two readings is the WAL written in between (exact at once,
+// where pg_stat_wal counts other sessions' WAL only once they report it).
+const walBytesSQL = `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`
 
 // scaleCatchUp reads every event from the start, decoding each, and
 // returns the rate and the peak resident memory meanwhile. It expects at

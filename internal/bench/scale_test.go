@@ -17,7 +17,7 @@ func TestRunScaleSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"append-1 x1", "catch-up", "raw pgx scan, same table", "catch-up peak RSS"}
+	want := []string{"append-1 x1", "append-1 x1, random streams", "WAL per append, random streams", "catch-up", "raw pgx scan, same table", "catch-up peak RSS"}
 	if len(report.Rows) != len(want) {
 		t.Fatalf("rows %+v, want %q", report.Rows, want)
 	}
@@ -30,7 +30,7 @@ func TestRunScaleSmall(t *testing.T) {
 	if err := report.Print(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"2500", "12k", "raw pgx scan", "catch-up peak RSS", "MiB"} {
+	for _, s := range []string{"2500", "12k", "raw pgx scan", "catch-up peak RSS", "MiB", "WAL per append", "kB"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("report does not show %q:\n%s", s, out.String())
 		}

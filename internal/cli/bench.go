@@ -37,8 +37,9 @@ fresh database chronicle_bench_<random> and drops it at the end; the
 database named in the URL is not touched. The URL comes from --dsn, or
 --database-url, or DATABASE_URL.
 
---scale N measures instead how append-1 and catch-up hold as the events
-table grows: at 100,000 events and at N (docs/postgres.md, "Performance").`,
+--scale N measures instead how append-1 (on 50 streams, and on random
+streams with its WAL per append) and catch-up hold as the events table
+grows: at 100,000 events and at N (docs/postgres.md, "Performance").`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dsn, "dsn", "", "PostgreSQL `url` of the server to measure (default $DATABASE_URL)")
 			databaseFlag(fs, &dbURL)
