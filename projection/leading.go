@@ -152,7 +152,8 @@ func (l *leading) step(ctx context.Context) error {
 		l.lastRetries = time.Now()
 	}
 	wake := l.w.r.wake.wait()
-	recs, evs, err := l.read(ctx)
+	res, err := l.read(ctx)
+	recs, evs := res.recs, res.evs
 	if err != nil {
 		if ctx.Err() == nil {
 			l.readFailures++
@@ -176,7 +177,7 @@ func (l *leading) step(ctx context.Context) error {
 	l.full = len(recs) == n
 	if l.full {
 		// Catching up: read the next batch while this one is handled.
-		l.pre = l.w.prefetch(ctx, recs[len(recs)-1].Position, n)
+		l.pre = l.w.prefetch(ctx, recs[len(recs)-1].Position, n, res.next)
 	}
 	err = l.observed(ctx, recs, evs)
 	l.resume = nil // carried for the first batch only
@@ -185,16 +186,17 @@ func (l *leading) step(ctx context.Context) error {
 
 // read returns the batch after the checkpoint, prefetched if it was; a
 // prefetched batch comes with the partition's events, decoded ahead (nil
-// otherwise).
-func (l *leading) read(ctx context.Context) ([]eventstore.Record, []Event, error) {
+// otherwise), and, when it is full, the read of the batch after it,
+// already started.
+func (l *leading) read(ctx context.Context) (readResult, error) {
 	pre := l.pre
 	l.pre = nil
 	if pre != nil && pre.after == l.pos() {
 		res := <-pre.ch
-		return res.recs, res.evs, res.err
+		return res, res.err
 	}
 	recs, err := l.w.r.store.ReadAll(ctx, l.pos(), l.w.batchSize())
-	return recs, nil, err
+	return readResult{recs: recs}, err
 }
 
 // idle waits for a wake-up, a poll interval or a shed request, and reads
@@ -318,25 +320,60 @@ type readResult struct {
 	recs []eventstore.Record
 	evs  []Event // the partition's events of recs, decoded ahead
 	err  error
+	// next is the read of the batch after recs, started as soon as recs
+	// arrived when recs is a full batch (nil otherwise).
+	next *readAhead
 }
 
-// prefetch starts reading the batch after pos, then picks the partition's
-// events of it and, when the handler is a [Handlers], decodes their
-// payloads: that work overlaps the handling and commit of the current
-// batch. The result is dropped if the partition does not continue from
-// pos (a failure, a rebuild); the goroutine ends with the read either way.
-func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int) *prefetched {
-	p := &prefetched{after: pos, ch: make(chan readResult, 1)}
+// readAhead is a read of the batch after a position, started ahead.
+type readAhead struct {
+	after eventstore.Position
+	n     int
+	ch    chan readResult // receives recs and err
+}
+
+// startRead starts reading the n events after pos.
+func (w *worker) startRead(ctx context.Context, pos eventstore.Position, n int) *readAhead {
+	r := &readAhead{after: pos, n: n, ch: make(chan readResult, 1)}
 	go func() {
 		recs, err := w.r.store.ReadAll(ctx, pos, n)
-		var evs []Event
-		if err == nil && len(recs) > 0 {
-			evs = w.own(recs)
+		r.ch <- readResult{recs: recs, err: err}
+	}()
+	return r
+}
+
+// prefetch reads the batch after pos (or takes started, the read of that
+// batch begun ahead, when it is one), then picks the partition's events of
+// it and, when the handler is a [Handlers], decodes their payloads: that
+// work overlaps the handling and commit of the current batch. When the
+// batch is full (catching up), the read of the batch after it starts as
+// soon as it has arrived, before the decoding: so while the runner
+// handles a batch, the next one is decoded and the one after it read, as
+// [eventstore.PageReader]s read pages ahead; never more than that, since
+// a read ahead is taken over only by the prefetch of its batch, which the
+// runner starts when it takes the batch before. A result is dropped if
+// the partition does not continue from its position (a failure, a
+// rebuild, a checkpoint conflict), with the read ahead it carries; every
+// goroutine ends with its read either way.
+func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int, started *readAhead) *prefetched {
+	p := &prefetched{after: pos, ch: make(chan readResult, 1)}
+	go func() {
+		var res readResult
+		if started != nil && started.after == pos && started.n == n {
+			res = <-started.ch
+		} else {
+			res.recs, res.err = w.r.store.ReadAll(ctx, pos, n)
+		}
+		if res.err == nil && len(res.recs) == n {
+			res.next = w.startRead(ctx, res.recs[len(res.recs)-1].Position, n)
+		}
+		if res.err == nil && len(res.recs) > 0 {
+			res.evs = w.own(res.recs)
 			if h, ok := w.p.Handler.(*Handlers); ok {
-				h.decodeAhead(ctx, evs)
+				h.decodeAhead(ctx, res.evs)
 			}
 		}
-		p.ch <- readResult{recs, evs, err}
+		p.ch <- res
 	}()
 	return p
 }
