@@ -124,16 +124,21 @@ func TestRunnerReadsTwoBatchesAhead(t *testing.T) {
 	defer cancel()
 	var handled []int64
 	h := projection.NewHandlers(e.reg)
-	projection.On(h, func(_ context.Context, _ projection.Event, d Deposited) error {
+	projection.On(h, func(ctx context.Context, _ projection.Event, d Deposited) error {
 		if d.Amount == 6 { // the first event of batch 2 (batches of 5)
 			// Batch 3 (after event 10) is read ahead; batch 4 (after
 			// event 15) must start being read too, before batch 2 is done.
-			deadline := time.Now().Add(time.Minute)
+			deadline := time.Now().Add(10 * time.Second)
 			for !store.started(results[14].Position) {
-				if time.Now().After(deadline) {
+				if time.Now().After(deadline) || ctx.Err() != nil {
 					return projection.Permanent(errors.New("batch 4 was not read while batch 2 was handled"))
 				}
 				time.Sleep(time.Millisecond)
+			}
+			// And no further: batch 5 is read only once the runner takes
+			// batch 3 (three batches at most).
+			if store.started(results[19].Position) {
+				return projection.Permanent(errors.New("batch 5 was read while batch 2 was handled: the read-ahead is not bounded"))
 			}
 		}
 		handled = append(handled, d.Amount)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -189,12 +190,12 @@ func (l *leading) step(ctx context.Context) error {
 // otherwise), and, when it is full, the read of the batch after it,
 // already started.
 func (l *leading) read(ctx context.Context) (readResult, error) {
-	pre := l.pre
-	l.pre = nil
-	if pre != nil && pre.after == l.pos() {
+	if pre := l.pre; pre != nil && pre.after == l.pos() {
+		l.pre = nil
 		res := <-pre.ch
 		return res, res.err
 	}
+	l.dropPrefetch()
 	recs, err := l.w.r.store.ReadAll(ctx, l.pos(), l.w.batchSize())
 	return readResult{recs: recs}, err
 }
@@ -246,6 +247,7 @@ func (l *leading) outcome(ctx context.Context, err error) error {
 		l.w.log.Error("projection partition stopped: fix the handler, then restart the runner or rebuild the projection", "error", err)
 		l.cp = next
 		l.stopped = err
+		l.dropPrefetch() // a stopped partition keeps no batch read ahead
 		l.w.state.set(func(s *partState) { s.err = err })
 		l.w.r.commits.notify()
 		return nil
@@ -256,6 +258,7 @@ func (l *leading) outcome(ctx context.Context, err error) error {
 			return err
 		}
 		l.cp, l.ahead = cp, eventstore.Position{}
+		l.dropPrefetch()
 		return nil
 	}
 	return err
@@ -281,6 +284,7 @@ func (l *leading) rebuild(ctx context.Context) error {
 	w := l.w
 	w.log.Info("rebuilding projection partition: resetting its read model and replaying every event", "checkpoint", l.cp.Position.String())
 	l.ahead = eventstore.Position{} // the rebuild replays everything anyway
+	l.dropPrefetch()
 	c := projectionstore.Commit{From: l.cp.Position, To: eventstore.Position{}, Rebuilt: true}
 	if reset := w.p.reset; reset != nil {
 		part := w.key.Partition
@@ -314,6 +318,17 @@ func (l *leading) committed(cp projectionstore.Checkpoint) {
 type prefetched struct {
 	after eventstore.Position
 	ch    chan readResult
+	// dropped is set when the runner gives the batch up: its goroutine
+	// then starts no read of the batch after it and decodes nothing.
+	dropped atomic.Bool
+}
+
+// dropPrefetch gives up the batch being read ahead, if any.
+func (l *leading) dropPrefetch() {
+	if l.pre != nil {
+		l.pre.dropped.Store(true)
+		l.pre = nil
+	}
 }
 
 type readResult struct {
@@ -353,8 +368,9 @@ func (w *worker) startRead(ctx context.Context, pos eventstore.Position, n int) 
 // a read ahead is taken over only by the prefetch of its batch, which the
 // runner starts when it takes the batch before. A result is dropped if
 // the partition does not continue from its position (a failure, a
-// rebuild, a checkpoint conflict), with the read ahead it carries; every
-// goroutine ends with its read either way.
+// rebuild, a checkpoint conflict), with the read ahead it carries, and a
+// prefetch given up early (leading.dropPrefetch) starts no further read
+// and decodes nothing. Every goroutine ends with its read either way.
 func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int, started *readAhead) *prefetched {
 	p := &prefetched{after: pos, ch: make(chan readResult, 1)}
 	go func() {
@@ -363,6 +379,10 @@ func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int, s
 			res = <-started.ch
 		} else {
 			res.recs, res.err = w.r.store.ReadAll(ctx, pos, n)
+		}
+		if p.dropped.Load() {
+			p.ch <- res
+			return
 		}
 		if res.err == nil && len(res.recs) == n {
 			res.next = w.startRead(ctx, res.recs[len(res.recs)-1].Position, n)
