@@ -303,8 +303,17 @@ func (b *Bus) Subject(m eventbus.Message) string {
 
 // subject is Subject with the token of m already mapped.
 func (b *Bus) subject(m eventbus.Message, token string) string {
-	part := strconv.Itoa(projection.PartitionOf(m.StreamID, b.cfg.Partitions))
-	return b.cfg.SubjectPrefix + "." + part + "." + token
+	return string(b.appendSubject(nil, m, token))
+}
+
+// appendSubject appends the subject of m, whose token is mapped already,
+// to dst: the prefix, m's partition and the token.
+func (b *Bus) appendSubject(dst []byte, m eventbus.Message, token string) []byte {
+	dst = append(dst, b.cfg.SubjectPrefix...)
+	dst = append(dst, '.')
+	dst = strconv.AppendInt(dst, int64(projection.PartitionOf(m.StreamID, b.cfg.Partitions)), 10)
+	dst = append(dst, '.')
+	return append(dst, token...)
 }
 
 // TypeToken turns an event type name into one subject token: letters,
@@ -388,11 +397,7 @@ func (b *Bus) encode(m eventbus.Message) (*outMsg, error) {
 		return nil, eventbus.Permanent(fmt.Errorf("encode message headers: %w", err))
 	}
 	envEnd := len(buf)
-	buf = append(buf, b.cfg.SubjectPrefix...)
-	buf = append(buf, '.')
-	buf = strconv.AppendInt(buf, int64(projection.PartitionOf(m.StreamID, b.cfg.Partitions)), 10)
-	buf = append(buf, '.')
-	buf = append(buf, token...)
+	buf = b.appendSubject(buf, m, token)
 	all := string(buf)
 	env := all[:envEnd]
 
