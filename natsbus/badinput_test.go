@@ -53,6 +53,18 @@ func TestMissingStream(t *testing.T) {
 	if err := bus.Publish(ctx, m); !errors.Is(err, eventbus.ErrPublishFailed) {
 		t.Fatalf("publish without a stream: %v, want ErrPublishFailed", err)
 	}
+	// Asynchronously: the server answers "no responders" at once, well
+	// before the ack timeout.
+	start := time.Now()
+	if err := bus.PublishAsync(ctx, m); err != nil {
+		t.Fatalf("queue without a stream: %v, want the failure at Flush", err)
+	}
+	if err := bus.Flush(ctx); !errors.Is(err, eventbus.ErrPublishFailed) || !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("flush without a stream: %v, want ErrPublishFailed from no stream response", err)
+	}
+	if d := time.Since(start); d >= bus.Config().AckTimeout {
+		t.Fatalf("the failure took %v, as long as the ack timeout", d)
+	}
 	cfg := bus.Config()
 	cfg.Existing = true
 	if _, err := natsbus.New(ctx, nc, &cfg); !errors.Is(err, natsbus.ErrStreamNotFound) {
@@ -120,5 +132,42 @@ func TestExistingStreamWithWildcardPrefix(t *testing.T) {
 	_, err = natsbus.New(ctx, nc, &cfg)
 	if !errors.Is(err, eventstore.ErrInvalidInput) || !strings.Contains(err.Error(), `"wild.*"`) {
 		t.Fatalf("open a stream whose subject prefix has a wildcard: %v, want ErrInvalidInput naming it", err)
+	}
+}
+
+// An acknowledgement that never comes fails the publication after
+// Config.AckTimeout, and the bus publishes again after the Flush that
+// reported it.
+func TestPublishAsyncAckTimeout(t *testing.T) {
+	t.Parallel()
+	bus, nc := setup(t, "", &natsbus.Config{AckTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m := eventbus.Message{EventID: eventstore.NewEventID(), Type: "T", SchemaVersion: 1, StreamID: "s", StreamVersion: 1}
+	// A subscriber that never answers takes the stream's place: the
+	// server delivers the publication to it, and nobody acknowledges.
+	if err := bus.DeleteStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.SubscribeSync(bus.Config().SubjectPrefix + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := bus.PublishAsync(ctx, m); err != nil {
+		t.Fatalf("queue: %v", err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("the publication did not reach the silent subscriber: %v", err)
+	}
+	err = bus.Flush(ctx)
+	if !errors.Is(err, eventbus.ErrPublishFailed) || !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+		t.Fatalf("flush with no acknowledgement: %v, want ErrPublishFailed from the ack timeout", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("the timeout came after %v, want about 300ms", d)
+	}
+	if err := bus.Flush(ctx); err != nil {
+		t.Fatalf("a second flush: %v, want the failure reported once", err)
 	}
 }

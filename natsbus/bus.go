@@ -119,17 +119,24 @@ type Bus struct {
 	// stream stores a publication only right after its predecessor: a
 	// lost one makes every later one fail instead of overtaking it.
 	chain string
-	// closedCheck paces waitOldestLocked's checks for a closed connection
-	// (created at the first wait, under pubMu: one ticker for the bus,
-	// not one per wait).
-	closedCheck *time.Ticker
+	// acks receives the acknowledgements (created by the first
+	// PublishAsync), seq numbers the asynchronous publications.
+	acks *acks
+	seq  uint64
+	// tick paces waitOldestLocked's checks for an acknowledgement overdue
+	// and a closed connection (created at the first wait, under pubMu:
+	// one ticker for the bus, not one per wait).
+	tick *time.Ticker
 }
 
 var _ eventbus.Bus = (*Bus)(nil)
 
+// pendingPub is an asynchronous publication awaiting its
+// acknowledgement.
 type pendingPub struct {
-	id  eventstore.EventID
-	fut jetstream.PubAckFuture
+	id   eventstore.EventID
+	seq  uint64
+	sent time.Time
 }
 
 // Connect connects to a NATS server with the options the bus relies on:
@@ -188,7 +195,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg *Config) (*Bus, error) {
 		c.Subject = func(m eventbus.Message) string { return TypeToken(m.Type) }
 	}
 
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(c.AckTimeout), jetstream.WithPublishAsyncMaxPending(c.PublishWindow+1))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -454,118 +461,6 @@ func (b *Bus) Publish(ctx context.Context, msgs ...eventbus.Message) error {
 		}
 	}
 	return nil
-}
-
-// PublishAsync queues m; see [eventbus.AsyncPublisher]. Each publication
-// expects the previous one (since the last failed [Bus.Flush]) to be the
-// stream's last message (Nats-Expected-Last-Msg-Id), so that no
-// publication is stored ahead of an earlier one that failed: the relay
-// republishing from its checkpoint then keeps every stream's order. The
-// event stream must have no other writer while a relay publishes; one
-// that writes breaks the chain once (a failed batch, republished).
-func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
-	o, err := b.encode(m)
-	if err != nil {
-		return err
-	}
-	msg := &o.msg
-	b.pubMu.Lock()
-	defer b.pubMu.Unlock()
-	if b.failed != nil {
-		return b.failed
-	}
-	for len(b.pending) >= b.cfg.PublishWindow {
-		if err := b.waitOldestLocked(ctx); err != nil {
-			return err
-		}
-	}
-	if !b.nc.IsConnected() {
-		return fmt.Errorf("publish event %s: nats is %s: %w", m.EventID, b.nc.Status(), eventbus.ErrUnavailable)
-	}
-	// The headers of jetstream.WithExpectStream and WithExpectLastMsgID,
-	// set here instead: the options cost allocations per message.
-	o.vals[valStream] = b.cfg.Stream
-	msg.Header[jetstream.ExpectedStreamHeader] = o.vals[valStream : valStream+1 : valStream+1]
-	if b.chain != "" {
-		o.vals[valLastID] = b.chain
-		msg.Header[jetstream.ExpectedLastMsgIDHeader] = o.vals[valLastID : valLastID+1 : valLastID+1]
-	}
-	fut, err := b.js.PublishMsgAsync(msg)
-	if err != nil {
-		if errors.Is(err, nats.ErrMaxPayload) {
-			return &eventbus.MessageTooLargeError{EventID: m.EventID, Size: msgSize(msg), Limit: int(b.nc.MaxPayload())}
-		}
-		return fmt.Errorf("publish event %s: %w: %w", m.EventID, eventbus.ErrUnavailable, err)
-	}
-	b.chain = o.vals[valID]
-	b.pending = append(b.pending, pendingPub{id: m.EventID, fut: fut})
-	return nil
-}
-
-// waitOldestLocked waits for the oldest pending acknowledgement. A failed
-// publication is recorded; only ctx's end is returned.
-func (b *Bus) waitOldestLocked(ctx context.Context) error {
-	p := b.pending[0]
-	select { // acknowledged already: the usual case while catching up
-	case <-p.fut.Ok():
-		b.pending = b.pending[1:]
-		return b.failed
-	default:
-	}
-	if b.closedCheck == nil {
-		b.closedCheck = time.NewTicker(50 * time.Millisecond)
-	}
-	tick := b.closedCheck
-wait:
-	for {
-		select {
-		case <-p.fut.Ok():
-			break wait
-		case err := <-p.fut.Err():
-			if b.failed == nil {
-				b.failed = publishError(p.id, err)
-			}
-			break wait
-		case <-tick.C:
-			// A closed connection never acknowledges: fail what it had in
-			// flight at once instead of after the ack timeout.
-			if b.nc.IsClosed() {
-				if b.failed == nil {
-					b.failed = fmt.Errorf("publish event %s: %w: %w", p.id, eventbus.ErrPublishFailed, nats.ErrConnectionClosed)
-				}
-				b.pending = nil
-				return b.failed
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	b.pending = b.pending[1:]
-	if b.failed != nil {
-		return b.failed
-	}
-	return nil
-}
-
-// Flush waits for every queued publication; see [eventbus.AsyncPublisher].
-func (b *Bus) Flush(ctx context.Context) error {
-	b.pubMu.Lock()
-	defer b.pubMu.Unlock()
-	for len(b.pending) > 0 {
-		if err := b.waitOldestLocked(ctx); err != nil && ctx.Err() != nil {
-			return err
-		}
-	}
-	err := b.failed
-	b.failed = nil
-	if err != nil {
-		// The caller publishes again from its last success: the stream's
-		// last message may be anything that the failure left, so a new
-		// chain starts (republished messages that were stored are
-		// dropped as duplicates before the expectation is checked).
-		b.chain = ""
-	}
-	return err
 }
 
 // publishError classifies a publication failure.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -151,7 +152,9 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 			report.Server = e.server
 			for i, w := range selected {
 				if w.setup != nil {
-					if err := w.setup(ctx, e); err != nil {
+					var err error
+					pprof.Do(ctx, pprof.Labels("workload", w.name, "side", "setup"), func(ctx context.Context) { err = w.setup(ctx, e) })
+					if err != nil {
 						return fmt.Errorf("%s: setup: %w", w.label(), err)
 					}
 				}
@@ -167,7 +170,13 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 					sides[0], sides[1] = sides[1], sides[0]
 				}
 				for _, side := range sides {
-					vals, err := side.fn(ctx, e)
+					// Labelled, so that a CPU profile (--cpuprofile) can be
+					// split by side: go tool pprof -tagfocus side=chronicle.
+					var (
+						vals []float64
+						err  error
+					)
+					pprof.Do(ctx, pprof.Labels("workload", w.name, "side", side.name), func(ctx context.Context) { vals, err = side.fn(ctx, e) })
 					if err != nil {
 						return fmt.Errorf("%s: %s: %w", w.label(), side.name, err)
 					}
