@@ -123,6 +123,10 @@ type Bus struct {
 	// PublishAsync), seq numbers the asynchronous publications.
 	acks *acks
 	seq  uint64
+	// lostBefore is the last publication sent before the latest
+	// disconnection the bus took note of: those up to it that have no
+	// answer are given up.
+	lostBefore uint64
 	// tick paces waitOldestLocked's checks for an acknowledgement overdue
 	// and a closed connection (created at the first wait, under pubMu:
 	// one ticker for the bus, not one per wait).

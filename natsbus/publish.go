@@ -172,12 +172,7 @@ func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
 		}
 		b.acks = a
 	}
-	if len(b.pending) == 0 {
-		// Connection changes that no publication in flight saw.
-		for len(b.acks.status) > 0 {
-			<-b.acks.status
-		}
-	}
+	b.noteStatusLocked()
 	// The headers of jetstream.WithExpectStream and WithExpectLastMsgID.
 	o.vals[valStream] = b.cfg.Stream
 	msg.Header[jetstream.ExpectedStreamHeader] = o.vals[valStream : valStream+1 : valStream+1]
@@ -185,17 +180,21 @@ func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
 		o.vals[valLastID] = b.chain
 		msg.Header[jetstream.ExpectedLastMsgIDHeader] = o.vals[valLastID : valLastID+1 : valLastID+1]
 	}
-	b.seq++
-	msg.Reply = b.acks.prefix + strconv.FormatUint(b.seq, 10)
-	b.acks.expect(b.seq)
+	// The sequence number is taken only by a publication sent: the
+	// pending ones are then consecutive, at most PublishWindow of them,
+	// and never share a slot of the ring.
+	seq := b.seq + 1
+	msg.Reply = b.acks.prefix + strconv.FormatUint(seq, 10)
+	b.acks.expect(seq)
 	if err := b.nc.PublishMsg(msg); err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return &eventbus.MessageTooLargeError{EventID: m.EventID, Size: msgSize(msg), Limit: int(b.nc.MaxPayload())}
 		}
 		return fmt.Errorf("publish event %s: %w: %w", m.EventID, eventbus.ErrUnavailable, err)
 	}
+	b.seq = seq
 	b.chain = o.vals[valID]
-	b.pending = append(b.pending, pendingPub{id: m.EventID, seq: b.seq, sent: time.Now()})
+	b.pending = append(b.pending, pendingPub{id: m.EventID, seq: seq, sent: time.Now()})
 	return nil
 }
 
@@ -203,24 +202,23 @@ func (b *Bus) PublishAsync(ctx context.Context, m eventbus.Message) error {
 // publication is recorded; only ctx's end is returned.
 func (b *Bus) waitOldestLocked(ctx context.Context) error {
 	p := b.pending[0]
-	if done, err := b.acks.outcome(p.seq); done { // the usual case while catching up
-		return b.popLocked(err)
-	}
-	if b.tick == nil {
-		b.tick = time.NewTicker(50 * time.Millisecond)
-	}
 	for {
+		if done, err := b.acks.outcome(p.seq); done { // at once, usually, while catching up
+			return b.popLocked(err)
+		}
+		if p.seq <= b.lostBefore {
+			// Sent before a disconnection and not answered: the answer,
+			// or the message, may be lost. Fail it now rather than after
+			// the ack timeout.
+			return b.popLocked(nats.ErrDisconnected)
+		}
+		if b.tick == nil {
+			b.tick = time.NewTicker(50 * time.Millisecond)
+		}
 		select {
 		case <-b.acks.wake:
-		case s := <-b.acks.status:
-			// A disconnection may have lost any acknowledgement in flight
-			// (and the messages): fail them at once instead of after the
-			// ack timeout.
-			cause := nats.ErrDisconnected
-			if s == nats.CLOSED {
-				cause = nats.ErrConnectionClosed
-			}
-			return b.failAllLocked(p, cause)
+		case <-b.acks.status:
+			b.lostBefore = b.seq
 		case <-b.tick.C:
 			if b.nc.IsClosed() {
 				return b.failAllLocked(p, nats.ErrConnectionClosed)
@@ -234,8 +232,20 @@ func (b *Bus) waitOldestLocked(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if done, err := b.acks.outcome(p.seq); done {
-			return b.popLocked(err)
+	}
+}
+
+// noteStatusLocked takes note of the connection's disconnections (and its
+// closing) since the last look: every publication sent before that has no
+// answer yet is given up when waited for (see waitOldestLocked). Those
+// sent later wait as usual.
+func (b *Bus) noteStatusLocked() {
+	for {
+		select {
+		case <-b.acks.status:
+			b.lostBefore = b.seq
+		default:
+			return
 		}
 	}
 }
