@@ -94,7 +94,7 @@ func (s *Store) ReadAllBackward(ctx context.Context, before eventstore.Position,
 		if err != nil {
 			return err
 		}
-		recs, err = rowscan.Scan(rows, &rowscan.Records, "")
+		recs, err = rowscan.Scan(rows, &rowscan.Records, "", limit)
 		return err
 	})
 	if err != nil {

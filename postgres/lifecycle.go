@@ -179,7 +179,7 @@ func (s *Store) ReadArchivedStream(ctx context.Context, streamID string, opts ev
 		if err != nil {
 			return err
 		}
-		recs, err = rowscan.Scan(rows, &rowscan.Records, streamID)
+		recs, err = rowscan.Scan(rows, &rowscan.Records, streamID, q.limit)
 		return err
 	})
 	if err != nil {

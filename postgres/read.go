@@ -119,7 +119,7 @@ func (q *streamRead) run(ctx context.Context, db dbtx) ([]eventstore.Record, err
 		if err != nil {
 			return nil, err
 		}
-		page, err := rowscan.Scan(rows, q.layout, q.streamID)
+		page, err := rowscan.Scan(rows, q.layout, q.streamID, n)
 		if err != nil {
 			return nil, err
 		}
@@ -156,7 +156,7 @@ func readAll(ctx context.Context, db dbtx, after eventstore.Position, limit int)
 		if err != nil {
 			return nil, err
 		}
-		page, err := rowscan.Scan(rows, &rowscan.Records, "")
+		page, err := rowscan.Scan(rows, &rowscan.Records, "", n)
 		if err != nil {
 			return nil, err
 		}

@@ -46,9 +46,9 @@ func BenchmarkScan(b *testing.B) {
 				}
 				var recs []eventstore.Record
 				if fast {
-					recs, err = rowscan.Scan(rows, &rowscan.Records, "")
+					recs, err = rowscan.Scan(rows, &rowscan.Records, "", 1000)
 				} else {
-					recs, err = rowscan.ScanGeneric(rows, &rowscan.Records, "")
+					recs, err = rowscan.ScanGeneric(rows, &rowscan.Records, "", 1000)
 				}
 				if err != nil {
 					return n, err
@@ -70,9 +70,9 @@ func BenchmarkScan(b *testing.B) {
 			}
 			var recs []eventstore.Record
 			if fast {
-				recs, err = rowscan.Scan(rows, &rowscan.Payloads, id)
+				recs, err = rowscan.Scan(rows, &rowscan.Payloads, id, 0)
 			} else {
-				recs, err = rowscan.ScanGeneric(rows, &rowscan.Payloads, id)
+				recs, err = rowscan.ScanGeneric(rows, &rowscan.Payloads, id, 0)
 			}
 			if err == nil && len(recs) != perStream {
 				err = fmt.Errorf("%s: %d events, want %d", id, len(recs), perStream)

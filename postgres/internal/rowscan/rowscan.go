@@ -73,31 +73,41 @@ var Payloads = Layout{
 // bytes: payloads copied into shared blocks (see blockArena) plus interned
 // type and stream names, instead of pgx's generic per-column scanning.
 // Other query exec modes fall back to rows.Scan.
-func Scan(rows pgx.Rows, layout *Layout, streamHint string) ([]eventstore.Record, error) {
-	return scan(rows, layout, streamHint, true)
+//
+// limit is the statement's LIMIT (0 if it has none): a page that
+// outgrows the pooled scratch slice grows to it at once.
+func Scan(rows pgx.Rows, layout *Layout, streamHint string, limit int) ([]eventstore.Record, error) {
+	return scan(rows, layout, streamHint, limit, true)
 }
 
 // ScanGeneric is [Scan] through pgx's own per-column scanning only: the
 // plain path the fast decoder is measured and fuzzed against.
-func ScanGeneric(rows pgx.Rows, layout *Layout, streamHint string) ([]eventstore.Record, error) {
-	return scan(rows, layout, streamHint, false)
+func ScanGeneric(rows pgx.Rows, layout *Layout, streamHint string, limit int) ([]eventstore.Record, error) {
+	return scan(rows, layout, streamHint, limit, false)
 }
 
-func scan(rows pgx.Rows, layout *Layout, streamHint string, allowFast bool) ([]eventstore.Record, error) {
+func scan(rows pgx.Rows, layout *Layout, streamHint string, limit int, allowFast bool) ([]eventstore.Record, error) {
 	defer rows.Close()
 	// Rows are gathered in a pooled scratch slice and copied into one of
 	// the exact length at the end: a page is usually much shorter than its
 	// limit (a stream of 100 events read with a limit of 1000), and
 	// allocating (and zeroing) the limit's worth of records dominated the
-	// cost of reading it.
+	// cost of reading it. A page that outgrows the scratch (a catch-up
+	// page, typically full) moves to a slice of its own sized for the
+	// limit, and is returned as it is when at least half full: growing
+	// the scratch step by step and copying the page once more at the end
+	// took a third (catch-up) to a half (the relay, whose garbage
+	// collections empty the pool more often) of the scan's CPU.
 	scratch := recordScratch.Get().(*[]eventstore.Record)
 	recs := (*scratch)[:0]
+	own := false   // recs is no longer the scratch
+	inScratch := 0 // records written into the scratch, if recs moved
 	defer func() {
-		clear(recs) // drop references to payloads and names
-		if cap(recs) <= maxScratch {
-			*scratch = recs[:0]
-			recordScratch.Put(scratch)
+		if !own {
+			inScratch = len(recs)
 		}
+		clear((*scratch)[:inScratch]) // drop references to payloads and names
+		recordScratch.Put(scratch)
 	}()
 	fast, jsonbBinary := layout.fastFormats(rows.FieldDescriptions())
 	fast = fast && allowFast
@@ -109,6 +119,18 @@ func scan(rows pgx.Rows, layout *Layout, streamHint string, allowFast bool) ([]e
 	for rows.Next() {
 		// Decode in place: a local Record would escape (rows.Scan takes
 		// its fields' addresses) and cost an allocation per row.
+		if len(recs) == cap(recs) {
+			n := 2 * cap(recs)
+			if limit > cap(recs) {
+				n = limit
+			}
+			grown := make([]eventstore.Record, len(recs), n)
+			copy(grown, recs)
+			if !own {
+				inScratch = len(recs)
+			}
+			recs, own = grown, true
+		}
 		recs = append(recs, eventstore.Record{})
 		r := &recs[len(recs)-1]
 		var err error
@@ -133,15 +155,14 @@ func scan(rows pgx.Rows, layout *Layout, streamHint string, allowFast bool) ([]e
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
+	switch {
+	case len(recs) == 0:
 		return []eventstore.Record{}, nil
+	case own && len(recs) >= cap(recs)/2:
+		return recs, nil
 	}
 	return slices.Clone(recs), nil
 }
-
-// maxScratch bounds the capacity of the scratch slices kept in
-// recordScratch, so that one huge page does not pin its memory.
-const maxScratch = 4096
 
 // recordScratch holds *[]eventstore.Record scratch slices for
 // Scan.
