@@ -49,6 +49,58 @@ func TestAckDecoding(t *testing.T) {
 	}
 }
 
+// standIn replaces bus's event stream with a plain subscriber to its
+// subjects, which answers nothing: the test sees each publication and
+// answers it (or not) in the stream's place.
+func standIn(t *testing.T, ctx context.Context, bus *natsbus.Bus, nc *nats.Conn) *nats.Subscription {
+	t.Helper()
+	if err := bus.DeleteStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.SubscribeSync(bus.Config().SubjectPrefix + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
+// publishSeen queues a message and returns its publication as the
+// stand-in received it.
+func publishSeen(t *testing.T, ctx context.Context, bus *natsbus.Bus, sub *nats.Subscription) *nats.Msg {
+	t.Helper()
+	m := eventbus.Message{EventID: eventstore.NewEventID(), Type: "T", SchemaVersion: 1, StreamID: "s", StreamVersion: 1}
+	if err := bus.PublishAsync(ctx, m); err != nil {
+		t.Fatalf("queue: %v", err)
+	}
+	got, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("the publication did not reach the stand-in: %v", err)
+	}
+	return got
+}
+
+// An acknowledgement that never comes fails the publication after
+// Config.AckTimeout, reported by one Flush.
+func TestPublishAsyncAckTimeout(t *testing.T) {
+	t.Parallel()
+	bus, nc := setup(t, "", &natsbus.Config{AckTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub := standIn(t, ctx, bus, nc)
+	start := time.Now()
+	publishSeen(t, ctx, bus, sub)
+	err := bus.Flush(ctx)
+	if !errors.Is(err, eventbus.ErrPublishFailed) || !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+		t.Fatalf("flush with no acknowledgement: %v, want ErrPublishFailed from the ack timeout", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("the timeout came after %v, want about 300ms", d)
+	}
+	if err := bus.Flush(ctx); err != nil {
+		t.Fatalf("a second flush: %v, want the failure reported once", err)
+	}
+}
+
 // A disconnection fails the publications awaiting their acknowledgement at
 // once (the server may never have received them), not after the ack
 // timeout.
@@ -58,25 +110,12 @@ func TestPublishAsyncFailsOnDisconnection(t *testing.T) {
 	bus, nc := setup(t, srv.URL(), &natsbus.Config{AckTimeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// A silent subscriber in the stream's place: the publication stays
-	// unacknowledged until the disconnection.
-	if err := bus.DeleteStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := nc.SubscribeSync(bus.Config().SubjectPrefix + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := eventbus.Message{EventID: eventstore.NewEventID(), Type: "T", SchemaVersion: 1, StreamID: "s", StreamVersion: 1}
-	if err := bus.PublishAsync(ctx, m); err != nil {
-		t.Fatalf("queue: %v", err)
-	}
-	if _, err := sub.NextMsg(5 * time.Second); err != nil {
-		t.Fatalf("the publication did not reach the silent subscriber: %v", err)
-	}
+	// Nobody answers: the publication stays unacknowledged until the
+	// disconnection.
+	publishSeen(t, ctx, bus, standIn(t, ctx, bus, nc))
 	start := time.Now()
 	srv.Restart(t, 100*time.Millisecond)
-	err = bus.Flush(ctx)
+	err := bus.Flush(ctx)
 	if !errors.Is(err, eventbus.ErrPublishFailed) || !errors.Is(err, nats.ErrDisconnected) {
 		t.Fatalf("flush across a disconnection: %v, want ErrPublishFailed from the disconnection", err)
 	}
@@ -93,28 +132,10 @@ func TestPublishAsyncMatchesAnswers(t *testing.T) {
 	bus, nc := setup(t, "", &natsbus.Config{PublishWindow: 2, AckTimeout: 20 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// The test answers in the stream's place.
-	if err := bus.DeleteStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := nc.SubscribeSync(bus.Config().SubjectPrefix + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := standIn(t, ctx, bus, nc)
 	ok := []byte(`{"stream":"` + bus.Config().Stream + `","seq":1}`)
 	refused := []byte(`{"error":{"code":400,"err_code":10070,"description":"wrong last msg ID"},"stream":"` + bus.Config().Stream + `","seq":0}`)
-	publish := func() string {
-		t.Helper()
-		m := eventbus.Message{EventID: eventstore.NewEventID(), Type: "T", SchemaVersion: 1, StreamID: "s", StreamVersion: 1}
-		if err := bus.PublishAsync(ctx, m); err != nil {
-			t.Fatalf("queue: %v", err)
-		}
-		got, err := sub.NextMsg(5 * time.Second)
-		if err != nil {
-			t.Fatalf("no publication: %v", err)
-		}
-		return got.Reply
-	}
+	publish := func() string { return publishSeen(t, ctx, bus, sub).Reply }
 	answer := func(reply string, data []byte) {
 		t.Helper()
 		if err := nc.Publish(reply, data); err != nil {
