@@ -88,16 +88,17 @@ func ScanGeneric(rows pgx.Rows, layout *Layout, streamHint string, limit int) ([
 
 func scan(rows pgx.Rows, layout *Layout, streamHint string, limit int, allowFast bool) ([]eventstore.Record, error) {
 	defer rows.Close()
-	// Rows are gathered in a pooled scratch slice and copied into one of
-	// the exact length at the end: a page is usually much shorter than its
-	// limit (a stream of 100 events read with a limit of 1000), and
-	// allocating (and zeroing) the limit's worth of records dominated the
-	// cost of reading it. A page that outgrows the scratch (a catch-up
-	// page, typically full) moves to a slice of its own sized for the
-	// limit, and is returned as it is when at least half full: growing
-	// the scratch step by step and copying the page once more at the end
-	// took a third (catch-up) to a half (the relay, whose garbage
-	// collections empty the pool more often) of the scan's CPU.
+	// Rows are gathered in a pooled scratch slice and copied at the end
+	// into a slice of about their number: a page is usually much shorter
+	// than its limit (a stream of 100 events read with a limit of 1000),
+	// and allocating (and zeroing) the limit's worth of records dominated
+	// the cost of reading it. A page that outgrows the scratch (a
+	// catch-up page, typically full) moves to a slice of its own, grown
+	// fourfold up to the limit, and is returned as it is when at least
+	// half full: growing the scratch step by step and copying the page
+	// once more at the end took a third (catch-up) to a half (the relay,
+	// whose garbage collections empty the pool more often) of the scan's
+	// CPU.
 	scratch := recordScratch.Get().(*[]eventstore.Record)
 	recs := (*scratch)[:0]
 	own := false   // recs is no longer the scratch
@@ -120,9 +121,13 @@ func scan(rows pgx.Rows, layout *Layout, streamHint string, limit int, allowFast
 		// Decode in place: a local Record would escape (rows.Scan takes
 		// its fields' addresses) and cost an allocation per row.
 		if len(recs) == cap(recs) {
-			n := 2 * cap(recs)
+			// Grow fourfold, to the limit at most: a catch-up page of
+			// 1,000 moves once, one of 10,000 three times, and a page
+			// much shorter than a large (or unbounded) limit costs at
+			// most four times its size.
+			n := 4 * cap(recs)
 			if limit > cap(recs) {
-				n = limit
+				n = min(n, limit)
 			}
 			grown := make([]eventstore.Record, len(recs), n)
 			copy(grown, recs)
