@@ -207,9 +207,12 @@ func (b *Bus) waitOldestLocked(ctx context.Context) error {
 			return b.popLocked(err)
 		}
 		if p.seq <= b.lostBefore {
-			// Sent before a disconnection and not answered: the answer,
-			// or the message, may be lost. Fail it now rather than after
-			// the ack timeout.
+			// Sent before a disconnection (or the connection's closing)
+			// and not answered: the answer, or the message, may be lost.
+			// Fail it now rather than after the ack timeout.
+			if b.nc.IsClosed() {
+				return b.popLocked(nats.ErrConnectionClosed)
+			}
 			return b.popLocked(nats.ErrDisconnected)
 		}
 		if b.tick == nil {
@@ -220,8 +223,9 @@ func (b *Bus) waitOldestLocked(ctx context.Context) error {
 		case <-b.acks.status:
 			b.lostBefore = b.seq
 		case <-b.tick.C:
-			if b.nc.IsClosed() {
-				return b.failAllLocked(p, nats.ErrConnectionClosed)
+			if b.nc.IsClosed() { // closed before the status listener was made
+				b.lostBefore = b.seq
+				continue
 			}
 			if time.Since(p.sent) > b.cfg.AckTimeout {
 				if done, err := b.acks.outcome(p.seq); done {
@@ -257,16 +261,6 @@ func (b *Bus) popLocked(err error) error {
 		b.failed = publishError(b.pending[0].id, err)
 	}
 	b.pending = b.pending[1:]
-	return b.failed
-}
-
-// failAllLocked gives up every pending publication, the oldest being p,
-// because of cause.
-func (b *Bus) failAllLocked(p pendingPub, cause error) error {
-	if b.failed == nil {
-		b.failed = fmt.Errorf("publish event %s: %w: %w", p.id, eventbus.ErrPublishFailed, cause)
-	}
-	b.pending = nil
 	return b.failed
 }
 

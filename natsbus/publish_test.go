@@ -167,3 +167,24 @@ func TestPublishAsyncMatchesAnswers(t *testing.T) {
 		t.Fatalf("flush after a refusal: %v, want ErrPublishFailed with the server's error", err)
 	}
 }
+
+// Closing the connection fails the publications awaiting their
+// acknowledgement at once, not after the ack timeout.
+func TestPublishAsyncFailsOnClose(t *testing.T) {
+	t.Parallel()
+	bus, nc := setup(t, "", &natsbus.Config{AckTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub := standIn(t, ctx, bus, nc)
+	publishSeen(t, ctx, bus, sub)
+	publishSeen(t, ctx, bus, sub)
+	start := time.Now()
+	nc.Close()
+	err := bus.Flush(ctx)
+	if !errors.Is(err, eventbus.ErrPublishFailed) || !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Fatalf("flush after the connection closed: %v, want ErrPublishFailed from the closed connection", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("the failure came after %v, want it at the closing", d)
+	}
+}
