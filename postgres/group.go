@@ -17,25 +17,43 @@ const (
 	defaultMaxGroupBytes  = 4 << 20
 )
 
-// maxFlushes is the number of flushes a store runs at once: one group
-// flush, so that appends arriving meanwhile form the next group (two
-// group flushes at once make groups half as large, and were no faster on
-// two cores). A second flush may start while the only one running is a
-// lone append: a lone append is sent with the normal path's statement,
-// which waits as long as another transaction holds its stream's head row,
-// and the store's other appends must not stall behind it. A group flush
-// waits at most 50ms for a lock (see append_group.sql).
+// maxFlushes is the number of flushes a store runs at once. One group
+// flush runs at a time, so that appends arriving meanwhile form the next
+// group, with two exceptions:
+//   - A second flush starts while the one running is a lone append: a lone
+//     append is sent with the normal path's statement, which waits as long
+//     as another transaction holds its stream's head row, and the store's
+//     other appends must not stall behind it. A group flush waits at most
+//     50ms for a lock (see append_group.sql).
+//   - A second group flush starts when the one running has taken its
+//     group and at least secondFlushEvents events are waiting (see
+//     secondFlushEvents); the oldest waiting append leads it.
 const maxFlushes = 2
+
+// secondFlushEvents is the number of waiting events from which a second
+// group flush starts while one is in flight. A flush's cost is a fixed
+// part (the round trip and the commit's WAL flush, about 0.6-1 ms on two
+// cores) and a part per event (executing the statement, 10-15 µs per
+// event on the server): one flush at a time leaves the server's other
+// cores idle while a large group executes. Below this many events a second
+// flush would only split the groups in two, each paying the fixed part;
+// above, the execution it runs in parallel outweighs that. Measured with
+// chronicle bench (docs/postgres.md, "Group commit"): appends of 10
+// events went from 0.78 to 0.88 of raw pgx at 8 writers and from 1.08 to
+// 1.38 at 32; appends of 1 event at 8 writers, of which at most 7 events
+// ever wait, are unchanged (two flushes at once regardless of size were
+// 10-30% slower for them).
+const secondFlushEvents = 16
 
 // groupCommit coalesces concurrent [Store.Append] calls on the pool into
 // one statement (append_group.sql) and one commit.
 //
 // It is a leader/follower queue. An append enqueues itself; when no flush
-// is running (fewer than maxFlushes) it becomes the leader and flushes at
-// once (a lone writer never waits for a timer). While the flush is in
-// flight, other appends queue up; when it ends, its leader hands the lead
-// to the oldest queued append, which flushes everything that queued
-// meanwhile, up to the size bounds, as one group.
+// is running it becomes the leader and flushes at once (a lone writer
+// never waits for a timer). While the flush is in flight, other appends
+// queue up; when it ends, its leader hands the lead to the oldest queued
+// append, which flushes everything that queued meanwhile, up to the size
+// bounds, as one group (or a second flush starts before, see maxFlushes).
 //
 // A group takes at most one append per stream: the statement cannot move
 // a head row twice, so a later append to the same stream waits for the
@@ -45,18 +63,29 @@ type groupCommit struct {
 	maxEvents int
 	maxBytes  int
 
-	mu      sync.Mutex
-	queue   []*groupMember // waiting, oldest first
-	leaders int            // flushing, or handed the lead; at most slots
-	lone    int            // leaders flushing a lone append
+	mu       sync.Mutex
+	queue    []*groupMember // waiting, oldest first
+	leaders  int            // flushing, or handed the lead; at most slots
+	flushing int            // leaders that have taken their group
+	lone     int            // leaders flushing a lone append
 	// slots is maxFlushes (tests may change it before the first append).
 	slots int
-	// last is the number of members of the flush that ended last.
-	last int
+	// waiting is the number of events of the queued members that are not
+	// leaders; second is secondFlushEvents (tests may change it before the
+	// first append).
+	waiting, second int
+	// last is the number of members of the flush that ended last, and
+	// round its answered members (see gather).
+	last  int
+	round *flushRound
+	// gathering is the number of leaders waiting in gather on cond (for
+	// the queue to grow, or the last flush's members to resume).
+	gathering int
+	cond      *sync.Cond
 
-	// beforeFlush, when set (tests only), runs in a leader before it
-	// takes its group from the queue.
-	beforeFlush func()
+	// beforeFlush and inFlight, when set (tests only), run in a leader
+	// before it takes its group from the queue, and after.
+	beforeFlush, inFlight func()
 	// yield is gather's yield: runtime.Gosched (tests may replace it).
 	yield func()
 }
@@ -73,7 +102,17 @@ type groupMember struct {
 	done chan groupOutcome
 	// lead is set (under groupCommit.mu) when the member is a leader.
 	lead bool
+	// round is the flush that answered the member, until the member has
+	// resumed (taken its outcome, or given up waiting for it); gone marks
+	// a member that gave up before its flush counted it. Both under
+	// groupCommit.mu.
+	round *flushRound
+	gone  bool
 }
+
+// flushRound counts the members a flush has answered (n) and those of them
+// that have resumed, for the next leader's gather.
+type flushRound struct{ n, resumed int }
 
 // groupOutcome is what a flush tells a member.
 type groupOutcome struct {
@@ -88,7 +127,9 @@ type groupOutcome struct {
 }
 
 func newGroupCommit(s *Store) *groupCommit {
-	return &groupCommit{s: s, maxEvents: s.cfg.MaxGroupEvents, maxBytes: s.cfg.MaxGroupBytes, slots: maxFlushes, yield: runtime.Gosched}
+	g := &groupCommit{s: s, maxEvents: s.cfg.MaxGroupEvents, maxBytes: s.cfg.MaxGroupBytes, slots: maxFlushes, second: secondFlushEvents, yield: runtime.Gosched}
+	g.cond = sync.NewCond(&g.mu)
+	return g
 }
 
 // append runs in, a validated one-stream append, through the group: it
@@ -103,9 +144,10 @@ func (g *groupCommit) append(ctx context.Context, in *eventsql.Input) (eventstor
 	}
 	g.mu.Lock()
 	g.queue = append(g.queue, m)
-	if g.mayLead() {
-		g.leaders++
-		m.lead = true
+	g.waiting += m.events
+	g.promote(m)
+	if g.gathering > 0 {
+		g.cond.Broadcast()
 	}
 	lead := m.lead
 	g.mu.Unlock()
@@ -121,6 +163,9 @@ func (g *groupCommit) append(ctx context.Context, in *eventsql.Input) (eventstor
 				lead = true
 				continue
 			}
+			g.mu.Lock()
+			g.resumed(m)
+			g.mu.Unlock()
 			return g.finish(ctx, m, out)
 		case <-ctx.Done():
 			if out, ok := g.leave(m, ctx.Err()); ok {
@@ -185,9 +230,13 @@ func (g *groupCommit) leave(m *groupMember, err error) (groupOutcome, bool) {
 		g.queue = slices.Delete(g.queue, i, i+1)
 		if m.lead {
 			g.handOff()
+		} else {
+			g.waiting -= m.events
 		}
 		return groupOutcome{}, false
 	}
+	g.resumed(m)
+	m.gone = true
 	select {
 	case out := <-m.done:
 		return out, true
@@ -196,19 +245,44 @@ func (g *groupCommit) leave(m *groupMember, err error) (groupOutcome, bool) {
 	}
 }
 
-// mayLead reports whether one more leader may start: when there is none,
-// or when every one is flushing a lone append (which may be waiting for a
-// lock), up to slots. g.mu must be held.
+// resumed records that m, a member taken into a flush, has taken its
+// outcome or given up waiting for it, and wakes the gathering leaders
+// when it is the last of its flush's round to do so. g.mu must be held.
+func (g *groupCommit) resumed(m *groupMember) {
+	r := m.round
+	if r == nil {
+		return
+	}
+	m.round = nil
+	r.resumed++
+	if r.resumed == r.n && g.gathering > 0 {
+		g.cond.Broadcast()
+	}
+}
+
+// mayLead reports whether one more leader may start: when there is none;
+// up to slots, when every one is flushing a lone append (which may be
+// waiting for a lock), or when every one has taken its group and at least
+// second events wait for a leader (a leader still gathering takes them
+// into its own group). g.mu must be held.
 func (g *groupCommit) mayLead() bool {
-	return g.leaders == 0 || (g.leaders < g.slots && g.lone == g.leaders)
+	return g.leaders == 0 || (g.leaders < g.slots &&
+		(g.lone == g.leaders || (g.flushing == g.leaders && g.waiting >= g.second)))
 }
 
 // handOff ends the lead of a leader that is done (or left the queue), and
-// passes it to the oldest queued member that is not a leader, if another
-// leader may start. Otherwise the queue waits for the leader still
-// flushing, which hands off when done. g.mu must be held.
+// promotes the next. g.mu must be held.
 func (g *groupCommit) handOff() {
 	g.leaders--
+	g.promote(nil)
+}
+
+// promote makes the oldest queued member that is not a leader a leader, if
+// another leader may start, and tells it so, unless it is self (an append
+// promoted as it queues, which reads its lead field). Otherwise the queue
+// waits for a leader still flushing, which hands off when done. g.mu must
+// be held.
+func (g *groupCommit) promote(self *groupMember) {
 	if !g.mayLead() {
 		return
 	}
@@ -216,7 +290,10 @@ func (g *groupCommit) handOff() {
 		if !m.lead {
 			g.leaders++
 			m.lead = true
-			m.done <- groupOutcome{lead: true}
+			g.waiting -= m.events
+			if m != self {
+				m.done <- groupOutcome{lead: true}
+			}
 			return
 		}
 	}
@@ -248,6 +325,7 @@ func (g *groupCommit) take(leader *groupMember) []*groupMember {
 			continue
 		}
 		streams[id] = struct{}{}
+		g.waiting -= m.events
 		events += m.events
 		bytes += m.bytes
 		batch = append(batch, m)
@@ -258,18 +336,44 @@ func (g *groupCommit) take(leader *groupMember) []*groupMember {
 }
 
 // gather runs in a leader before it takes its group, when the flush that
-// ended last had several members: it yields the processor while the queue
-// grows, at most once per member of that flush, so that those members,
-// ready to run now and typically appending again at once, can queue and
-// join this group. Otherwise steady concurrent writers split into groups
-// that flush in turn (the first writer back flushing alone, say, and the
-// others after it), each writer waiting for the other group's flush as
-// well as its own. A yield is no timer: with nothing else ready to run it
-// returns at once; and a lone writer (its last flush had one member) never
+// ended last had several members, so that those members, typically
+// appending again at once, can queue and join this group. Otherwise
+// steady concurrent writers split into groups that flush in turn (the
+// first writer back flushing alone, say, and the others after it), each
+// writer waiting for the other group's flush as well as its own.
+//
+// First it waits until every member that flush answered has resumed
+// (taken its outcome), until the queue holds as many appends as that
+// flush had, or until secondFlushEvents events wait (enough for a flush
+// of their own: the members still to come join a second one). The members were woken when answered; the leader is often
+// run before them (it was woken last, and an idle processor takes it
+// first), and yielding does not help then: a yielding goroutine goes to
+// the global run queue, where the idle processor takes it straight back
+// instead of stealing the members from the other processor's queue. So
+// the leader blocks, and each member wakes it as it resumes. This waits
+// for no timer and for nothing that may not happen: answered members are
+// runnable and resume, whatever their callers do next.
+//
+// Then it yields the processor while the queue grows, at most once per
+// member of that flush, for the members that resumed last and are about
+// to queue. A yield is no timer: with nothing else ready to run it
+// returns at once. A lone writer (its last flush had one member) never
 // gathers.
 func (g *groupCommit) gather() {
 	g.mu.Lock()
-	n, last := len(g.queue), g.last
+	last, r := g.last, g.round
+	if last <= 1 {
+		g.mu.Unlock()
+		return
+	}
+	if r != nil {
+		g.gathering++
+		for r.resumed < r.n && len(g.queue) < last && g.waiting < g.second {
+			g.cond.Wait()
+		}
+		g.gathering--
+	}
+	n := len(g.queue)
 	g.mu.Unlock()
 	for range last - 1 {
 		g.yield()
@@ -292,10 +396,15 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 	}
 	g.mu.Lock()
 	batch := g.take(leader)
+	g.flushing++
 	if len(batch) == 1 {
 		g.lone++
 	}
+	g.promote(nil) // appends the group left behind may be enough for another
 	g.mu.Unlock()
+	if g.inFlight != nil {
+		g.inFlight()
+	}
 
 	var outs []groupOutcome
 	if len(batch) == 1 {
@@ -303,14 +412,26 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 	} else {
 		outs = g.run(ctx, batch)
 	}
+	// The members' round, counted before they are answered: a member
+	// that gave up waiting (leave) before is not in it.
+	g.mu.Lock()
+	r := &flushRound{}
+	for _, m := range batch[1:] {
+		if !m.gone {
+			m.round = r
+			r.n++
+		}
+	}
+	g.last, g.round = len(batch), r
+	g.mu.Unlock()
 	for i, m := range batch[1:] {
 		m.done <- outs[i+1]
 	}
 	g.mu.Lock()
+	g.flushing--
 	if len(batch) == 1 {
 		g.lone--
 	}
-	g.last = len(batch)
 	g.handOff()
 	g.mu.Unlock()
 	if obs := g.s.cfg.GroupObserver; obs != nil {

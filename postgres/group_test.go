@@ -595,6 +595,233 @@ func TestGroupCommitLeaveQueue(t *testing.T) {
 	}
 }
 
+// TestGroupCommitGatherWaitsForAnswered checks the first part of a
+// leader's gather: it blocks until every member the last flush answered
+// has resumed (taken its outcome, or given up waiting for it), until the
+// queue holds as many appends as that flush had, or until
+// secondFlushEvents events wait.
+func TestGroupCommitGatherWaitsForAnswered(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, &Config{GroupCommit: true})
+	g := s.group
+	g.yield = func() {}
+	in, err := eventsql.Flatten([]eventstore.StreamAppend{{StreamID: "s", Expected: eventstore.Any, Events: testEvents("A", 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// answered starts a round of n answered members, as a flush of n+1 does.
+	answered := func(n int) []*groupMember {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		r := &flushRound{}
+		ms := make([]*groupMember, n)
+		for i := range ms {
+			ms[i] = &groupMember{in: in, done: make(chan groupOutcome, 1), round: r}
+			r.n++
+		}
+		g.last, g.round = n+1, r
+		return ms
+	}
+	// gather runs gather, returning once it waits, and a channel closed
+	// when it returns.
+	gather := func() chan struct{} {
+		done := make(chan struct{})
+		go func() { g.gather(); close(done) }()
+		deadline := time.Now().Add(harnessHang)
+		for {
+			g.mu.Lock()
+			waiting := g.gathering == 1
+			g.mu.Unlock()
+			if waiting {
+				return done
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("gather did not wait")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	returned := func(done chan struct{}, want bool, what string) {
+		t.Helper()
+		wait := 20 * time.Millisecond // long enough to see a wrong return
+		if want {
+			wait = harnessHang
+		}
+		select {
+		case <-done:
+			if !want {
+				t.Fatalf("gather returned %s", what)
+			}
+		case <-time.After(wait):
+			if want {
+				t.Fatalf("gather still waits %s", what)
+			}
+		}
+	}
+
+	ms := answered(3)
+	done := gather()
+	g.mu.Lock()
+	g.resumed(ms[0])
+	g.resumed(ms[0]) // counted once
+	g.resumed(ms[1])
+	g.mu.Unlock()
+	returned(done, false, "with one answered member of three still to resume")
+	if _, ok := g.leave(ms[2], context.Canceled); !ok { // gives up: it has resumed too
+		t.Fatal("leave: a member out of the queue must get an outcome")
+	}
+	returned(done, true, "after every answered member resumed")
+
+	ms = answered(2)
+	done = gather()
+	g.mu.Lock()
+	g.queue = append(g.queue, ms[0], ms[1]) // as appends queueing again
+	g.cond.Broadcast()
+	g.mu.Unlock()
+	returned(done, false, "with 2 appends queued, the last flush having had 3")
+	g.mu.Lock()
+	g.queue = append(g.queue, &groupMember{in: in})
+	g.cond.Broadcast()
+	g.mu.Unlock()
+	returned(done, true, "with 3 appends queued, the last flush having had 3")
+	g.mu.Lock()
+	g.queue = nil
+	g.mu.Unlock()
+
+	// Nor does it wait once enough events wait for a second flush: the
+	// flush it starts takes them, and the rest join a second flush.
+	answered(3)
+	done = gather()
+	big := &groupMember{in: in, events: secondFlushEvents}
+	g.mu.Lock()
+	g.queue = append(g.queue, big)
+	g.waiting += big.events
+	g.cond.Broadcast()
+	g.mu.Unlock()
+	returned(done, true, fmt.Sprintf("with %d events waiting", secondFlushEvents))
+	g.mu.Lock()
+	g.queue, g.waiting = nil, 0
+	g.mu.Unlock()
+}
+
+// TestGroupCommitSecondFlush checks when a second group flush starts.
+// While the first leader has not taken its group yet (it is held before,
+// as when it gathers), appends reaching secondFlushEvents join its group:
+// no second leader. While that group is in flight (held after it was
+// taken), fewer than secondFlushEvents waiting events wait for it; the
+// append that brings them to the threshold makes the oldest of them a
+// second leader, which stores all three as one group while the first is
+// still held. The waiting count must drop with the appends taken.
+func TestGroupCommitSecondFlush(t *testing.T) {
+	t.Parallel()
+	s, _ := setupStore(t, &Config{GroupCommit: true})
+	g := s.group
+	g.second = 4 // events
+	h := &groupHarness{t: t, s: s, abort: make(chan struct{})}
+	// Only the first flush is held, before and after it takes its group.
+	taking, inFlight := make(chan struct{}), make(chan struct{})
+	releaseTaking := sync.OnceFunc(func() { close(taking) })
+	release := sync.OnceFunc(func() { close(inFlight) })
+	// A failed check must not leave the leader held.
+	t.Cleanup(func() { releaseTaking(); release() })
+	var heldTaking, heldInFlight atomic.Bool
+	g.beforeFlush = func() {
+		if heldTaking.CompareAndSwap(false, true) {
+			<-taking
+		}
+	}
+	g.inFlight = func() {
+		if heldInFlight.CompareAndSwap(false, true) {
+			<-inFlight
+		}
+	}
+	replies := make(chan groupReply, 8)
+	appendTo := func(stream string, events int) {
+		go func() {
+			res, err := s.Append(t.Context(), stream, eventstore.Any, testEvents("B", events)...)
+			replies <- groupReply{res, err}
+		}()
+	}
+	state := func() (leaders, waiting int) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.leaders, g.waiting
+	}
+	// reply waits for one reply, failing instead of hanging.
+	reply := func(what string) groupReply {
+		t.Helper()
+		select {
+		case r := <-replies:
+			if r.err != nil {
+				t.Fatalf("%s: %v", what, r.err)
+			}
+			return r
+		case <-time.After(harnessHang):
+			t.Fatalf("%s: no reply after %s", what, harnessHang)
+			return groupReply{}
+		}
+	}
+
+	// The first leader, before it takes its group: 4 events queue behind it.
+	appendTo("a", 1)
+	h.waitQueued(1)
+	appendTo("b", 1)
+	appendTo("c", 2)
+	appendTo("d", 1)
+	h.waitQueued(4)
+	if leaders, waiting := state(); leaders != 1 || waiting != 4 {
+		t.Fatalf("behind a leader that has not taken its group: %d leaders, %d events waiting; want 1 and 4", leaders, waiting)
+	}
+	releaseTaking() // it takes a, b, c and d, and is held in flight
+	deadline := time.Now().Add(harnessHang)
+	for {
+		g.mu.Lock()
+		taken := g.flushing == 1 && len(g.queue) == 0
+		g.mu.Unlock()
+		if taken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first leader did not take its group within %s", harnessHang)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// In flight: 3 events wait below the threshold; the fourth starts a
+	// second flush.
+	appendTo("e", 1)
+	appendTo("f", 2)
+	h.waitQueued(2)
+	if leaders, waiting := state(); leaders != 1 || waiting != 3 {
+		t.Fatalf("3 events waiting below the threshold of 4: %d leaders, %d events waiting; want 1 and 3", leaders, waiting)
+	}
+	appendTo("g", 1)
+	var tx uint64
+	for i := range 3 {
+		r := reply("the second flush (e, f, g)")
+		if i > 0 && r.res.Position.Transaction != tx {
+			t.Fatalf("e, f and g were stored in transactions %d and %d, want one group", tx, r.res.Position.Transaction)
+		}
+		tx = r.res.Position.Transaction
+	}
+	if leaders, waiting := state(); leaders != 1 || waiting != 0 {
+		t.Fatalf("after the second flush: %d leaders, %d events waiting; want 1 (the held one) and 0", leaders, waiting)
+	}
+	release()
+	first := reply("the first flush (a, b, c, d)")
+	for range 3 {
+		if r := reply("the first flush"); r.res.Position.Transaction != first.res.Position.Transaction {
+			t.Fatalf("a, b, c and d were stored in transactions %d and %d, want one group", first.res.Position.Transaction, r.res.Position.Transaction)
+		}
+	}
+	if first.res.Position.Transaction == tx {
+		t.Fatal("the two flushes were one transaction")
+	}
+	if leaders, waiting := state(); leaders != 0 || waiting != 0 {
+		t.Fatalf("when idle: %d leaders, %d events waiting; want 0 and 0", leaders, waiting)
+	}
+}
+
 // TestGroupCommitManyWriters runs writers on their own streams and on one
 // shared stream at once, with no hook: every append is stored exactly
 // once, each stream without holes, each writer's results in order.
