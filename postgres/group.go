@@ -78,6 +78,11 @@ type groupCommit struct {
 	// round its answered members (see gather).
 	last  int
 	round *flushRound
+	// busy counts, per stream, the appends taken into flushes that have
+	// not ended: another group neither takes nor is led by an append to
+	// such a stream (it would wait for the head row's lock, and could
+	// commit before an older append queued there).
+	busy map[string]int
 	// gathering is the number of leaders waiting in gather on cond (for
 	// the queue to grow, or the last flush's members to resume).
 	gathering int
@@ -129,6 +134,7 @@ type groupOutcome struct {
 func newGroupCommit(s *Store) *groupCommit {
 	g := &groupCommit{s: s, maxEvents: s.cfg.MaxGroupEvents, maxBytes: s.cfg.MaxGroupBytes, slots: maxFlushes, second: secondFlushEvents, yield: runtime.Gosched}
 	g.cond = sync.NewCond(&g.mu)
+	g.busy = map[string]int{}
 	return g
 }
 
@@ -277,17 +283,17 @@ func (g *groupCommit) handOff() {
 	g.promote(nil)
 }
 
-// promote makes the oldest queued member that is not a leader a leader, if
-// another leader may start, and tells it so, unless it is self (an append
-// promoted as it queues, which reads its lead field). Otherwise the queue
-// waits for a leader still flushing, which hands off when done. g.mu must
-// be held.
+// promote makes the oldest queued member that is not a leader, and whose
+// stream no flush in flight holds, a leader, if another leader may start,
+// and tells it so, unless it is self (an append promoted as it queues,
+// which reads its lead field). Otherwise the queue waits for a leader
+// still flushing, which hands off when done. g.mu must be held.
 func (g *groupCommit) promote(self *groupMember) {
 	if !g.mayLead() {
 		return
 	}
 	for _, m := range g.queue {
-		if !m.lead {
+		if !m.lead && g.busy[m.in.StreamIDs[0]] == 0 {
 			g.leaders++
 			m.lead = true
 			g.waiting -= m.events
@@ -301,8 +307,9 @@ func (g *groupCommit) promote(self *groupMember) {
 
 // take removes leader's group from the queue and returns it: the leader
 // first, whatever its size, then, in queue order, every member that is not
-// a leader itself and whose stream is not in the group yet, while the
-// group stays within the size bounds. g.mu must be held.
+// a leader itself and whose stream is neither in the group yet nor in a
+// flush in flight (busy), while the group stays within the size bounds.
+// g.mu must be held.
 func (g *groupCommit) take(leader *groupMember) []*groupMember {
 	batch := []*groupMember{leader}
 	events, bytes := leader.events, leader.bytes
@@ -313,7 +320,8 @@ func (g *groupCommit) take(leader *groupMember) []*groupMember {
 			continue
 		}
 		id := m.in.StreamIDs[0]
-		if m.lead || id == leader.in.StreamIDs[0] || events+m.events > g.maxEvents || bytes+m.bytes > g.maxBytes {
+		if m.lead || id == leader.in.StreamIDs[0] || g.busy[id] > 0 ||
+			events+m.events > g.maxEvents || bytes+m.bytes > g.maxBytes {
 			keep = append(keep, m)
 			continue
 		}
@@ -396,6 +404,9 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 	}
 	g.mu.Lock()
 	batch := g.take(leader)
+	for _, m := range batch {
+		g.busy[m.in.StreamIDs[0]]++
+	}
 	g.flushing++
 	if len(batch) == 1 {
 		g.lone++
@@ -428,6 +439,12 @@ func (g *groupCommit) flush(ctx context.Context, leader *groupMember) groupOutco
 		m.done <- outs[i+1]
 	}
 	g.mu.Lock()
+	for _, m := range batch {
+		id := m.in.StreamIDs[0]
+		if g.busy[id]--; g.busy[id] == 0 {
+			delete(g.busy, id)
+		}
+	}
 	g.flushing--
 	if len(batch) == 1 {
 		g.lone--

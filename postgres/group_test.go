@@ -605,6 +605,8 @@ func TestGroupCommitGatherWaitsForAnswered(t *testing.T) {
 	s, _ := setupStore(t, &Config{GroupCommit: true})
 	g := s.group
 	g.yield = func() {}
+	h := &groupHarness{t: t, s: s, abort: make(chan struct{})}
+	ctx := t.Context()
 	in, err := eventsql.Flatten([]eventstore.StreamAppend{{StreamID: "s", Expected: eventstore.Any, Events: testEvents("A", 1)}})
 	if err != nil {
 		t.Fatal(err)
@@ -672,21 +674,35 @@ func TestGroupCommitGatherWaitsForAnswered(t *testing.T) {
 	}
 	returned(done, true, "after every answered member resumed")
 
-	ms = answered(2)
+	// Appends queueing again (real ones, behind a pretended leader, so
+	// that they queue and wake the gather themselves).
+	answered(2)
+	g.mu.Lock()
+	g.leaders = 1
+	g.mu.Unlock()
 	done = gather()
-	g.mu.Lock()
-	g.queue = append(g.queue, ms[0], ms[1]) // as appends queueing again
-	g.cond.Broadcast()
-	g.mu.Unlock()
-	returned(done, false, "with 2 appends queued, the last flush having had 3")
-	g.mu.Lock()
-	g.queue = append(g.queue, &groupMember{in: in})
-	g.cond.Broadcast()
-	g.mu.Unlock()
+	var calls []chan groupReply
+	for i := range 3 {
+		if i == 2 {
+			returned(done, false, "with 2 appends queued, the last flush having had 3")
+		}
+		reply := make(chan groupReply, 1)
+		calls = append(calls, reply)
+		go func() {
+			res, err := s.Append(ctx, fmt.Sprintf("again-%d", i), eventstore.Any, testEvents("A", 1)...)
+			reply <- groupReply{res, err}
+		}()
+		h.waitQueued(i + 1)
+	}
 	returned(done, true, "with 3 appends queued, the last flush having had 3")
 	g.mu.Lock()
-	g.queue = nil
+	g.handOff() // the pretended leader is done: the queued appends flush
 	g.mu.Unlock()
+	for i, reply := range calls {
+		if r := <-reply; r.err != nil {
+			t.Fatalf("append %d queued again: %v", i, r.err)
+		}
+	}
 
 	// Nor does it wait once enough events wait for a second flush: the
 	// flush it starts takes them, and the rest join a second flush.
@@ -710,8 +726,10 @@ func TestGroupCommitGatherWaitsForAnswered(t *testing.T) {
 // no second leader. While that group is in flight (held after it was
 // taken), fewer than secondFlushEvents waiting events wait for it; the
 // append that brings them to the threshold makes the oldest of them a
-// second leader, which stores all three as one group while the first is
-// still held. The waiting count must drop with the appends taken.
+// second leader, which stores them as one group while the first is still
+// held, all but an append to a stream the first group holds: that one
+// waits for the first to end, and is stored after it. The waiting count
+// must drop with the appends taken.
 func TestGroupCommitSecondFlush(t *testing.T) {
 	t.Parallel()
 	s, _ := setupStore(t, &Config{GroupCommit: true})
@@ -735,39 +753,44 @@ func TestGroupCommitSecondFlush(t *testing.T) {
 			<-inFlight
 		}
 	}
-	replies := make(chan groupReply, 8)
-	appendTo := func(stream string, events int) {
+	appendTo := func(stream string, events int) chan groupReply {
+		reply := make(chan groupReply, 1)
 		go func() {
 			res, err := s.Append(t.Context(), stream, eventstore.Any, testEvents("B", events)...)
-			replies <- groupReply{res, err}
+			reply <- groupReply{res, err}
 		}()
+		return reply
 	}
 	state := func() (leaders, waiting int) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		return g.leaders, g.waiting
 	}
-	// reply waits for one reply, failing instead of hanging.
-	reply := func(what string) groupReply {
+	// replies waits for the replies of calls, failing instead of hanging,
+	// and returns the transaction they were all stored in.
+	replies := func(what string, calls ...chan groupReply) (tx uint64) {
 		t.Helper()
-		select {
-		case r := <-replies:
-			if r.err != nil {
-				t.Fatalf("%s: %v", what, r.err)
+		for i, call := range calls {
+			select {
+			case r := <-call:
+				if r.err != nil {
+					t.Fatalf("%s: %v", what, r.err)
+				}
+				if i > 0 && r.res.Position.Transaction != tx {
+					t.Fatalf("%s: stored in transactions %d and %d, want one group", what, tx, r.res.Position.Transaction)
+				}
+				tx = r.res.Position.Transaction
+			case <-time.After(harnessHang):
+				t.Fatalf("%s: no reply after %s", what, harnessHang)
 			}
-			return r
-		case <-time.After(harnessHang):
-			t.Fatalf("%s: no reply after %s", what, harnessHang)
-			return groupReply{}
 		}
+		return tx
 	}
 
 	// The first leader, before it takes its group: 4 events queue behind it.
-	appendTo("a", 1)
+	a := appendTo("a", 1)
 	h.waitQueued(1)
-	appendTo("b", 1)
-	appendTo("c", 2)
-	appendTo("d", 1)
+	first := []chan groupReply{a, appendTo("b", 1), appendTo("c", 2), appendTo("d", 1)}
 	h.waitQueued(4)
 	if leaders, waiting := state(); leaders != 1 || waiting != 4 {
 		t.Fatalf("behind a leader that has not taken its group: %d leaders, %d events waiting; want 1 and 4", leaders, waiting)
@@ -787,35 +810,33 @@ func TestGroupCommitSecondFlush(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 
-	// In flight: 3 events wait below the threshold; the fourth starts a
-	// second flush.
-	appendTo("e", 1)
-	appendTo("f", 2)
+	// In flight: 3 events wait below the threshold, one of them on a
+	// stream in flight; the fourth starts a second flush, without it.
+	second := []chan groupReply{appendTo("e", 1), appendTo("f", 1)}
 	h.waitQueued(2)
+	again := appendTo("a", 1)
+	h.waitQueued(3)
 	if leaders, waiting := state(); leaders != 1 || waiting != 3 {
 		t.Fatalf("3 events waiting below the threshold of 4: %d leaders, %d events waiting; want 1 and 3", leaders, waiting)
 	}
-	appendTo("g", 1)
-	var tx uint64
-	for i := range 3 {
-		r := reply("the second flush (e, f, g)")
-		if i > 0 && r.res.Position.Transaction != tx {
-			t.Fatalf("e, f and g were stored in transactions %d and %d, want one group", tx, r.res.Position.Transaction)
-		}
-		tx = r.res.Position.Transaction
+	second = append(second, appendTo("g", 1))
+	secondTx := replies("the second flush (e, f, g)", second...)
+	if leaders, waiting := state(); leaders != 1 || waiting != 1 {
+		t.Fatalf("after the second flush: %d leaders, %d events waiting; want 1 (the held one) and 1 (a again)", leaders, waiting)
 	}
-	if leaders, waiting := state(); leaders != 1 || waiting != 0 {
-		t.Fatalf("after the second flush: %d leaders, %d events waiting; want 1 (the held one) and 0", leaders, waiting)
+	select {
+	case r := <-again:
+		t.Fatalf("a's second append was stored while a's first was in flight: %+v, %v", r.res, r.err)
+	default:
 	}
 	release()
-	first := reply("the first flush (a, b, c, d)")
-	for range 3 {
-		if r := reply("the first flush"); r.res.Position.Transaction != first.res.Position.Transaction {
-			t.Fatalf("a, b, c and d were stored in transactions %d and %d, want one group", first.res.Position.Transaction, r.res.Position.Transaction)
-		}
+	firstTx := replies("the first flush (a, b, c, d)", first...)
+	againTx := replies("a again", again)
+	if firstTx == secondTx || againTx == firstTx || againTx == secondTx {
+		t.Fatalf("transactions %d (first), %d (second), %d (a again): want three", firstTx, secondTx, againTx)
 	}
-	if first.res.Position.Transaction == tx {
-		t.Fatal("the two flushes were one transaction")
+	if v := streamEventIDs(t, s, "a"); len(v) != 2 {
+		t.Fatalf("stream a holds %d events, want 2", len(v))
 	}
 	if leaders, waiting := state(); leaders != 0 || waiting != 0 {
 		t.Fatalf("when idle: %d leaders, %d events waiting; want 0 and 0", leaders, waiting)
