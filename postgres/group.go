@@ -353,14 +353,15 @@ func (g *groupCommit) take(leader *groupMember) []*groupMember {
 // First it waits until every member that flush answered has resumed
 // (taken its outcome), until the queue holds as many appends as that
 // flush had, or until secondFlushEvents events wait (enough for a flush
-// of their own: the members still to come join a second one). The members were woken when answered; the leader is often
-// run before them (it was woken last, and an idle processor takes it
-// first), and yielding does not help then: a yielding goroutine goes to
-// the global run queue, where the idle processor takes it straight back
-// instead of stealing the members from the other processor's queue. So
-// the leader blocks, and each member wakes it as it resumes. This waits
-// for no timer and for nothing that may not happen: answered members are
-// runnable and resume, whatever their callers do next.
+// of their own: the members still to come join a second one). The
+// members were woken when answered; the leader is often run before them
+// (it was woken last, and an idle processor takes it first), and yielding
+// does not help then: a yielding goroutine goes to the global run queue,
+// where the idle processor takes it straight back instead of stealing the
+// members from the other processor's queue. So the leader blocks, and
+// each member wakes it as it resumes. This waits for no timer and for
+// nothing that may not happen: answered members are runnable and resume,
+// whatever their callers do next.
 //
 // Then it yields the processor while the queue grows, at most once per
 // member of that flush, for the members that resumed last and are about
