@@ -308,10 +308,14 @@ func scaleAppendRandom(ctx context.Context, e *env, total, commands int) (perSec
 	return perSecond, float64(wal1-wal0) / float64(commands) / 1024, nil
 }
 
-// walBytesSQL reads the server's current WAL position, in bytes: the
-// difference of two readings is the WAL written in between (exact at once,
-// where pg_stat_wal counts other sessions' WAL only once they report it).
-const walBytesSQL = `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`
+// walBytesSQL reads the server's current WAL insert position, in bytes:
+// the difference of two readings is the WAL inserted in between (exact at
+// once, where pg_stat_wal counts other sessions' WAL only once they report
+// it). The insert position, not pg_current_wal_lsn's write position: with
+// synchronous_commit off a commit leaves its WAL in the buffers until the
+// WAL writer's next round, so the write position may not move at all
+// during a short run.
+const walBytesSQL = `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint`
 
 // scaleCatchUp reads every event from the start, decoding each, and
 // returns the rate and the peak resident memory meanwhile. It expects at

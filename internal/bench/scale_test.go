@@ -75,3 +75,44 @@ func TestCurrentRSS(t *testing.T) {
 		t.Fatalf("peak RSS %d bytes", peak)
 	}
 }
+
+// TestWALBytesCountsUnflushedWAL pins walBytesSQL to the WAL insert
+// position: a commit with synchronous_commit off leaves its WAL in the
+// buffers, where the write position (pg_current_wal_lsn) does not see it
+// until the WAL writer's next round. Reading the write position made the
+// scale report's WAL per append 0 on test clusters (which run with
+// synchronous_commit off).
+func TestWALBytesCountsUnflushedWAL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := postgrestest.Pool(t)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, sql := range []string{
+		"CREATE TABLE wal_probe (n bigint)",
+		"SET synchronous_commit = off",
+		// A checkpoint writes and flushes the WAL so far (best effort: it
+		// needs a superuser or pg_checkpoint).
+		"CHECKPOINT",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil && sql != "CHECKPOINT" {
+			t.Fatal(err)
+		}
+	}
+	var before, after int64
+	if err := conn.QueryRow(ctx, walBytesSQL).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO wal_probe VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, walBytesSQL).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after <= before {
+		t.Fatalf("WAL position %d before an insert, %d after: the insert's WAL is not counted", before, after)
+	}
+}
