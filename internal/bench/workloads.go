@@ -90,8 +90,9 @@ func throughput(unit string) []metric { return []metric{{unit: unit}} }
 // appendWorkload measures writers each running cfg.Commands commands that
 // append perCommand events to one of its 50 existing account streams, each
 // command its own save: the rate in events/s and each command's latency
-// (p50, p99). Chronicle's side runs with group commit on (the store's
-// default) when group is set, and off otherwise.
+// (p50, p99). Chronicle's side runs with group commit on
+// (Config.GroupCommit, which is off by default) when group is set, and
+// off otherwise.
 func appendWorkload(name string, writers, perCommand int, group bool) workload {
 	const streamsPerWriter = 50
 	prefix := fmt.Sprintf("%s-x%d", name, writers)
