@@ -32,6 +32,9 @@
 // A store may also implement [PayloadReader], reading only what rehydrating
 // an aggregate needs; [ReadStreamPayloadsSeq] uses it when present (the
 // aggregate repository loads through it) and falls back to whole records.
+// [PageReader] reads the global order a page ahead ([ReadAllSeq] uses it),
+// and [RecordReader] reads a page into records the caller provides (the
+// projection runner reads its batches into its events with it).
 //
 // # Ending streams
 //

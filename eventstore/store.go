@@ -182,6 +182,24 @@ func streamPages(ctx context.Context, read func(context.Context, string, ReadStr
 	}
 }
 
+// RecordReader is an optional interface of a [Store] that reads a page of
+// the global order into records the caller provides, instead of a slice
+// of its own: the projection runner reads its batches straight into its
+// events this way, without copying each record out of a page.
+type RecordReader interface {
+	// ReadAllInto reads as [Store.ReadAll](ctx, after, limit) does, with
+	// the same validation, errors and order, but writes the i-th record
+	// (0-based) into *next(i) and returns the number of records read.
+	// Each record is overwritten whole, and written before next is
+	// called again; the store keeps no pointer to it after that, so next
+	// may move the records it returned before (grow its slice). next is
+	// called with increasing indexes, from 0, up to limit-1 at most; a
+	// read retried after a connection loss starts again from 0, so next
+	// must return the same record for an index it was given before.
+	// After an error the records written are incomplete.
+	ReadAllInto(ctx context.Context, after Position, limit int, next func(i int) *Record) (int, error)
+}
+
 // PageReader is an optional interface of a [Store] that reads the global
 // order ahead: [ReadAllSeq] uses it when the store has it, so that the
 // next page is on its way while the caller handles the current one.

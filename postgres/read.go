@@ -171,6 +171,33 @@ func readAll(ctx context.Context, db dbtx, after eventstore.Position, limit int)
 	}
 }
 
+// readAllInto is readAll into the caller's records (see
+// [Store.ReadAllInto]).
+func readAllInto(ctx context.Context, db dbtx, after eventstore.Position, limit int, next func(i int) *eventstore.Record) (int, error) {
+	var last *eventstore.Record // the record written last, for the next statement
+	slot := func(i int) *eventstore.Record {
+		last = next(i)
+		return last
+	}
+	total := 0
+	for {
+		n := min(limit-total, eventsql.ReadAllMaxPage)
+		rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(n))
+		if err != nil {
+			return 0, err
+		}
+		got, err := rowscan.ScanInto(rows, &rowscan.Records, "", total, slot)
+		if err != nil {
+			return 0, err
+		}
+		total += got
+		if got < n || total == limit {
+			return total, nil
+		}
+		after = last.Position
+	}
+}
+
 // validateReadAll checks ReadAll's arguments.
 func validateReadAll(after eventstore.Position, limit int) error {
 	if limit <= 0 {
@@ -202,6 +229,27 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 		return nil, wrapError("read all", err)
 	}
 	return recs, nil
+}
+
+// ReadAllInto reads as [Store.ReadAll] does into records the caller
+// provides; see [eventstore.RecordReader].
+func (s *Store) ReadAllInto(ctx context.Context, after eventstore.Position, limit int, next func(i int) *eventstore.Record) (int, error) {
+	if err := validateReadAll(after, limit); err != nil {
+		return 0, err
+	}
+	if next == nil {
+		return 0, &eventstore.ValidationError{Field: "next", Reason: "must not be nil"}
+	}
+	var n int
+	err := readOnPool(ctx, s.pool, func(conn *pgxpool.Conn) error {
+		var err error
+		n, err = readAllInto(ctx, conn, after, limit, next)
+		return err
+	})
+	if err != nil {
+		return 0, wrapError("read all", err)
+	}
+	return n, nil
 }
 
 // Head returns the position of the last event ReadAll can return now, or

@@ -150,6 +150,7 @@ type Store struct {
 var (
 	_ eventstore.Store         = (*Store)(nil)
 	_ eventstore.PayloadReader = (*Store)(nil)
+	_ eventstore.RecordReader  = (*Store)(nil)
 	_ eventstore.StreamLister  = (*Store)(nil)
 )
 

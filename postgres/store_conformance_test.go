@@ -9,7 +9,7 @@ import (
 )
 
 // TestConformance runs the conformance suite under each configuration,
-// with group commit on (the default) and off.
+// with group commit (Config.GroupCommit, off by default) on and off.
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

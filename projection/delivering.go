@@ -25,13 +25,9 @@ var delivered = delivery{failed: -1}
 // process handles one batch read after the checkpoint and checkpoints its
 // last position: it delivers the partition's events of the batch, retries
 // an event that fails (then parks it or stops the partition), and
-// delivers the rest. evs are the partition's events of recs when the
-// batch was prefetched, nil otherwise.
-func (l *leading) process(ctx context.Context, recs []eventstore.Record, evs []Event) error {
-	to := recs[len(recs)-1].Position
-	if evs == nil {
-		evs = l.w.own(recs)
-	}
+// delivers the rest.
+func (l *leading) process(ctx context.Context, b batch) error {
+	to, evs := b.last, b.evs
 	for {
 		l.deferrable = true
 		res, err := l.deliverResuming(ctx, evs, to)
@@ -47,6 +43,71 @@ func (l *leading) process(ctx context.Context, recs []eventstore.Record, evs []E
 			return nil
 		}
 	}
+}
+
+// batch is a batch read after a position: the number of events read, the
+// position of the last one (where the checkpoint moves once the batch is
+// handled), and those of the worker's partition.
+type batch struct {
+	read int
+	last eventstore.Position
+	evs  []Event
+}
+
+// readBatch reads the batch of at most n events after pos and picks the
+// partition's events of it. A store that is an [eventstore.RecordReader]
+// reads straight into the events, which saves copying each record out of
+// a page (a sixth of the runner's CPU when catching up); full tells that
+// the batch is probably full (the previous one was), so its events are
+// allocated at once instead of grown from a few.
+func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, full bool) (batch, error) {
+	rr, ok := w.r.store.(eventstore.RecordReader)
+	if !ok {
+		recs, err := w.r.store.ReadAll(ctx, pos, n)
+		if err != nil || len(recs) == 0 {
+			return batch{}, err
+		}
+		return batch{read: len(recs), last: recs[len(recs)-1].Position, evs: w.own(recs)}, nil
+	}
+	evs := make([]Event, 0, min(n, 64))
+	if full {
+		evs = make([]Event, 0, n)
+	}
+	read, err := rr.ReadAllInto(ctx, pos, n, func(i int) *eventstore.Record {
+		if i >= len(evs) {
+			if i >= cap(evs) {
+				// Grow fourfold, to n at most: a batch much shorter than
+				// n (tailing) costs at most four times its size.
+				grown := make([]Event, len(evs), max(i+1, min(4*cap(evs), n)))
+				copy(grown, evs)
+				evs = grown
+			}
+			evs = evs[:i+1]
+		}
+		return &evs[i].Record
+	})
+	if err != nil || read == 0 {
+		return batch{}, err
+	}
+	evs = evs[:read]
+	b := batch{read: read, last: evs[read-1].Position}
+	// Keep the partition's events, in place.
+	k := 0
+	for i := range evs {
+		part := PartitionOf(evs[i].StreamID, w.p.Partitions)
+		if part != w.key.Partition {
+			continue
+		}
+		if k != i {
+			evs[k] = evs[i]
+		}
+		ev := &evs[k]
+		ev.Projection, ev.Partition, ev.Attempt = w.p.Name, part, 1
+		k++
+	}
+	clear(evs[k:]) // drop the other partitions' payloads
+	b.evs = evs[:k]
+	return b, nil
 }
 
 // own returns the events of recs that belong to the worker's partition.

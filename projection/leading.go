@@ -154,7 +154,6 @@ func (l *leading) step(ctx context.Context) error {
 	}
 	wake := l.w.r.wake.wait()
 	res, err := l.read(ctx)
-	recs, evs := res.recs, res.evs
 	if err != nil {
 		if ctx.Err() == nil {
 			l.readFailures++
@@ -165,7 +164,7 @@ func (l *leading) step(ctx context.Context) error {
 		return nil
 	}
 	l.readFailures = 0
-	if len(recs) == 0 {
+	if res.read == 0 {
 		// Caught up: the checkpoint is stored before waiting (a conflict
 		// reloads it, as after a batch).
 		if err := l.storeAhead(ctx); err != nil {
@@ -175,12 +174,12 @@ func (l *leading) step(ctx context.Context) error {
 	}
 	l.lastCheck = time.Now() // the batch's commit reports the checkpoint's state
 	n := l.w.batchSize()
-	l.full = len(recs) == n
+	l.full = res.read == n
 	if l.full {
 		// Catching up: read the next batch while this one is handled.
-		l.pre = l.w.prefetch(ctx, recs[len(recs)-1].Position, n, res.next)
+		l.pre = l.w.prefetch(ctx, res.last, n, res.next)
 	}
-	err = l.observed(ctx, recs, evs)
+	err = l.observed(ctx, res.batch)
 	l.resume = nil // carried for the first batch only
 	return l.outcome(ctx, err)
 }
@@ -196,8 +195,8 @@ func (l *leading) read(ctx context.Context) (readResult, error) {
 		return res, res.err
 	}
 	l.dropPrefetch()
-	recs, err := l.w.r.store.ReadAll(ctx, l.pos(), l.w.batchSize())
-	return readResult{recs: recs}, err
+	b, err := l.w.readBatch(ctx, l.pos(), l.w.batchSize(), false)
+	return readResult{batch: b}, err
 }
 
 // idle waits for a wake-up, a poll interval or a shed request, and reads
@@ -332,11 +331,10 @@ func (l *leading) dropPrefetch() {
 }
 
 type readResult struct {
-	recs []eventstore.Record
-	evs  []Event // the partition's events of recs, decoded ahead
-	err  error
-	// next is the read of the batch after recs, started as soon as recs
-	// arrived when recs is a full batch (nil otherwise).
+	batch // its events decoded ahead, when prefetched
+	err   error
+	// next is the read of the batch after this one, started as soon as
+	// this one arrived when it is full (nil otherwise).
 	next *readAhead
 }
 
@@ -351,8 +349,8 @@ type readAhead struct {
 func (w *worker) startRead(ctx context.Context, pos eventstore.Position, n int) *readAhead {
 	r := &readAhead{after: pos, n: n, ch: make(chan readResult, 1)}
 	go func() {
-		recs, err := w.r.store.ReadAll(ctx, pos, n)
-		r.ch <- readResult{recs: recs, err: err}
+		b, err := w.readBatch(ctx, pos, n, true)
+		r.ch <- readResult{batch: b, err: err}
 	}()
 	return r
 }
@@ -378,20 +376,17 @@ func (w *worker) prefetch(ctx context.Context, pos eventstore.Position, n int, s
 		if started != nil && started.after == pos && started.n == n {
 			res = <-started.ch
 		} else {
-			res.recs, res.err = w.r.store.ReadAll(ctx, pos, n)
+			res.batch, res.err = w.readBatch(ctx, pos, n, true)
 		}
 		if p.dropped.Load() {
 			p.ch <- res
 			return
 		}
-		if res.err == nil && len(res.recs) == n {
-			res.next = w.startRead(ctx, res.recs[len(res.recs)-1].Position, n)
+		if res.err == nil && res.read == n {
+			res.next = w.startRead(ctx, res.last, n)
 		}
-		if res.err == nil && len(res.recs) > 0 {
-			res.evs = w.own(res.recs)
-			if h, ok := w.p.Handler.(*Handlers); ok {
-				h.decodeAhead(ctx, res.evs)
-			}
+		if h, ok := w.p.Handler.(*Handlers); ok && res.err == nil {
+			h.decodeAhead(ctx, res.evs)
 		}
 		p.ch <- res
 	}()

@@ -38,16 +38,16 @@ type Batch struct {
 }
 
 // observed processes a batch, telling the runner's observer.
-func (l *leading) observed(ctx context.Context, recs []eventstore.Record, evs []Event) error {
+func (l *leading) observed(ctx context.Context, b batch) error {
 	obs := l.w.r.cfg.Observer
 	if obs == nil {
-		return l.process(ctx, recs, evs)
+		return l.process(ctx, b)
 	}
 	octx, end := obs.StartBatch(ctx, Batch{
 		Projection: l.w.p.Name, Partition: l.w.key.Partition, Partitions: l.w.p.Partitions,
-		Events: len(recs), From: l.pos(), To: recs[len(recs)-1].Position,
+		Events: b.read, From: l.pos(), To: b.last,
 	})
-	err := l.process(octx, recs, evs)
+	err := l.process(octx, b)
 	end(err)
 	return err
 }

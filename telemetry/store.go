@@ -76,6 +76,7 @@ type Store struct {
 var (
 	_ eventstore.Store         = (*Store)(nil)
 	_ eventstore.PayloadReader = (*Store)(nil)
+	_ eventstore.RecordReader  = (*Store)(nil)
 	_ eventstore.StreamLister  = (*Store)(nil)
 )
 
@@ -242,6 +243,33 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 	recs, err := s.next.ReadAll(ctx, after, limit)
 	s.read(ctx, o, err, len(recs))
 	return recs, err
+}
+
+// ReadAllInto reads as the wrapped store does, in a span named
+// [SpanReadAll], making a traced store an [eventstore.RecordReader] too:
+// through the wrapped store's ReadAllInto when it has one, otherwise with
+// its ReadAll, each record then copied into *next(i).
+func (s *Store) ReadAllInto(ctx context.Context, after eventstore.Position, limit int, next func(i int) *eventstore.Record) (int, error) {
+	ctx, o := s.startRead(ctx, SpanReadAll, "read_all", AttrPosition.String(after.String()))
+	var (
+		n   int
+		err error
+	)
+	switch rr, ok := s.next.(eventstore.RecordReader); {
+	case ok:
+		n, err = rr.ReadAllInto(ctx, after, limit, next)
+	case next == nil:
+		err = &eventstore.ValidationError{Field: "next", Reason: "must not be nil"}
+	default:
+		var recs []eventstore.Record
+		recs, err = s.next.ReadAll(ctx, after, limit)
+		for i := range recs {
+			*next(i) = recs[i]
+		}
+		n = len(recs)
+	}
+	s.read(ctx, o, err, n)
+	return n, err
 }
 
 // StreamVersion reads as the wrapped store does, in a span named

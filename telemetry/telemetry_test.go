@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -376,3 +377,50 @@ func TestCausationChainIsOneTrace(t *testing.T) {
 }
 
 func memoryStore() eventstore.Store { return memory.New(nil) }
+
+// A traced store is an eventstore.RecordReader whatever it wraps: through
+// PostgreSQL's ReadAllInto, or through the memory store's ReadAll; both
+// read what ReadAll reads, in a read_all span that counts the events.
+func TestStoreReadAllInto(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	mem, err := telemetry.NewStore(memory.New(nil), f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, store := range []*telemetry.Store{f.store, mem} {
+		res, err := store.Append(ctx, "acc-1", eventstore.NoStream, event("Opened", `{}`), event("Deposited", `{"amount":10}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if store == f.store {
+			f.waitVisible(t, res.Position)
+		}
+		want, err := store.ReadAll(ctx, eventstore.Position{}, 10)
+		if err != nil || len(want) != 2 {
+			t.Fatalf("ReadAll: %d records, %v", len(want), err)
+		}
+		got := make([]eventstore.Record, 10)
+		n, err := store.ReadAllInto(ctx, eventstore.Position{}, 10, func(i int) *eventstore.Record { return &got[i] })
+		if err != nil || n != 2 || !reflect.DeepEqual(got[:n], want) {
+			t.Fatalf("ReadAllInto: %d records %+v, %v; want %+v", n, got[:n], err, want)
+		}
+		if _, err := store.ReadAllInto(ctx, eventstore.Position{}, 10, nil); !errors.Is(err, eventstore.ErrInvalidInput) {
+			t.Fatalf("ReadAllInto without next: %v, want ErrInvalidInput", err)
+		}
+	}
+	spans := f.spansNamed(telemetry.SpanReadAll)
+	var events []int64
+	for _, s := range spans {
+		events = append(events, attr(s, telemetry.AttrEvents).AsInt64())
+	}
+	// Per store: ReadAll, ReadAllInto, and the failed ReadAllInto (no
+	// count).
+	if !slices.Equal(events, []int64{2, 2, 0, 2, 2, 0}) {
+		t.Fatalf("read_all spans count %v events, want 2 2 0 per store", events)
+	}
+	if errs := len(slices.DeleteFunc(spans, func(s sdktrace.ReadOnlySpan) bool { return s.Status().Code != codes.Error })); errs != 2 {
+		t.Fatalf("%d read_all spans failed, want 2 (the reads without next)", errs)
+	}
+}

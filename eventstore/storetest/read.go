@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 )
@@ -441,6 +442,81 @@ func requireSameRecords(t *testing.T, what string, got, want []eventstore.Record
 	for i := range got {
 		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Fatalf("%s: record %d is %+v, want %+v", what, i, got[i], want[i])
+		}
+	}
+}
+
+// testReadAllInto checks [eventstore.RecordReader] against ReadAll when
+// the store has it: the same records, whatever the records it writes
+// into held before, with next asked for increasing indexes below the
+// limit and free to move the records it returned before; and the same
+// invalid arguments.
+func testReadAllInto(t *testing.T, s *suite) {
+	ctx, store := s.setup(t)
+	rr, ok := store.(eventstore.RecordReader)
+	if !ok {
+		t.Skipf("%T is not an eventstore.RecordReader", store)
+	}
+	events := numbered("R", 6)
+	for i := range events {
+		if i%2 == 0 {
+			events[i].Metadata = eventstore.Metadata{CorrelationID: fmt.Sprintf("c%d", i)}
+		}
+		events[i].SchemaVersion = 1 + i%2
+	}
+	mustAppend(t, ctx, store, "s", eventstore.NoStream, events[:4]...)
+	mustAppend(t, ctx, store, "t", eventstore.NoStream, events[4:]...)
+	const total = 6
+	all := readAllN(t, ctx, store, eventstore.Position{}, total)
+
+	garbage := eventstore.Record{EventID: eventstore.NewEventID(), StreamID: "old", StreamVersion: 99, Type: "Old", SchemaVersion: 9,
+		Data: []byte(`{"old":true}`), Metadata: eventstore.Metadata{CausationID: "old", Headers: map[string]string{"old": "1"}},
+		Position: eventstore.Position{Transaction: 1, Global: 1}, RecordedAt: time.Unix(1, 0)}
+	for _, after := range []int{-1, 0, 3} {
+		var from eventstore.Position
+		if after >= 0 {
+			from = all[after].Position
+		}
+		for _, limit := range []int{1, 2, 5, 1000} {
+			want, err := store.ReadAll(ctx, from, limit)
+			if err != nil {
+				t.Fatalf("ReadAll(%s, %d): %v", from, limit, err)
+			}
+			// A slice grown by one record per call, so that every call
+			// moves the records returned before, each new one holding
+			// another record's values.
+			var got []eventstore.Record
+			next := func(i int) *eventstore.Record {
+				if i < 0 || i >= limit || i > len(got) {
+					t.Fatalf("ReadAllInto(%s, %d): next(%d) after %d records", from, limit, i, len(got))
+				}
+				if i == len(got) {
+					got = append(slices.Clone(got), garbage)
+				}
+				return &got[i]
+			}
+			n, err := rr.ReadAllInto(ctx, from, limit, next)
+			if err != nil {
+				t.Fatalf("ReadAllInto(%s, %d): %v", from, limit, err)
+			}
+			if n > len(got) {
+				t.Fatalf("ReadAllInto(%s, %d) = %d records, but asked for %d", from, limit, n, len(got))
+			}
+			requireSameRecords(t, fmt.Sprintf("ReadAllInto(%s, %d)", from, limit), got[:n], want)
+		}
+	}
+	for _, bad := range []struct {
+		after eventstore.Position
+		limit int
+		next  func(int) *eventstore.Record
+	}{
+		{eventstore.Position{}, 0, func(int) *eventstore.Record { return new(eventstore.Record) }},
+		{eventstore.Position{}, -1, func(int) *eventstore.Record { return new(eventstore.Record) }},
+		{eventstore.Position{Global: -1}, 10, func(int) *eventstore.Record { return new(eventstore.Record) }},
+		{eventstore.Position{}, 10, nil},
+	} {
+		if _, err := rr.ReadAllInto(ctx, bad.after, bad.limit, bad.next); !errors.Is(err, eventstore.ErrInvalidInput) {
+			t.Fatalf("ReadAllInto(%s, %d, next nil: %t) = %v, want ErrInvalidInput", bad.after, bad.limit, bad.next == nil, err)
 		}
 	}
 }

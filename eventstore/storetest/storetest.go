@@ -65,6 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts *Optio
 		{"ReadAllOrder", testReadAllOrder},
 		{"ReadAllPaging", testReadAllPaging},
 		{"ReadAllSeq", testReadAllSeq},
+		{"ReadAllInto", testReadAllInto},
 		{"Head", testHead},
 		{"StreamVersion", testStreamVersion},
 		{"AppendStreams", testAppendStreams},

@@ -110,13 +110,7 @@ func scan(rows pgx.Rows, layout *Layout, streamHint string, limit int, allowFast
 		clear((*scratch)[:inScratch]) // drop references to payloads and names
 		recordScratch.Put(scratch)
 	}()
-	fast, jsonbBinary := layout.fastFormats(rows.FieldDescriptions())
-	fast = fast && allowFast
-	var (
-		md    []byte
-		arena blockArena
-	)
-	names := nameCache{hint: streamHint, arena: &arena}
+	d := newRowDecoder(rows, layout, streamHint, allowFast)
 	for rows.Next() {
 		// Decode in place: a local Record would escape (rows.Scan takes
 		// its fields' addresses) and cost an allocation per row.
@@ -137,24 +131,8 @@ func scan(rows pgx.Rows, layout *Layout, streamHint string, limit int, allowFast
 			recs, own = grown, true
 		}
 		recs = append(recs, eventstore.Record{})
-		r := &recs[len(recs)-1]
-		var err error
-		if fast {
-			md, err = layout.decode(rows.RawValues(), r, &names, &arena, jsonbBinary)
-		} else {
-			md = md[:0]
-			err = layout.scan(rows, r, &md)
-			if r.StreamID == "" {
-				r.StreamID = streamHint
-			}
-		}
-		if err != nil {
+		if err := d.decode(rows, &recs[len(recs)-1]); err != nil {
 			return nil, err
-		}
-		if len(md) > 0 {
-			if err := json.Unmarshal(md, &r.Metadata); err != nil {
-				return nil, &eventstore.DecodeError{Type: r.Type, SchemaVersion: r.SchemaVersion, EventID: r.EventID, Err: fmt.Errorf("metadata: %w", err)}
-			}
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -167,6 +145,71 @@ func scan(rows pgx.Rows, layout *Layout, streamHint string, limit int, allowFast
 		return recs, nil
 	}
 	return slices.Clone(recs), nil
+}
+
+// ScanInto is [Scan] into records the caller provides: it decodes the
+// i-th row into *next(base+i), called once per row in order, and returns
+// the number of rows. A record is overwritten whole, whatever it held.
+// After an error, the records written are incomplete.
+func ScanInto(rows pgx.Rows, layout *Layout, streamHint string, base int, next func(i int) *eventstore.Record) (int, error) {
+	defer rows.Close()
+	d := newRowDecoder(rows, layout, streamHint, true)
+	n := 0
+	for rows.Next() {
+		r := next(base + n)
+		*r = eventstore.Record{}
+		if err := d.decode(rows, r); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, rows.Err()
+}
+
+// rowDecoder decodes the rows of one read: the format check, the page's
+// names and payload blocks, and the metadata buffer of the generic path.
+type rowDecoder struct {
+	layout      *Layout
+	hint        string
+	fast        bool
+	jsonbBinary bool
+	md          []byte
+	arena       blockArena
+	names       nameCache
+}
+
+func newRowDecoder(rows pgx.Rows, layout *Layout, streamHint string, allowFast bool) *rowDecoder {
+	fast, jsonbBinary := layout.fastFormats(rows.FieldDescriptions())
+	d := &rowDecoder{layout: layout, hint: streamHint, fast: fast && allowFast, jsonbBinary: jsonbBinary}
+	d.names = nameCache{hint: streamHint, arena: &d.arena}
+	return d
+}
+
+// decode decodes the current row into r, which must be zero.
+func (d *rowDecoder) decode(rows pgx.Rows, r *eventstore.Record) error {
+	var (
+		md  []byte
+		err error
+	)
+	if d.fast {
+		md, err = d.layout.decode(rows.RawValues(), r, &d.names, &d.arena, d.jsonbBinary)
+	} else {
+		d.md = d.md[:0]
+		err = d.layout.scan(rows, r, &d.md)
+		md = d.md
+		if r.StreamID == "" {
+			r.StreamID = d.hint
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(md) > 0 {
+		if err := json.Unmarshal(md, &r.Metadata); err != nil {
+			return &eventstore.DecodeError{Type: r.Type, SchemaVersion: r.SchemaVersion, EventID: r.EventID, Err: fmt.Errorf("metadata: %w", err)}
+		}
+	}
+	return nil
 }
 
 // recordScratch holds *[]eventstore.Record scratch slices for
