@@ -512,11 +512,17 @@ func testReadAllInto(t *testing.T, s *suite) {
 	}{
 		{eventstore.Position{}, 0, func(int) *eventstore.Record { return new(eventstore.Record) }},
 		{eventstore.Position{}, -1, func(int) *eventstore.Record { return new(eventstore.Record) }},
-		{eventstore.Position{Global: -1}, 10, func(int) *eventstore.Record { return new(eventstore.Record) }},
 		{eventstore.Position{}, 10, nil},
 	} {
 		if _, err := rr.ReadAllInto(ctx, bad.after, bad.limit, bad.next); !errors.Is(err, eventstore.ErrInvalidInput) {
 			t.Fatalf("ReadAllInto(%s, %d, next nil: %t) = %v, want ErrInvalidInput", bad.after, bad.limit, bad.next == nil, err)
 		}
+	}
+	// A negative global position is refused exactly when ReadAll refuses it.
+	neg := eventstore.Position{Global: -1}
+	_, errAll := store.ReadAll(ctx, neg, 10)
+	_, errInto := rr.ReadAllInto(ctx, neg, 10, func(int) *eventstore.Record { return new(eventstore.Record) })
+	if errors.Is(errAll, eventstore.ErrInvalidInput) != errors.Is(errInto, eventstore.ErrInvalidInput) {
+		t.Fatalf("after %s: ReadAll gave %v, ReadAllInto %v", neg, errAll, errInto)
 	}
 }
