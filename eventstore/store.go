@@ -186,17 +186,26 @@ func streamPages(ctx context.Context, read func(context.Context, string, ReadStr
 // the global order into records the caller provides, instead of a slice
 // of its own: the projection runner reads its batches straight into its
 // events this way, without copying each record out of a page.
+//
+// A type that wraps a store implementing it (by embedding it, say) and
+// changes what ReadAll returns must implement ReadAllInto the same way,
+// or hide it: the runner reads through ReadAllInto when it is there.
 type RecordReader interface {
 	// ReadAllInto reads as [Store.ReadAll](ctx, after, limit) does, with
 	// the same validation, errors and order, but writes the i-th record
-	// (0-based) into *next(i) and returns the number of records read.
-	// Each record is overwritten whole, and written before next is
-	// called again; the store keeps no pointer to it after that, so next
-	// may move the records it returned before (grow its slice). next is
-	// called with increasing indexes, from 0, up to limit-1 at most; a
+	// (0-based) into *next(i) and returns the number of records read, n:
+	// when it returns, *next(0) to *next(n-1) hold exactly the records
+	// ReadAll would have returned. A nil next is an invalid argument
+	// ([ErrInvalidInput]).
+	//
+	// next is called from the calling goroutine only, never after
+	// ReadAllInto returns, with consecutive indexes from 0, below limit. A
 	// read retried after a connection loss starts again from 0, so next
-	// must return the same record for an index it was given before.
-	// After an error the records written are incomplete.
+	// must return the same record for an index it was given before. Each
+	// record is overwritten whole, and written before next is called
+	// again; the store keeps no pointer to it after that, so next may
+	// move the records it returned before (grow its slice). After an
+	// error the records written are incomplete.
 	ReadAllInto(ctx context.Context, after Position, limit int, next func(i int) *Record) (int, error)
 }
 

@@ -436,14 +436,32 @@ func TestReadAllLimitAboveStatementCap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != len(c.want) {
-			t.Fatalf("ReadAll(%s, %d): %d events, want %d", c.after, c.limit, len(got), len(c.want))
-		}
-		for i := range got {
-			if got[i].EventID != c.want[i].EventID || got[i].Position != c.want[i].Position {
-				t.Fatalf("ReadAll(%s, %d): event %d is %s at %s, want %s at %s", c.after, c.limit, i,
-					got[i].EventID, got[i].Position, c.want[i].EventID, c.want[i].Position)
+		requireEventsAt(t, fmt.Sprintf("ReadAll(%s, %d)", c.after, c.limit), got, c.want)
+		// ReadAllInto pages the same way, into records that move whenever
+		// append grows the slice (within a page, and across statements).
+		var into []eventstore.Record
+		n, err := s.ReadAllInto(ctx, c.after, c.limit, func(i int) *eventstore.Record {
+			if i == len(into) {
+				into = append(into, eventstore.Record{})
 			}
+			return &into[i]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		requireEventsAt(t, fmt.Sprintf("ReadAllInto(%s, %d)", c.after, c.limit), into[:n], c.want)
+	}
+}
+
+// requireEventsAt fails unless got holds want's events at their positions.
+func requireEventsAt(t *testing.T, what string, got, want []eventstore.Record) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d events, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if got[i].EventID != want[i].EventID || got[i].Position != want[i].Position {
+			t.Fatalf("%s: event %d is %s at %s, want %s at %s", what, i, got[i].EventID, got[i].Position, want[i].EventID, want[i].Position)
 		}
 	}
 }

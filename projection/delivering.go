@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -57,9 +58,10 @@ type batch struct {
 // readBatch reads the batch of at most n events after pos and picks the
 // partition's events of it. A store that is an [eventstore.RecordReader]
 // reads straight into the events, which saves copying each record out of
-// a page (a sixth of the runner's CPU when catching up); full tells that
-// the batch is probably full (the previous one was), so its events are
-// allocated at once instead of grown from a few.
+// a page (a sixth of the runner's CPU when catching up). The events are
+// allocated as the records arrive: none for an empty read, and a few
+// grown fourfold for a short one (tailing), unless full tells that the
+// batch is probably full (the previous one was): then n at once.
 func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, full bool) (batch, error) {
 	rr, ok := w.r.store.(eventstore.RecordReader)
 	if !ok {
@@ -69,16 +71,15 @@ func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, 
 		}
 		return batch{read: len(recs), last: recs[len(recs)-1].Position, evs: w.own(recs)}, nil
 	}
-	evs := make([]Event, 0, min(n, 64))
+	first := min(n, 16)
 	if full {
-		evs = make([]Event, 0, n)
+		first = n
 	}
+	var evs []Event
 	read, err := rr.ReadAllInto(ctx, pos, n, func(i int) *eventstore.Record {
 		if i >= len(evs) {
 			if i >= cap(evs) {
-				// Grow fourfold, to n at most: a batch much shorter than
-				// n (tailing) costs at most four times its size.
-				grown := make([]Event, len(evs), max(i+1, min(4*cap(evs), n)))
+				grown := make([]Event, len(evs), max(i+1, min(max(first, 4*cap(evs)), n)))
 				copy(grown, evs)
 				evs = grown
 			}
@@ -86,14 +87,19 @@ func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, 
 		}
 		return &evs[i].Record
 	})
-	if err != nil || read == 0 {
+	switch {
+	case err != nil:
 		return batch{}, err
+	case read < 0 || read > len(evs):
+		return batch{}, fmt.Errorf("read %d events after %s, but the store wrote %d", read, pos, len(evs))
+	case read == 0:
+		return batch{}, nil
 	}
-	evs = evs[:read]
 	b := batch{read: read, last: evs[read-1].Position}
-	// Keep the partition's events, in place.
+	// Keep the partition's events, in place, and drop the others' payloads
+	// (and those of records a retried read wrote beyond read).
 	k := 0
-	for i := range evs {
+	for i := range evs[:read] {
 		part := PartitionOf(evs[i].StreamID, w.p.Partitions)
 		if part != w.key.Partition {
 			continue
@@ -105,7 +111,7 @@ func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, 
 		ev.Projection, ev.Partition, ev.Attempt = w.p.Name, part, 1
 		k++
 	}
-	clear(evs[k:]) // drop the other partitions' payloads
+	clear(evs[k:])
 	b.evs = evs[:k]
 	return b, nil
 }

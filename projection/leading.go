@@ -185,9 +185,8 @@ func (l *leading) step(ctx context.Context) error {
 }
 
 // read returns the batch after the checkpoint, prefetched if it was; a
-// prefetched batch comes with the partition's events, decoded ahead (nil
-// otherwise), and, when it is full, the read of the batch after it,
-// already started.
+// prefetched batch comes with the partition's events decoded ahead and,
+// when it is full, the read of the batch after it, already started.
 func (l *leading) read(ctx context.Context) (readResult, error) {
 	if pre := l.pre; pre != nil && pre.after == l.pos() {
 		l.pre = nil
@@ -342,7 +341,7 @@ type readResult struct {
 type readAhead struct {
 	after eventstore.Position
 	n     int
-	ch    chan readResult // receives recs and err
+	ch    chan readResult // receives the batch and err
 }
 
 // startRead starts reading the n events after pos.

@@ -16,7 +16,7 @@ import (
 
 // intoStore is a memory store that is an [eventstore.RecordReader]: it
 // reads with ReadAll, then writes each record through next, after first
-// filling half of them with another record's values and starting again
+// filling the first three with another record's values and starting again
 // from index 0, as a read retried after a lost connection does.
 type intoStore struct {
 	*memory.Store
@@ -34,7 +34,7 @@ func (s *intoStore) ReadAllInto(ctx context.Context, after eventstore.Position, 
 	s.calls.Add(1)
 	stale := eventstore.Record{StreamID: "stale", StreamVersion: 99, Type: "Stale", Data: []byte(`{}`),
 		Metadata: eventstore.Metadata{CorrelationID: "stale"}}
-	for i := range len(recs) / 2 {
+	for i := range min(len(recs), 3) {
 		*next(i) = stale
 	}
 	for i := range recs {
@@ -59,7 +59,7 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 	store := &intoStore{Store: memory.New(nil)}
 	ctx := waitCtx(t)
 
-	const streams, perStream, parts = 7, 20, 3
+	const streams, perStream, parts = 7, 60, 3
 	var (
 		mu      sync.Mutex
 		last    = map[string]int64{}
@@ -98,7 +98,7 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Add(projection.Projection{Name: "into", Handler: h, Partitions: parts, BatchSize: 8}); err != nil {
+	if err := r.Add(projection.Projection{Name: "into", Handler: h, Partitions: parts, BatchSize: 200}); err != nil {
 		t.Fatal(err)
 	}
 	var res eventstore.AppendResult

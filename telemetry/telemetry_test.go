@@ -383,44 +383,43 @@ func memoryStore() eventstore.Store { return memory.New(nil) }
 // read what ReadAll reads, in a read_all span that counts the events.
 func TestStoreReadAllInto(t *testing.T) {
 	t.Parallel()
-	f := setup(t)
-	mem, err := telemetry.NewStore(memory.New(nil), f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	for _, store := range []*telemetry.Store{f.store, mem} {
-		res, err := store.Append(ctx, "acc-1", eventstore.NoStream, event("Opened", `{}`), event("Deposited", `{"amount":10}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if store == f.store {
-			f.waitVisible(t, res.Position)
-		}
-		want, err := store.ReadAll(ctx, eventstore.Position{}, 10)
-		if err != nil || len(want) != 2 {
-			t.Fatalf("ReadAll: %d records, %v", len(want), err)
-		}
-		got := make([]eventstore.Record, 10)
-		n, err := store.ReadAllInto(ctx, eventstore.Position{}, 10, func(i int) *eventstore.Record { return &got[i] })
-		if err != nil || n != 2 || !reflect.DeepEqual(got[:n], want) {
-			t.Fatalf("ReadAllInto: %d records %+v, %v; want %+v", n, got[:n], err, want)
-		}
-		if _, err := store.ReadAllInto(ctx, eventstore.Position{}, 10, nil); !errors.Is(err, eventstore.ErrInvalidInput) {
-			t.Fatalf("ReadAllInto without next: %v, want ErrInvalidInput", err)
-		}
-	}
-	spans := f.spansNamed(telemetry.SpanReadAll)
-	var events []int64
-	for _, s := range spans {
-		events = append(events, attr(s, telemetry.AttrEvents).AsInt64())
-	}
-	// Per store: ReadAll, ReadAllInto, and the failed ReadAllInto (no
-	// count).
-	if !slices.Equal(events, []int64{2, 2, 0, 2, 2, 0}) {
-		t.Fatalf("read_all spans count %v events, want 2 2 0 per store", events)
-	}
-	if errs := len(slices.DeleteFunc(spans, func(s sdktrace.ReadOnlySpan) bool { return s.Status().Code != codes.Error })); errs != 2 {
-		t.Fatalf("%d read_all spans failed, want 2 (the reads without next)", errs)
+	for name, setup := range map[string]func(*testing.T) *fixture{"postgres": setup, "memory": setupMemory} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			ctx := t.Context()
+			res, err := f.store.Append(ctx, "acc-1", eventstore.NoStream, event("Opened", `{}`), event("Deposited", `{"amount":10}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.pg != nil {
+				f.waitVisible(t, res.Position)
+			}
+			want, err := f.store.ReadAll(ctx, eventstore.Position{}, 10)
+			if err != nil || len(want) != 2 {
+				t.Fatalf("ReadAll: %d records, %v", len(want), err)
+			}
+			got := make([]eventstore.Record, 10)
+			n, err := f.store.ReadAllInto(ctx, eventstore.Position{}, 10, func(i int) *eventstore.Record { return &got[i] })
+			if err != nil || n != 2 || !reflect.DeepEqual(got[:n], want) {
+				t.Fatalf("ReadAllInto: %d records %+v, %v; want %+v", n, got[:n], err, want)
+			}
+			if _, err := f.store.ReadAllInto(ctx, eventstore.Position{}, 10, nil); !errors.Is(err, eventstore.ErrInvalidInput) {
+				t.Fatalf("ReadAllInto without next: %v, want ErrInvalidInput", err)
+			}
+			// ReadAll, ReadAllInto, and the failed ReadAllInto (no count).
+			spans := f.spansNamed(telemetry.SpanReadAll)
+			var events []int64
+			var failed int
+			for _, s := range spans {
+				events = append(events, attr(s, telemetry.AttrEvents).AsInt64())
+				if s.Status().Code == codes.Error {
+					failed++
+				}
+			}
+			if !slices.Equal(events, []int64{2, 2, 0}) || failed != 1 {
+				t.Fatalf("read_all spans count %v events, %d failed; want 2 2 0, the last failed", events, failed)
+			}
+		})
 	}
 }
