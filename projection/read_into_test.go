@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/memory"
@@ -89,12 +88,7 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 		count++
 		return nil
 	})
-	r, err := projection.New(store, storage, &projection.Config{
-		Logger:          quietLogger(),
-		PollInterval:    20 * time.Millisecond,
-		AcquireInterval: 20 * time.Millisecond,
-		Retry:           projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
-	})
+	r, err := projection.New(store, storage, testConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

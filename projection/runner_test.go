@@ -51,6 +51,17 @@ func setup(t *testing.T) *env {
 	return &env{t: t, store: memory.New(nil), storage: storage, reg: reg}
 }
 
+// testConfig is the runner configuration of the tests: quick polls and
+// retries, quiet logs.
+func testConfig() *projection.Config {
+	return &projection.Config{
+		Logger:          quietLogger(),
+		PollInterval:    20 * time.Millisecond,
+		AcquireInterval: 20 * time.Millisecond,
+		Retry:           projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
+	}
+}
+
 // quietLogger discards logs unless the test runs verbosely.
 func quietLogger() *slog.Logger {
 	if testing.Verbose() {
@@ -61,12 +72,7 @@ func quietLogger() *slog.Logger {
 
 func (e *env) runner(projections ...projection.Projection) *projection.Runner {
 	e.t.Helper()
-	r, err := projection.New(e.store, e.storage, &projection.Config{
-		Logger:          quietLogger(),
-		PollInterval:    20 * time.Millisecond,
-		AcquireInterval: 20 * time.Millisecond,
-		Retry:           projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
-	})
+	r, err := projection.New(e.store, e.storage, testConfig())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -1172,12 +1178,7 @@ func TestStopRecordedBeforeReported(t *testing.T) {
 	poison := lastEventID(t, e.store, "poison")
 	f.fail(poison, -1)
 	res := e.deposit("after", 1)
-	r, err := projection.New(e.store, slowStopStorage{ProjectionStore: e.storage, delay: 200 * time.Millisecond}, &projection.Config{
-		Logger:          quietLogger(),
-		PollInterval:    20 * time.Millisecond,
-		AcquireInterval: 20 * time.Millisecond,
-		Retry:           projection.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
-	})
+	r, err := projection.New(e.store, slowStopStorage{ProjectionStore: e.storage, delay: 200 * time.Millisecond}, testConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
