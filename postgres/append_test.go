@@ -760,6 +760,19 @@ func TestReadsSurviveTerminatedConnections(t *testing.T) {
 			_, err := s.ReadAll(ctx, eventstore.Position{}, 10)
 			return err
 		}},
+		{"ReadAllInto", func() error {
+			var recs []eventstore.Record
+			n, err := s.ReadAllInto(ctx, eventstore.Position{}, 10, func(i int) *eventstore.Record {
+				if i == len(recs) {
+					recs = append(recs, eventstore.Record{})
+				}
+				return &recs[i]
+			})
+			if err == nil && (n != 3 || recs[0].StreamID != "acc-1" || recs[2].StreamVersion != 3) {
+				err = fmt.Errorf("%d events %+v, want acc-1's 3", n, recs[:n])
+			}
+			return err
+		}},
 		{"Head", func() error { _, err := s.Head(ctx); return err }},
 		{"StreamVersion", func() error { _, err := s.StreamVersion(ctx, "acc-1"); return err }},
 		{"TailLag", func() error { _, err := s.TailLag(ctx); return err }},
