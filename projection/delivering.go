@@ -65,20 +65,25 @@ type batch struct {
 func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, full bool) (batch, error) {
 	rr, ok := w.r.store.(eventstore.RecordReader)
 	if !ok {
-		recs, err := w.r.store.ReadAll(ctx, pos, n)
-		if err != nil || len(recs) == 0 {
-			return batch{}, err
-		}
-		return batch{read: len(recs), last: recs[len(recs)-1].Position, evs: w.own(recs)}, nil
+		return w.readAll(ctx, pos, n)
 	}
 	first := min(n, 16)
 	if full {
 		first = n
 	}
-	var evs []Event
+	var (
+		evs    []Event
+		broken string // how the store broke RecordReader's contract
+	)
 	read, err := rr.ReadAllInto(ctx, pos, n, func(i int) *eventstore.Record {
-		if i >= len(evs) {
-			if i >= cap(evs) {
+		if i < 0 || i > len(evs) || i >= n {
+			if broken == "" {
+				broken = fmt.Sprintf("asked for record %d after %d, with a limit of %d", i, len(evs), n)
+			}
+			return new(eventstore.Record) // written, never delivered
+		}
+		if i == len(evs) {
+			if i == cap(evs) {
 				grown := make([]Event, len(evs), max(i+1, min(max(first, 4*cap(evs)), n)))
 				copy(grown, evs)
 				evs = grown
@@ -87,11 +92,18 @@ func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, 
 		}
 		return &evs[i].Record
 	})
+	if err == nil && broken == "" && (read < 0 || read > len(evs)) {
+		broken = fmt.Sprintf("returned %d records after asking for %d", read, len(evs))
+	}
 	switch {
 	case err != nil:
 		return batch{}, err
-	case read < 0 || read > len(evs):
-		return batch{}, fmt.Errorf("read %d events after %s, but the store wrote %d", read, pos, len(evs))
+	case broken != "":
+		// A store bug: read what ReadAll reads, so that the projection
+		// goes on, and say so.
+		w.log.Warn("the store broke eventstore.RecordReader's contract; reading with ReadAll instead",
+			"store", fmt.Sprintf("%T", w.r.store), "problem", broken)
+		return w.readAll(ctx, pos, n)
 	case read == 0:
 		return batch{}, nil
 	}
@@ -114,6 +126,15 @@ func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, 
 	clear(evs[k:])
 	b.evs = evs[:k]
 	return b, nil
+}
+
+// readAll is readBatch through [eventstore.Store.ReadAll].
+func (w *worker) readAll(ctx context.Context, pos eventstore.Position, n int) (batch, error) {
+	recs, err := w.r.store.ReadAll(ctx, pos, n)
+	if err != nil || len(recs) == 0 {
+		return batch{}, err
+	}
+	return batch{read: len(recs), last: recs[len(recs)-1].Position, evs: w.own(recs)}, nil
 }
 
 // own returns the events of recs that belong to the worker's partition.

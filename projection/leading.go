@@ -185,8 +185,9 @@ func (l *leading) step(ctx context.Context) error {
 }
 
 // read returns the batch after the checkpoint, prefetched if it was; a
-// prefetched batch comes with the partition's events decoded ahead and,
-// when it is full, the read of the batch after it, already started.
+// prefetched batch comes with the partition's events decoded ahead (when
+// the handler is a [Handlers]) and, when it is full, the read of the
+// batch after it, already started.
 func (l *leading) read(ctx context.Context) (readResult, error) {
 	if pre := l.pre; pre != nil && pre.after == l.pos() {
 		l.pre = nil
@@ -330,7 +331,7 @@ func (l *leading) dropPrefetch() {
 }
 
 type readResult struct {
-	batch // its events decoded ahead, when prefetched
+	batch // its events decoded ahead when prefetched for a [Handlers]
 	err   error
 	// next is the read of the batch after this one, started as soon as
 	// this one arrived when it is full (nil otherwise).

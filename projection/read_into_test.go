@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,12 +18,18 @@ import (
 )
 
 // intoStore is a memory store that is an [eventstore.RecordReader]: it
-// reads with ReadAll, then writes each record through next, after first
-// filling the first three with another record's values and starting again
-// from index 0, as a read retried after a lost connection does.
+// reads with ReadAll, then writes each record through next, after a first
+// attempt that wrote other records' values and failed, as a read retried
+// after a lost connection does. The first attempt writes 40 records on
+// odd calls (fewer than a full batch: the retry grows the events) and
+// 5 more than the retry on even ones (where the limit allows: records
+// beyond those read must never be delivered).
 type intoStore struct {
 	*memory.Store
 	calls atomic.Int64
+	// skip, when set, makes every read break the contract: it asks for
+	// record 0, then record 2.
+	skip bool
 }
 
 func (s *intoStore) ReadAllInto(ctx context.Context, after eventstore.Position, limit int, next func(i int) *eventstore.Record) (int, error) {
@@ -30,10 +40,19 @@ func (s *intoStore) ReadAllInto(ctx context.Context, after eventstore.Position, 
 	if err != nil {
 		return 0, err
 	}
-	s.calls.Add(1)
+	call := s.calls.Add(1)
+	if s.skip && len(recs) >= 2 {
+		*next(0) = recs[0]
+		*next(2) = recs[1]
+		return 2, nil
+	}
 	stale := eventstore.Record{StreamID: "stale", StreamVersion: 99, Type: "Stale", Data: []byte(`{}`),
 		Metadata: eventstore.Metadata{CorrelationID: "stale"}}
-	for i := range min(len(recs), 3) {
+	first := min(len(recs)+5, limit)
+	if call%2 == 1 {
+		first = min(40, limit)
+	}
+	for i := range first {
 		*next(i) = stale
 	}
 	for i := range recs {
@@ -46,7 +65,8 @@ func (s *intoStore) ReadAllInto(ctx context.Context, after eventstore.Position, 
 // batches into its events: every event is handled once, in order within
 // its stream, in its partition, with its payload decoded ahead, and a
 // failed event is retried; the records a retried read wrote first never
-// reach a handler.
+// reach a handler. A projection with more partitions than streams moves
+// the checkpoints of partitions whose batches hold none of their events.
 func TestRunnerReadsIntoItsEvents(t *testing.T) {
 	t.Parallel()
 	reg := eventstore.NewRegistry(nil)
@@ -95,6 +115,11 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 	if err := r.Add(projection.Projection{Name: "into", Handler: h, Partitions: parts, BatchSize: 200}); err != nil {
 		t.Fatal(err)
 	}
+	var sparse atomic.Int64
+	if err := r.Add(projection.Projection{Name: "sparse", Partitions: streams + 1, BatchSize: 50,
+		Handler: projection.HandlerFunc(func(context.Context, projection.Event) error { sparse.Add(1); return nil })}); err != nil {
+		t.Fatal(err)
+	}
 	var res eventstore.AppendResult
 	for v := range int64(perStream) {
 		for s := range streams {
@@ -111,7 +136,7 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
-	err = r.WaitFor(ctx, "into", res.Position)
+	err = errors.Join(r.WaitFor(ctx, "into", res.Position), r.WaitFor(ctx, "sparse", res.Position))
 	cancel()
 	if rerr := <-done; rerr != nil {
 		t.Errorf("Run: %v", rerr)
@@ -124,10 +149,79 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("wrong events: %v", errs)
 	}
-	if count != streams*perStream || !retried {
-		t.Fatalf("handled %d events (retried: %t), want %d", count, retried, streams*perStream)
+	if count != streams*perStream || !retried || sparse.Load() != streams*perStream {
+		t.Fatalf("handled %d events (retried: %t) and %d in the sparse projection, want %d", count, retried, sparse.Load(), streams*perStream)
 	}
 	if store.calls.Load() == 0 {
 		t.Fatal("the runner never read with ReadAllInto")
 	}
+}
+
+// A store that breaks RecordReader's contract (it skips an index) does
+// not lose or invent events: the runner reads those batches with ReadAll
+// instead, and says so in its log.
+func TestRunnerSurvivesABrokenRecordReader(t *testing.T) {
+	t.Parallel()
+	storage, err := memory.NewProjectionStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &intoStore{Store: memory.New(nil), skip: true}
+	ctx := waitCtx(t)
+	var want []eventstore.EventID
+	var res eventstore.AppendResult
+	for i := range 30 {
+		if res, err = store.Append(ctx, fmt.Sprintf("acc-%d", i%3), eventstore.Any, eventstore.Event{Type: "Deposited", Data: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := store.ReadStream(ctx, fmt.Sprintf("acc-%d", i%3), eventstore.ReadStreamOptions{From: res.Version, Limit: 1})
+		if err != nil || len(recs) != 1 {
+			t.Fatal(recs, err)
+		}
+		want = append(want, recs[0].EventID)
+	}
+	var got []eventstore.EventID
+	h := projection.HandlerFunc(func(_ context.Context, ev projection.Event) error {
+		got = append(got, ev.EventID)
+		return nil
+	})
+	cfg := testConfig()
+	var logs strings.Builder
+	cfg.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
+	r, err := projection.New(store, storage, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(projection.Projection{Name: "broken", Handler: h, BatchSize: 7}); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	err = r.WaitFor(ctx, "broken", res.Position)
+	cancel()
+	if rerr := <-done; rerr != nil {
+		t.Errorf("Run: %v", rerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("handled %v, want %v", got, want)
+	}
+	if !strings.Contains(logs.String(), "broke eventstore.RecordReader's contract") {
+		t.Fatalf("nothing logged about the broken store:\n%s", logs.String())
+	}
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
