@@ -107,9 +107,17 @@ func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, 
 	case read == 0:
 		return batch{}, nil
 	}
-	b := batch{read: read, last: evs[read-1].Position}
-	// Keep the partition's events, in place, and drop the others' payloads
-	// (and those of records a retried read wrote beyond read).
+	last := evs[read-1].Position // before keep moves and clears the events
+	return batch{read: read, last: last, evs: w.keep(evs, read)}, nil
+}
+
+// keep returns the events among the first read of evs that belong to the
+// worker's partition, moved to the front in place and stamped for their
+// first delivery; the others are skipped (the checkpoint moves past
+// them), and every record after the kept ones is cleared, so that their
+// payloads (and those of records a retried read wrote beyond read) are
+// not kept alive.
+func (w *worker) keep(evs []Event, read int) []Event {
 	k := 0
 	for i := range evs[:read] {
 		part := PartitionOf(evs[i].StreamID, w.p.Partitions)
@@ -124,8 +132,7 @@ func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, 
 		k++
 	}
 	clear(evs[k:])
-	b.evs = evs[:k]
-	return b, nil
+	return evs[:k]
 }
 
 // readAll is readBatch through [eventstore.Store.ReadAll].
@@ -134,19 +141,11 @@ func (w *worker) readAll(ctx context.Context, pos eventstore.Position, n int) (b
 	if err != nil || len(recs) == 0 {
 		return batch{}, err
 	}
-	return batch{read: len(recs), last: recs[len(recs)-1].Position, evs: w.own(recs)}, nil
-}
-
-// own returns the events of recs that belong to the worker's partition.
-// The others are skipped: the checkpoint moves past them.
-func (w *worker) own(recs []eventstore.Record) []Event {
-	evs := make([]Event, 0, len(recs))
-	for _, rec := range recs {
-		if part := PartitionOf(rec.StreamID, w.p.Partitions); part == w.key.Partition {
-			evs = append(evs, Event{Record: rec, Projection: w.p.Name, Partition: part, Attempt: 1})
-		}
+	evs := make([]Event, len(recs))
+	for i := range recs {
+		evs[i].Record = recs[i]
 	}
-	return evs
+	return batch{read: len(recs), last: recs[len(recs)-1].Position, evs: w.keep(evs, len(evs))}, nil
 }
 
 // deliverResuming is deliver(evs, Commit{To: to}), unless one of evs timed
