@@ -167,6 +167,7 @@ func (l *leading) step(ctx context.Context) error {
 	if res.read == 0 {
 		// Caught up: the checkpoint is stored before waiting (a conflict
 		// reloads it, as after a batch).
+		l.w.dropSpare()
 		if err := l.storeAhead(ctx); err != nil {
 			return l.outcome(ctx, err)
 		}
@@ -178,8 +179,13 @@ func (l *leading) step(ctx context.Context) error {
 	if l.full {
 		// Catching up: read the next batch while this one is handled.
 		l.pre = l.w.prefetch(ctx, res.last, n, res.next)
+	} else {
+		l.w.dropSpare() // caught up: no batch to come needs it
 	}
 	err = l.observed(ctx, res.batch)
+	if err == nil && l.full {
+		l.w.recycle(res.evs) // for the batch after next
+	}
 	l.resume = nil // carried for the first batch only
 	return l.outcome(ctx, err)
 }
@@ -322,12 +328,16 @@ type prefetched struct {
 	dropped atomic.Bool
 }
 
-// dropPrefetch gives up the batch being read ahead, if any.
+// dropPrefetch gives up the batch being read ahead, if any, and the
+// batches kept for reads to come ([worker.recycle]): the partition does
+// not go on reading from where it was (a failure, a stop, a rebuild, a
+// checkpoint conflict), so the reads that follow start afresh.
 func (l *leading) dropPrefetch() {
 	if l.pre != nil {
 		l.pre.dropped.Store(true)
 		l.pre = nil
 	}
+	l.w.dropSpare()
 }
 
 type readResult struct {

@@ -350,7 +350,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			wg.Go(func() { r.balance(ctx, p) })
 		}
 		for i := range p.Partitions {
-			w := &worker{r: r, p: p, key: projectionstore.Key{Projection: p.Name, Partition: i}, state: p.parts[i]}
+			w := &worker{r: r, p: p, key: projectionstore.Key{Projection: p.Name, Partition: i}, state: p.parts[i], spare: make(chan []Event, 2)}
 			w.log = r.log.With("projection", p.Name, "partition", i)
 			wg.Go(func() { w.run(ctx) })
 		}

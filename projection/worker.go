@@ -30,6 +30,10 @@ type worker struct {
 	state *partState
 	log   *slog.Logger
 
+	// spare holds the events of full batches handled while catching up,
+	// for the batches read after them (see recycle).
+	spare chan []Event
+
 	progressed bool // a commit succeeded since the lease was acquired
 	shrink     int  // the batch size is halved this many times after batch timeouts
 }
@@ -75,6 +79,7 @@ func (w *worker) run(ctx context.Context) {
 		w.progressed = false
 		w.state.drainShed()
 		carry, err = w.lead(ctx, lease, carry)
+		w.dropSpare()
 		w.release(ctx, lease)
 		switch {
 		case ctx.Err() != nil:
