@@ -73,6 +73,23 @@ func (s *intoStore) ReadAllInto(ctx context.Context, after eventstore.Position, 
 	return len(recs), nil
 }
 
+// runUntil runs r until wait returns, then stops it; the test fails when
+// either failed.
+func runUntil(t *testing.T, r *projection.Runner, wait func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	err := wait()
+	cancel()
+	if rerr := <-done; rerr != nil {
+		t.Errorf("Run: %v", rerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A runner on a store that is an eventstore.RecordReader reads its
 // batches into its events: every event is handled once, in order within
 // its stream, in its partition, with its payload decoded ahead, and a
@@ -81,13 +98,9 @@ func (s *intoStore) ReadAllInto(ctx context.Context, after eventstore.Position, 
 // the checkpoints of partitions whose batches hold none of their events.
 func TestRunnerReadsIntoItsEvents(t *testing.T) {
 	t.Parallel()
-	reg := eventstore.NewRegistry(nil)
-	eventstore.MustRegister[Deposited](reg, "Deposited")
-	storage, err := memory.NewProjectionStore(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &intoStore{Store: memory.New(nil)}
+	e := setup(t)
+	reg, storage := e.reg, e.storage
+	store := &intoStore{Store: e.store}
 	ctx := waitCtx(t)
 
 	const streams, perStream, parts = 7, 60, 3
@@ -145,17 +158,9 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 			}
 		}
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	err = errors.Join(r.WaitFor(ctx, "into", res.Position), r.WaitFor(ctx, "sparse", res.Position))
-	cancel()
-	if rerr := <-done; rerr != nil {
-		t.Errorf("Run: %v", rerr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	runUntil(t, r, func() error {
+		return errors.Join(r.WaitFor(ctx, "into", res.Position), r.WaitFor(ctx, "sparse", res.Position))
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(errs) > 0 {
@@ -209,17 +214,7 @@ func TestRunnerSurvivesABrokenRecordReader(t *testing.T) {
 	if err := r.Add(projection.Projection{Name: "broken", Handler: h, BatchSize: 7}); err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	err = r.WaitFor(ctx, "broken", res.Position)
-	cancel()
-	if rerr := <-done; rerr != nil {
-		t.Errorf("Run: %v", rerr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	runUntil(t, r, func() error { return r.WaitFor(ctx, "broken", res.Position) })
 	if !slices.Equal(got, want) {
 		t.Fatalf("handled %v, want %v", got, want)
 	}
@@ -235,13 +230,9 @@ func TestRunnerSurvivesABrokenRecordReader(t *testing.T) {
 // handled with the payload decoded for the event that held its place.
 func TestRunnerReusesTheEventsOfHandledBatches(t *testing.T) {
 	t.Parallel()
-	reg := eventstore.NewRegistry(nil)
-	eventstore.MustRegister[Deposited](reg, "Deposited")
-	storage, err := memory.NewProjectionStore(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &intoStore{Store: memory.New(nil), keepFirst: true}
+	e := setup(t)
+	reg, storage := e.reg, e.storage
+	store := &intoStore{Store: e.store, keepFirst: true}
 	ctx := waitCtx(t)
 
 	const streams, events, batch = 4, 400, 20
@@ -289,17 +280,7 @@ func TestRunnerReusesTheEventsOfHandledBatches(t *testing.T) {
 			corrupt = append(corrupt, recs[0].EventID)
 		}
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	err = r.WaitFor(ctx, "reuse", res.Position)
-	cancel()
-	if rerr := <-done; rerr != nil {
-		t.Errorf("Run: %v", rerr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	runUntil(t, r, func() error { return r.WaitFor(ctx, "reuse", res.Position) })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(errs) > 0 {
