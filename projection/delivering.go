@@ -119,8 +119,8 @@ func (w *worker) readBatch(ctx context.Context, pos eventstore.Position, n int, 
 
 // recycle keeps the events of a batch just handled (evs, or a slice of
 // them from the start) for a full batch read later, when they can hold
-// one. While catching up, each batch then reuses the memory of the one
-// handled before it, instead of allocating a batch's worth of events
+// one. While catching up, most batches then reuse the memory of batches
+// handled before them, instead of allocating a batch's worth of events
 // (about 200 kB for 1,000) that the garbage collector has to zero,
 // reclaim and hand back to the operating system: about a tenth of the
 // runner's CPU. Two batches at most are kept (with three in flight, one

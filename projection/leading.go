@@ -184,7 +184,7 @@ func (l *leading) step(ctx context.Context) error {
 	}
 	err = l.observed(ctx, res.batch)
 	if err == nil && l.full {
-		l.w.recycle(res.evs) // for the batch after next
+		l.w.recycle(res.evs) // for a batch read later
 	}
 	l.resume = nil // carried for the first batch only
 	return l.outcome(ctx, err)
