@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A standalone nats-server with JetStream for CI, on 127.0.0.1:54222.
+# A standalone nats-server with JetStream for CI, on 127.0.0.1:24222.
 #
 #   bash .ci/lib/nats.sh start    # prints the URL on stdout (logs go to stderr)
 #   bash .ci/lib/nats.sh stop
@@ -13,7 +13,11 @@
 # ours still running from an earlier run is stopped first; stop removes the
 # store.
 
-CI_NATS_PORT="${CI_NATS_PORT:-54222}"
+# Below Linux's ephemeral range (32768-60999): a port inside it may be held
+# by an outgoing connection that got it as its local port, and the server
+# then cannot bind it (seen with 54222: "bind: address already in use"
+# while nothing listened there).
+CI_NATS_PORT="${CI_NATS_PORT:-24222}"
 CI_NATS_ROOT="${CI_NATS_ROOT:-/tmp/chronicle-ci-nats}"
 CI_NATS_VERSION=v2.15.3
 CI_NATS_URL="nats://127.0.0.1:$CI_NATS_PORT"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A native PostgreSQL 15 cluster for CI (no Docker), on 127.0.0.1:55432.
+# A native PostgreSQL 15 cluster for CI (no Docker), on 127.0.0.1:25432.
 #
 #   bash .ci/lib/pg-native.sh start    # prints the DSN on stdout (logs go to stderr)
 #   bash .ci/lib/pg-native.sh stop
@@ -18,7 +18,8 @@
 # CI only. CI_PG_NATIVE_DURABLE=1 keeps PostgreSQL's defaults (for benchmarks;
 # use a fresh CI_PG_NATIVE_ROOT, the setting is written when the cluster is made).
 
-CI_PG_NATIVE_PORT="${CI_PG_NATIVE_PORT:-55432}"
+# Below Linux's ephemeral range, as nats.sh's port.
+CI_PG_NATIVE_PORT="${CI_PG_NATIVE_PORT:-25432}"
 CI_PG_NATIVE_ROOT="${CI_PG_NATIVE_ROOT:-/tmp/chronicle-ci-pg}"
 CI_PG_NATIVE_DB=chronicle
 CI_PG_NATIVE_USER=postgres
@@ -97,8 +98,11 @@ CONF
 	fi
 }
 
+# The port is given at each start: a cluster made by an earlier run with
+# another port in its postgresql.conf starts on this one.
 _ci_pg_native_pgctl_start() {
-	_ci_pg_as_user "$CI_PG_NATIVE_BIN/pg_ctl" -D "$(_ci_pg_data)" -l "$CI_PG_NATIVE_ROOT/postgres.log" -w -t 60 start >&2
+	_ci_pg_as_user "$CI_PG_NATIVE_BIN/pg_ctl" -D "$(_ci_pg_data)" -l "$CI_PG_NATIVE_ROOT/postgres.log" \
+		-o "-p $CI_PG_NATIVE_PORT" -w -t 60 start >&2
 }
 
 ci_pg_native_start() {
