@@ -142,33 +142,28 @@ func (q *streamRead) run(ctx context.Context, db dbtx) ([]eventstore.Record, err
 	}
 }
 
-// readAll runs a validated ReadAll on db. read_all.sql returns at most
-// eventsql.ReadAllMaxPage rows (a literal cap that keeps its generic plan
-// cheap at any table size, see the statement): a larger limit is read as
-// consecutive statements, each resuming after the last row of the one
-// before. Every statement stops at the horizon of its own snapshot, so the
-// pages join without a gap.
+// readAll runs a validated ReadAll on db (see readAllStatements).
 func readAll(ctx context.Context, db dbtx, after eventstore.Position, limit int) ([]eventstore.Record, error) {
 	var all []eventstore.Record
-	for {
-		n := min(limit-len(all), eventsql.ReadAllMaxPage)
-		rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(n))
-		if err != nil {
-			return nil, err
-		}
+	err := readAllStatements(ctx, db, after, limit, func(rows pgx.Rows, _, n int) (int, eventstore.Position, error) {
 		page, err := rowscan.Scan(rows, &rowscan.Records, "", n)
 		if err != nil {
-			return nil, err
+			return 0, eventstore.Position{}, err
 		}
-		if all == nil && (len(page) < n || n == limit) {
-			return page, nil // the usual case: one statement
+		if all == nil {
+			all = page // the usual case: one statement, no copy
+		} else {
+			all = append(all, page...)
 		}
-		all = append(all, page...)
-		if len(page) < n || len(all) == limit {
-			return all, nil
+		if len(page) == 0 {
+			return 0, eventstore.Position{}, nil
 		}
-		after = page[len(page)-1].Position
+		return len(page), page[len(page)-1].Position, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return all, nil
 }
 
 // readAllInto is readAll into the caller's records (see
@@ -180,21 +175,47 @@ func readAllInto(ctx context.Context, db dbtx, after eventstore.Position, limit 
 		return last
 	}
 	total := 0
+	err := readAllStatements(ctx, db, after, limit, func(rows pgx.Rows, before, _ int) (int, eventstore.Position, error) {
+		got, err := rowscan.ScanInto(rows, &rowscan.Records, "", before, slot)
+		if err != nil || got == 0 {
+			return 0, eventstore.Position{}, err
+		}
+		total += got
+		return got, last.Position, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return total, nil
+}
+
+// readAllStatements reads up to limit events after the position after
+// with read_all.sql, which returns at most eventsql.ReadAllMaxPage rows (a
+// literal cap that keeps its generic plan cheap at any table size, see
+// the statement): a larger limit is read as consecutive statements, each
+// resuming after the last row of the one before. Every statement stops at
+// the horizon of its own snapshot, so the pages join without a gap. scan
+// reads a statement's rows, given the number read before it and the
+// statement's limit, and returns how many it read and the position of
+// the last.
+func readAllStatements(ctx context.Context, db dbtx, after eventstore.Position, limit int,
+	scan func(rows pgx.Rows, before, n int) (int, eventstore.Position, error)) error {
+	total := 0
 	for {
 		n := min(limit-total, eventsql.ReadAllMaxPage)
 		rows, err := db.Query(ctx, eventsql.ReadAllSQL, after.Transaction, after.Global, int64(n))
 		if err != nil {
-			return 0, err
+			return err
 		}
-		got, err := rowscan.ScanInto(rows, &rowscan.Records, "", total, slot)
+		got, last, err := scan(rows, total, n)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		total += got
 		if got < n || total == limit {
-			return total, nil
+			return nil
 		}
-		after = last.Position
+		after = last
 	}
 }
 
