@@ -741,6 +741,10 @@ func TestReadsSurviveTerminatedConnections(t *testing.T) {
 	if _, err := s.Append(ctx, "acc-1", eventstore.NoStream, testEvents("E", 3)...); err != nil {
 		t.Fatal(err)
 	}
+	// ReadAllInto below expects the 3 events: wait until they are below
+	// the transaction-id horizon, which another test's open transaction
+	// may hold back.
+	readAllUntil(t, s, eventstore.Position{}, 3)
 	reads := []struct {
 		name string
 		read func() error
