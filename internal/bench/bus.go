@@ -66,7 +66,11 @@ func busRelayWorkload() workload {
 		setup: func(ctx context.Context, e *env) error {
 			// The events: the run's database may already hold others;
 			// the relay publishes all of them and is timed per event.
-			return busAppend(ctx, e, n(e))
+			// Both sides read them, once below the read horizon.
+			if err := busAppend(ctx, e, n(e)); err != nil {
+				return err
+			}
+			return e.waitReadable(ctx)
 		},
 		baseline: func(ctx context.Context, e *env) ([]float64, error) {
 			bus, nc, done, err := busSetup(ctx, e, "raw")
