@@ -303,13 +303,7 @@ INSERT INTO chronicle.events (event_id, stream_id, stream_version, event_type, d
 SELECT gen_random_uuid(), 'bulk', g, 'Filled', '{}' FROM generate_series(1, 12000) AS g`); err != nil {
 		t.Fatal(err)
 	}
-	// ReadAll returns only the events below the transaction-id horizon,
-	// which a transaction open anywhere on the server (another package's
-	// test, in CI) holds back: wait until every event is below it.
-	e.waitFor("every event below the horizon", func() bool {
-		head, err := e.store.Head(ctx)
-		return err == nil && head.Global >= 12517
-	})
+	e.waitForHead("every event", func(head eventstore.Position) bool { return head.Global >= 12517 })
 	// "far" has never run; "near" is 17 events behind.
 	if err := e.ps.RequestRebuild(ctx, "far", 1); err != nil {
 		t.Fatal(err)

@@ -42,12 +42,7 @@ func TestSealedValuesMasked(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := e.append("user-u-1", ev)
-	// The log shows what is below the cluster-wide horizon, which other
-	// tests' open transactions hold back: wait for the event to be readable.
-	e.waitFor("the event below the horizon", func() bool {
-		head, err := e.store.Head(t.Context())
-		return err == nil && head.Compare(res.Position) >= 0
-	})
+	e.waitForHead("the event", func(head eventstore.Position) bool { return head.Compare(res.Position) >= 0 })
 
 	check := func(when, want string) {
 		t.Helper()

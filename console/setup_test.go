@@ -159,14 +159,21 @@ func (e *testEnv) fill() {
 		Type: "OrderPlaced", SchemaVersion: 2, Data: []byte(`{"order":"order-7","lines":[{"sku":"A-1","qty":2}],"total":{"amount":1999,"currency":"EUR"}}`),
 		Metadata: eventstore.Metadata{CorrelationID: "req-42", CausationID: "cmd-9", Headers: map[string]string{"tenant": "acme", "user": "ada"}},
 	})
-	// The store's head, and so every lag the pages show, stops at the
-	// transaction-id horizon, which a transaction open anywhere on the
-	// server (another package's test, in CI) holds back: wait until the
-	// fixture is below it. (Under load, TestBusPage saw the relay 5 events
-	// behind instead of 17: the horizon stood between two appends.)
-	e.waitFor("the fixture below the horizon", func() bool {
+	// Under load, TestBusPage saw the relay 5 events behind instead of 17:
+	// the horizon stood between two of these appends.
+	e.waitForHead("the fixture", func(head eventstore.Position) bool { return head.Compare(last.Position) >= 0 })
+}
+
+// waitForHead waits until the store's head satisfies reached. The head,
+// what reads return and every lag the pages show stop at the
+// transaction-id horizon, which a transaction open anywhere on the server
+// (another package's test, in CI) holds back: a test waits for its events
+// to be below it before it reads them.
+func (e *testEnv) waitForHead(what string, reached func(head eventstore.Position) bool) {
+	e.t.Helper()
+	e.waitFor(what+" below the horizon", func() bool {
 		head, err := e.store.Head(context.Background())
-		return err == nil && head.Compare(last.Position) >= 0
+		return err == nil && reached(head)
 	})
 }
 
