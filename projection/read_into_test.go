@@ -73,23 +73,6 @@ func (s *intoStore) ReadAllInto(ctx context.Context, after eventstore.Position, 
 	return len(recs), nil
 }
 
-// runUntil runs r until wait returns, then stops it; the test fails when
-// either failed.
-func runUntil(t *testing.T, r *projection.Runner, wait func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	err := wait()
-	cancel()
-	if rerr := <-done; rerr != nil {
-		t.Errorf("Run: %v", rerr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A runner on a store that is an eventstore.RecordReader reads its
 // batches into its events: every event is handled once, in order within
 // its stream, in its partition, with its payload decoded ahead, and a
@@ -158,9 +141,12 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 			}
 		}
 	}
-	runUntil(t, r, func() error {
-		return errors.Join(r.WaitFor(ctx, "into", res.Position), r.WaitFor(ctx, "sparse", res.Position))
-	})
+	stop := e.start(r)
+	err = errors.Join(r.WaitFor(ctx, "into", res.Position), r.WaitFor(ctx, "sparse", res.Position))
+	stop()
+	if err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(errs) > 0 {
@@ -179,14 +165,13 @@ func TestRunnerReadsIntoItsEvents(t *testing.T) {
 // instead, and says so in its log.
 func TestRunnerSurvivesABrokenRecordReader(t *testing.T) {
 	t.Parallel()
-	storage, err := memory.NewProjectionStore(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &intoStore{Store: memory.New(nil), skip: true}
+	e := setup(t)
+	storage := e.storage
+	store := &intoStore{Store: e.store, skip: true}
 	ctx := waitCtx(t)
 	var want []eventstore.EventID
 	var res eventstore.AppendResult
+	var err error
 	for i := range 30 {
 		if res, err = store.Append(ctx, fmt.Sprintf("acc-%d", i%3), eventstore.Any, eventstore.Event{Type: "Deposited", Data: []byte(`{}`)}); err != nil {
 			t.Fatal(err)
@@ -214,7 +199,12 @@ func TestRunnerSurvivesABrokenRecordReader(t *testing.T) {
 	if err := r.Add(projection.Projection{Name: "broken", Handler: h, BatchSize: 7}); err != nil {
 		t.Fatal(err)
 	}
-	runUntil(t, r, func() error { return r.WaitFor(ctx, "broken", res.Position) })
+	stop := e.start(r)
+	err = r.WaitFor(ctx, "broken", res.Position)
+	stop() // got and logs are read once Run has returned
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("handled %v, want %v", got, want)
 	}
@@ -280,7 +270,12 @@ func TestRunnerReusesTheEventsOfHandledBatches(t *testing.T) {
 			corrupt = append(corrupt, recs[0].EventID)
 		}
 	}
-	runUntil(t, r, func() error { return r.WaitFor(ctx, "reuse", res.Position) })
+	stop := e.start(r)
+	err = r.WaitFor(ctx, "reuse", res.Position)
+	stop()
+	if err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(errs) > 0 {
